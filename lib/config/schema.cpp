@@ -1,0 +1,524 @@
+#include "config/schema.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <stdexcept>
+
+namespace normexp::config {
+
+// ---- Range ------------------------------------------------------------------------------
+
+bool Range::contains(double v) const {
+  if (lo && (lo_open ? !(v > *lo) : !(v >= *lo))) return false;
+  if (hi && (hi_open ? !(v < *hi) : !(v <= *hi))) return false;
+  return true;
+}
+
+std::string Range::describe() const {
+  // Bounds are printed shortest-form ("0", "0.5"), unlike float values, because they are
+  // read by people, never parsed back.
+  if (lo && hi) {
+    return fmt::format("in {}{}, {}{}", lo_open ? '(' : '[', *lo, *hi, hi_open ? ')' : ']');
+  }
+  if (lo) return fmt::format("{} {}", lo_open ? ">" : ">=", *lo);
+  if (hi) return fmt::format("{} {}", hi_open ? "<" : "<=", *hi);
+  return "";
+}
+
+Range at_least(double lo) {
+  return Range{lo, std::nullopt, false, false};
+}
+Range greater_than(double lo) {
+  return Range{lo, std::nullopt, true, false};
+}
+Range between(double lo, double hi, bool lo_open, bool hi_open) {
+  return Range{lo, hi, lo_open, hi_open};
+}
+
+// ---- OptionSpec builders ----------------------------------------------------------------
+
+namespace {
+
+OptionSpec make_spec(std::string key, ValueType type, Value def, std::string help, Range r) {
+  OptionSpec s;
+  s.key = std::move(key);
+  s.type = type;
+  s.default_value = std::move(def);
+  s.help = std::move(help);
+  s.range = r;
+  return s;
+}
+
+}  // namespace
+
+OptionSpec opt_int(std::string key, std::int64_t def, std::string help, Range r) {
+  return make_spec(std::move(key), ValueType::Int, def, std::move(help), r);
+}
+OptionSpec opt_float(std::string key, double def, std::string help, Range r) {
+  return make_spec(std::move(key), ValueType::Float, def, std::move(help), r);
+}
+OptionSpec opt_bool(std::string key, bool def, std::string help) {
+  return make_spec(std::move(key), ValueType::Bool, def, std::move(help), {});
+}
+OptionSpec opt_string(std::string key, std::string def, std::string help,
+                      std::vector<std::string> choices) {
+  OptionSpec s = make_spec(std::move(key), ValueType::String, std::move(def), std::move(help), {});
+  s.choices = std::move(choices);
+  return s;
+}
+OptionSpec opt_int_list(std::string key, std::vector<std::int64_t> def, std::string help, Range r) {
+  return make_spec(std::move(key), ValueType::IntList, std::move(def), std::move(help), r);
+}
+OptionSpec opt_float_list(std::string key, std::vector<double> def, std::string help, Range r) {
+  return make_spec(std::move(key), ValueType::FloatList, std::move(def), std::move(help), r);
+}
+OptionSpec unhashed(OptionSpec spec) {
+  spec.hashed = false;
+  return spec;
+}
+
+// ---- names and formatting ---------------------------------------------------------------
+
+std::string type_name(ValueType t) {
+  switch (t) {
+    case ValueType::Int:
+      return "an integer";
+    case ValueType::Float:
+      return "a float";
+    case ValueType::Bool:
+      return "a boolean";
+    case ValueType::String:
+      return "a string";
+    case ValueType::IntList:
+      return "a list of integers";
+    case ValueType::FloatList:
+      return "a list of floats";
+  }
+  return "a value";
+}
+
+namespace {
+
+std::string short_type_name(ValueType t) {
+  switch (t) {
+    case ValueType::Int:
+      return "int";
+    case ValueType::Float:
+      return "float";
+    case ValueType::Bool:
+      return "bool";
+    case ValueType::String:
+      return "string";
+    case ValueType::IntList:
+      return "int list";
+    case ValueType::FloatList:
+      return "float list";
+  }
+  return "value";
+}
+
+// Shortest text that parses back to exactly `v`, always with a '.' or an exponent so that
+// YAML readers (and our own Float/Int distinction) see a float.
+std::string format_float(double v) {
+  std::string s = fmt::format("{}", v);
+  if (std::isfinite(v) && s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+
+template <typename T, typename F>
+std::string format_list(const std::vector<T>& items, F format_item) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    out += format_item(items[i]);
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+std::string format_value(const Value& v) {
+  struct Visitor {
+    std::string operator()(std::int64_t i) const { return std::to_string(i); }
+    std::string operator()(double d) const { return format_float(d); }
+    std::string operator()(bool b) const { return b ? "true" : "false"; }
+    std::string operator()(const std::string& s) const { return s; }
+    std::string operator()(const std::vector<std::int64_t>& l) const {
+      return format_list(l, [](std::int64_t i) { return std::to_string(i); });
+    }
+    std::string operator()(const std::vector<double>& l) const {
+      return format_list(l, format_float);
+    }
+  };
+  return std::visit(Visitor{}, v);
+}
+
+// ---- suggestions ------------------------------------------------------------------------
+
+namespace {
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::string did_you_mean(const std::string& key, const std::vector<std::string>& candidates) {
+  const std::string* best = nullptr;
+  std::size_t best_distance = 0;
+  for (const auto& c : candidates) {
+    // Two edits turn any two-letter name into any other ("bs" -> "lr"), so short names
+    // only get a suggestion for a single edit.
+    const std::size_t limit = std::min(key.size(), c.size()) <= 3 ? 1 : 2;
+    const std::size_t d = edit_distance(key, c);
+    if (d == 0 || d > limit) continue;
+    if (best == nullptr || d < best_distance) {
+      best = &c;
+      best_distance = d;
+    }
+  }
+  return best ? " (did you mean '" + *best + "'?)" : "";
+}
+
+// ---- Params -----------------------------------------------------------------------------
+
+namespace {
+
+template <typename T>
+const T& typed(const Params& p, const std::string& key, const char* wanted) {
+  const T* v = std::get_if<T>(&p.get(key));
+  if (v == nullptr) {
+    throw std::logic_error("config option " + p.section() + "." + key + " is not " + wanted);
+  }
+  return *v;
+}
+
+}  // namespace
+
+const Value& Params::get(const std::string& key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) {
+    // Reading an undeclared option is a bug in the component, not in the user's config.
+    throw std::logic_error("config section '" + section_ + "' has no option '" + key + "'");
+  }
+  return it->second;
+}
+
+std::int64_t Params::get_int(const std::string& key) const {
+  return typed<std::int64_t>(*this, key, "an integer");
+}
+double Params::get_float(const std::string& key) const {
+  return typed<double>(*this, key, "a float");
+}
+bool Params::get_bool(const std::string& key) const {
+  return typed<bool>(*this, key, "a boolean");
+}
+const std::string& Params::get_string(const std::string& key) const {
+  return typed<std::string>(*this, key, "a string");
+}
+const std::vector<std::int64_t>& Params::get_int_list(const std::string& key) const {
+  return typed<std::vector<std::int64_t>>(*this, key, "a list of integers");
+}
+const std::vector<double>& Params::get_float_list(const std::string& key) const {
+  return typed<std::vector<double>>(*this, key, "a list of floats");
+}
+
+std::string Params::where(const std::string& key) const {
+  auto it = where_.find(key);
+  return it == where_.end() ? std::string() : it->second;
+}
+
+bool Params::hashed(const std::string& key) const {
+  auto it = hashed_.find(key);
+  return it == hashed_.end() || it->second;
+}
+
+ConfigError Params::error(const std::string& key, const std::string& message) const {
+  return ConfigError(where(key), section_.empty() ? key : section_ + "." + key, message);
+}
+
+void Params::set(const std::string& key, Value v, std::string where, bool hashed) {
+  values_[key] = std::move(v);
+  where_[key] = std::move(where);
+  hashed_[key] = hashed;
+}
+
+// ---- parsing ----------------------------------------------------------------------------
+
+namespace {
+
+std::string quoted(const Node& n) {
+  return n.kind == Node::Kind::Scalar ? "'" + n.scalar + "'" : n.describe();
+}
+
+std::optional<std::int64_t> parse_int(std::string_view s) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  std::int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+// from_chars is locale-independent, unlike strtod, and accepts the same decimal forms.
+// Non-finite values are rejected because no option wants them.
+std::optional<double> parse_float(std::string_view s) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  double v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v)) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<bool> parse_bool(std::string_view s) {
+  static const std::pair<std::string_view, bool> kWords[] = {
+      {"true", true},   {"yes", true}, {"on", true},   {"y", true},
+      {"false", false}, {"no", false}, {"off", false}, {"n", false}};
+  for (const auto& [word, value] : kWords) {
+    std::string upper(word), title(word);
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    title[0] = upper[0];
+    if (s == word || s == upper || s == title) return value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<Value> parse_scalar(std::string_view text, ValueType type) {
+  switch (type) {
+    case ValueType::Int:
+      if (auto i = parse_int(text)) return Value(*i);
+      break;
+    case ValueType::Float:
+      if (auto d = parse_float(text)) return Value(*d);
+      break;
+    case ValueType::Bool:
+      if (auto b = parse_bool(text)) return Value(*b);
+      break;
+    case ValueType::String:
+      return Value(std::string(text));
+    default:
+      break;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& items, const char* sep) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += sep;
+    out += items[i];
+  }
+  return out;
+}
+
+class SectionParser {
+ public:
+  SectionParser(const std::string& section, const std::vector<OptionSpec>& specs,
+                std::vector<ConfigIssue>& issues)
+      : section_(section), specs_(specs), issues_(issues), params_(section) {}
+
+  Params run(const Node* node) {
+    for (const auto& spec : specs_) {
+      params_.set(spec.key, spec.default_value, "default", spec.hashed);
+    }
+    if (node == nullptr) return params_;
+    if (!node->is_map()) {
+      issue(*node, "", "expected a mapping, got " + quoted(*node));
+      return params_;
+    }
+    walk(*node, "");
+    return params_;
+  }
+
+ private:
+  std::string full_path(const std::string& key) const {
+    if (section_.empty()) return key;
+    return key.empty() ? section_ : section_ + "." + key;
+  }
+
+  void issue(const Node& at, const std::string& key, std::string message) {
+    issues_.push_back(ConfigIssue{at.where(), full_path(key), std::move(message)});
+  }
+
+  const OptionSpec* spec_for(const std::string& key) const {
+    for (const auto& s : specs_) {
+      if (s.key == key) return &s;
+    }
+    return nullptr;
+  }
+
+  // The names allowed directly under `prefix` ("" for the section itself).
+  std::vector<std::string> children_of(const std::string& prefix) const {
+    std::vector<std::string> out;
+    const std::string lead = prefix.empty() ? "" : prefix + ".";
+    for (const auto& s : specs_) {
+      if (s.key.compare(0, lead.size(), lead) != 0) continue;
+      std::string rest = s.key.substr(lead.size());
+      rest = rest.substr(0, rest.find('.'));
+      if (std::find(out.begin(), out.end(), rest) == out.end()) out.push_back(rest);
+    }
+    return out;
+  }
+
+  void walk(const Node& map, const std::string& prefix) {
+    for (const auto& [k, v] : map.map) {
+      const std::string key = prefix.empty() ? k : prefix + "." + k;
+      if (const OptionSpec* spec = spec_for(key)) {
+        check(*spec, v);
+        continue;
+      }
+      const std::vector<std::string> siblings = children_of(prefix);
+      if (!children_of(key).empty()) {
+        if (v.is_map()) {
+          walk(v, key);
+        } else {
+          issue(v, key, "expected a mapping, got " + quoted(v));
+        }
+        continue;
+      }
+      std::string hint = did_you_mean(k, siblings);
+      if (hint.empty() && !siblings.empty()) hint = " (valid: " + join(siblings, ", ") + ")";
+      issue(v, key, "unknown key" + hint);
+    }
+  }
+
+  // Types one scalar; on failure records an issue at `path` and returns nothing.
+  std::optional<Value> scalar(const OptionSpec& spec, ValueType type, const Node& v,
+                              const std::string& path) {
+    if (v.kind != Node::Kind::Scalar) {
+      issue(v, path, "expected " + type_name(type) + ", got " + quoted(v));
+      return std::nullopt;
+    }
+    std::optional<Value> out = parse_scalar(v.scalar, type);
+    if (!out) {
+      issue(v, path, "expected " + type_name(type) + ", got " + quoted(v));
+      return std::nullopt;
+    }
+    if (type == ValueType::Int || type == ValueType::Float) {
+      const double d = type == ValueType::Int ? static_cast<double>(std::get<std::int64_t>(*out))
+                                              : std::get<double>(*out);
+      if (!spec.range.contains(d)) {
+        issue(v, path, "must be " + spec.range.describe() + ", got " + v.scalar);
+        return std::nullopt;
+      }
+    }
+    if (type == ValueType::String && !spec.choices.empty() &&
+        std::find(spec.choices.begin(), spec.choices.end(), v.scalar) == spec.choices.end()) {
+      issue(v, path,
+            "must be one of " + join(spec.choices, ", ") + "; got " + quoted(v) +
+                did_you_mean(v.scalar, spec.choices));
+      return std::nullopt;
+    }
+    return out;
+  }
+
+  template <typename T>
+  std::optional<Value> list(const OptionSpec& spec, ValueType element, const Node& v) {
+    if (v.kind != Node::Kind::Seq) {
+      issue(v, spec.key, "expected " + type_name(spec.type) + ", got " + quoted(v));
+      return std::nullopt;
+    }
+    std::vector<T> items;
+    bool ok = true;
+    for (std::size_t i = 0; i < v.seq.size(); ++i) {
+      auto item = scalar(spec, element, v.seq[i], spec.key + "[" + std::to_string(i) + "]");
+      if (item) {
+        items.push_back(std::get<T>(*item));
+      } else {
+        ok = false;
+      }
+    }
+    if (!ok) return std::nullopt;
+    return Value(std::move(items));
+  }
+
+  void check(const OptionSpec& spec, const Node& v) {
+    std::optional<Value> value;
+    switch (spec.type) {
+      case ValueType::IntList:
+        value = list<std::int64_t>(spec, ValueType::Int, v);
+        break;
+      case ValueType::FloatList:
+        value = list<double>(spec, ValueType::Float, v);
+        break;
+      default:
+        value = scalar(spec, spec.type, v, spec.key);
+        break;
+    }
+    if (value) params_.set(spec.key, std::move(*value), v.where(), spec.hashed);
+  }
+
+  const std::string& section_;
+  const std::vector<OptionSpec>& specs_;
+  std::vector<ConfigIssue>& issues_;
+  Params params_;
+};
+
+}  // namespace
+
+Params parse_section(const Node* node, const std::string& section,
+                     const std::vector<OptionSpec>& specs, std::vector<ConfigIssue>& issues) {
+  return SectionParser(section, specs, issues).run(node);
+}
+
+// ---- describe ---------------------------------------------------------------------------
+
+std::string describe_options(const std::vector<OptionSpec>& specs, const std::string& indent) {
+  struct Row {
+    std::string head, constraint, help;
+  };
+  std::vector<Row> rows;
+  std::size_t head_width = 0, constraint_width = 0;
+  for (const auto& s : specs) {
+    Row r;
+    std::string def = format_value(s.default_value);
+    if (s.type == ValueType::String && def.empty()) def = "\"\"";
+    r.head = s.key + ": " + short_type_name(s.type) + " = " + def;
+    if (!s.choices.empty()) {
+      r.constraint = "(one of: " + join(s.choices, "|") + ")";
+    } else if (const std::string range = s.range.describe(); !range.empty()) {
+      r.constraint = "(" + range + ")";
+    }
+    r.help = s.help;
+    if (!s.hashed) r.help += r.help.empty() ? "[not hashed]" : "  [not hashed]";
+    head_width = std::max(head_width, r.head.size());
+    constraint_width = std::max(constraint_width, r.constraint.size());
+    rows.push_back(std::move(r));
+  }
+  std::string out;
+  for (const auto& r : rows) {
+    std::string line = indent + r.head;
+    if (constraint_width > 0) {
+      line += std::string(head_width - r.head.size() + 2, ' ') + r.constraint;
+      line += std::string(constraint_width - r.constraint.size(), ' ');
+    } else {
+      line += std::string(head_width - r.head.size(), ' ');
+    }
+    if (!r.help.empty()) line += "  " + r.help;
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+}  // namespace normexp::config

@@ -1,0 +1,151 @@
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/hash.h"
+#include "core/version.h"
+
+namespace fs = std::filesystem;
+using namespace normexp;
+
+namespace {
+
+// Kept local: core tests must not depend on the config layer's helpers.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    path_ = fs::temp_directory_path() /
+            ("normexp_core_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+std::vector<std::string> entries(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST(Hash, Fnv1a64KnownVectors) {
+  EXPECT_EQ(fnv1a64(""), 0xcbf29ce484222325ull);
+  EXPECT_EQ(fnv1a64("a"), 0xaf63dc4c8601ec8cull);
+  EXPECT_EQ(fnv1a64("foobar"), 0x85944171f73967e8ull);
+  EXPECT_EQ(fnv1a64_hex(""), "cbf29ce484222325");
+  EXPECT_EQ(fnv1a64_hex("a"), "af63dc4c8601ec8c");
+}
+
+TEST(Hash, HexIsSixteenDigitsEvenWithLeadingZeros) {
+  // Any input works; the point is the fixed width and lower case.
+  for (const char* s : {"", "a", "b", "hello world", "normexp"}) {
+    const std::string h = fnv1a64_hex(s);
+    EXPECT_EQ(h.size(), 16u) << s;
+    EXPECT_TRUE(std::regex_match(h, std::regex("[0-9a-f]{16}"))) << h;
+    EXPECT_EQ(std::stoull(h, nullptr, 16), fnv1a64(s));
+  }
+}
+
+TEST(Hash, BytesAreUnsigned) {
+  // A signed-char implementation would differ on bytes >= 0x80.
+  std::string s = "\xff";
+  std::uint64_t expected = (14695981039346656037ull ^ 0xffull) * 1099511628211ull;
+  EXPECT_EQ(fnv1a64(s), expected);
+}
+
+TEST(Error, IssueStringLeavesOutEmptyParts) {
+  EXPECT_EQ((ConfigIssue{"a.yaml:3", "optim.lr", "bad"}).str(), "a.yaml:3: optim.lr: bad");
+  EXPECT_EQ((ConfigIssue{"", "optim.lr", "bad"}).str(), "optim.lr: bad");
+  EXPECT_EQ((ConfigIssue{"a.yaml", "", "bad"}).str(), "a.yaml: bad");
+}
+
+TEST(Error, ConfigErrorJoinsAllIssues) {
+  ConfigError e({{"a.yaml:1", "x", "one"}, {"a.yaml:2", "y", "two"}});
+  EXPECT_EQ(e.issues().size(), 2u);
+  EXPECT_STREQ(e.what(), "a.yaml:1: x: one\na.yaml:2: y: two");
+  ConfigError single("--set a=b", "a", "bad");
+  ASSERT_EQ(single.issues().size(), 1u);
+  EXPECT_EQ(single.issues()[0].where, "--set a=b");
+  EXPECT_STREQ(single.what(), "--set a=b: a: bad");
+}
+
+TEST(Fs, WriteAtomicCreatesParentsAndRoundTrips) {
+  ScratchDir dir;
+  const fs::path p = dir.path() / "a" / "b" / "out.txt";
+  const std::string content("line 1\n\0binary\xff", 15);
+  write_file_atomic(p, content);
+  EXPECT_EQ(read_file(p), content);
+}
+
+TEST(Fs, WriteAtomicReplacesAndLeavesNoTempFile) {
+  ScratchDir dir;
+  const fs::path p = dir.path() / "config.yaml";
+  write_file_atomic(p, "first version, rather long\n");
+  write_file_atomic(p, "second\n");
+  EXPECT_EQ(read_file(p), "second\n");
+  EXPECT_EQ(entries(dir.path()), std::vector<std::string>{"config.yaml"});
+}
+
+TEST(Fs, WriteAtomicFailureNamesPathAndCleansUp) {
+  ScratchDir dir;
+  // The target is an existing directory, so the final rename fails after the temp file
+  // was written; the temp file must not be left behind.
+  const fs::path target = dir.path() / "taken";
+  fs::create_directories(target / "child");
+  try {
+    write_file_atomic(target, "x");
+    FAIL() << "expected RunError";
+  } catch (const RunError& e) {
+    EXPECT_NE(std::string(e.what()).find(target.string()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(entries(dir.path()), std::vector<std::string>{"taken"});
+}
+
+TEST(Fs, WriteAtomicUnderAFileFails) {
+  ScratchDir dir;
+  std::ofstream(dir.path() / "plain") << "x";
+  EXPECT_THROW(write_file_atomic(dir.path() / "plain" / "sub.txt", "x"), RunError);
+}
+
+TEST(Fs, ReadFileErrorsNameThePath) {
+  ScratchDir dir;
+  const fs::path missing = dir.path() / "missing.txt";
+  try {
+    read_file(missing);
+    FAIL() << "expected RunError";
+  } catch (const RunError& e) {
+    EXPECT_NE(std::string(e.what()).find(missing.string()), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(read_file(dir.path()), RunError);
+}
+
+TEST(Fs, ReadFileEmpty) {
+  ScratchDir dir;
+  write_file_atomic(dir.path() / "empty", "");
+  EXPECT_EQ(read_file(dir.path() / "empty"), "");
+}
+
+TEST(Version, LooksLikeAVersionAndCommit) {
+  EXPECT_TRUE(std::regex_match(normexp_version(), std::regex(R"(\d+\.\d+\.\d+.*)")))
+      << normexp_version();
+  EXPECT_FALSE(git_commit().empty());
+}

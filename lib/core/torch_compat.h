@@ -1,0 +1,35 @@
+#pragma once
+// The one place where LibTorch API differences between Debian's 1.13 (CPU) and the CUDA
+// builds >= 2.4 are handled. Include only from .cpp files.
+
+#include <torch/version.h>
+
+#include <ATen/autocast_mode.h>
+#include <ATen/core/Generator.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#define NORMEXP_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) ||          \
+   (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace normexp::compat {
+
+// A CPU generator with a fixed seed (for data that must not depend on the run's RNG).
+inline at::Generator cpu_generator(std::uint64_t seed) {
+  return at::detail::createCPUGenerator(seed);
+}
+
+// bf16 autocast for CUDA. 2.4 takes the device type; 1.13 had per-backend functions.
+inline void set_cuda_autocast_bf16(bool enabled) {
+#if NORMEXP_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+#else
+  at::autocast::set_enabled(enabled);
+  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+#endif
+}
+
+inline void clear_autocast_cache() { at::autocast::clear_cache(); }
+
+}  // namespace normexp::compat

@@ -1,0 +1,82 @@
+#include "data/augment.h"
+
+#include <torch/torch.h>
+
+namespace normexp::data {
+
+at::Tensor crop(const at::Tensor& x, int64_t out_h, int64_t out_w, const at::Tensor& dy,
+                const at::Tensor& dx) {
+  TORCH_CHECK(x.dim() == 4, "crop expects (N, C, H, W), got ", x.sizes());
+  const int64_t n = x.size(0), c = x.size(1);
+  auto opts = dy.options().dtype(torch::kLong);
+  // Two gathers (rows, then columns) keep the result in (N, C, h, w) order.
+  auto rows = dy.view({n, 1}) + torch::arange(out_h, opts).view({1, out_h});
+  auto cols = dx.view({n, 1}) + torch::arange(out_w, opts).view({1, out_w});
+  auto by_rows = x.gather(2, rows.view({n, 1, out_h, 1}).expand({n, c, out_h, x.size(3)}));
+  return by_rows.gather(3, cols.view({n, 1, 1, out_w}).expand({n, c, out_h, out_w}));
+}
+
+at::Tensor random_crop(const at::Tensor& x, int64_t pad) {
+  if (pad <= 0) return x;
+  const int64_t n = x.size(0);
+  auto padded = torch::constant_pad_nd(x, {pad, pad, pad, pad}, 0);
+  auto opts = torch::TensorOptions().dtype(torch::kLong).device(x.device());
+  auto dy = torch::randint(0, 2 * pad + 1, {n}, opts);
+  auto dx = torch::randint(0, 2 * pad + 1, {n}, opts);
+  return crop(padded, x.size(2), x.size(3), dy, dx);
+}
+
+at::Tensor random_hflip(const at::Tensor& x) {
+  auto flip = torch::rand({x.size(0), 1, 1, 1}, x.options().dtype(torch::kFloat)) < 0.5;
+  return torch::where(flip, x.flip({3}), x);
+}
+
+at::Tensor normalize(const at::Tensor& x, const std::vector<double>& mean,
+                     const std::vector<double>& std) {
+  const int64_t c = x.size(1);
+  TORCH_CHECK(static_cast<int64_t>(mean.size()) == c && static_cast<int64_t>(std.size()) == c,
+              "normalize: ", c, " channels but ", mean.size(), " means and ", std.size(), " stds");
+  std::vector<float> scale(c), shift(c);
+  for (int64_t i = 0; i < c; ++i) {
+    scale[i] = static_cast<float>(1.0 / (255.0 * std[i]));
+    shift[i] = static_cast<float>(-mean[i] / std[i]);
+  }
+  auto opts = torch::TensorOptions().dtype(torch::kFloat).device(x.device());
+  auto s = torch::tensor(scale, opts.device(torch::kCPU)).to(x.device()).view({1, c, 1, 1});
+  auto b = torch::tensor(shift, opts.device(torch::kCPU)).to(x.device()).view({1, c, 1, 1});
+  return torch::addcmul(b, x.to(torch::kFloat), s);
+}
+
+DeviceLoader::DeviceLoader(at::Tensor x, at::Tensor y, int64_t batch_size, bool shuffle,
+                           bool drop_last)
+    : x_(std::move(x)),
+      y_(std::move(y)),
+      n_(x_.size(0)),
+      batch_size_(batch_size),
+      shuffle_(shuffle),
+      drop_last_(drop_last) {
+  TORCH_CHECK(y_.size(0) == n_, "DeviceLoader: ", n_, " images but ", y_.size(0), " labels");
+  TORCH_CHECK(batch_size_ > 0, "DeviceLoader: batch size must be > 0");
+}
+
+int64_t DeviceLoader::num_batches() const {
+  if (drop_last_) return n_ / batch_size_;
+  return (n_ + batch_size_ - 1) / batch_size_;
+}
+
+void DeviceLoader::new_epoch() {
+  if (shuffle_) order_ = torch::randperm(n_, torch::TensorOptions().dtype(torch::kLong).device(x_.device()));
+}
+
+std::pair<at::Tensor, at::Tensor> DeviceLoader::batch(int64_t i) const {
+  const int64_t start = i * batch_size_;
+  const int64_t end = std::min(n_, start + batch_size_);
+  TORCH_CHECK(start < end, "DeviceLoader: batch ", i, " out of range");
+  if (order_.defined()) {
+    auto idx = order_.slice(0, start, end);
+    return {x_.index_select(0, idx), y_.index_select(0, idx)};
+  }
+  return {x_.slice(0, start, end), y_.slice(0, start, end)};
+}
+
+}  // namespace normexp::data

@@ -1,0 +1,43 @@
+#pragma once
+// Batched augmentation on whatever device the batch lives on (no per-image loops, no host
+// round trips): random crop with zero padding, horizontal flip, normalization, and a loader
+// that shuffles and slices a device-resident dataset.
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace normexp::data {
+
+// out[n] = x[n, :, dy[n] : dy[n]+out_h, dx[n] : dx[n]+out_w]; dy, dx int64 tensors (N).
+at::Tensor crop(const at::Tensor& x, int64_t out_h, int64_t out_w, const at::Tensor& dy,
+                const at::Tensor& dx);
+// Zero-pads by `pad` on each side and crops back to the input size at a random offset per
+// image (offsets uniform in [0, 2*pad], drawn from the device's global generator).
+at::Tensor random_crop(const at::Tensor& x, int64_t pad);
+// Mirrors each image left-right with probability 1/2.
+at::Tensor random_hflip(const at::Tensor& x);
+// uint8 (N,C,H,W) -> float (x/255 - mean)/std per channel.
+at::Tensor normalize(const at::Tensor& x, const std::vector<double>& mean,
+                     const std::vector<double>& std);
+
+// Batches of a dataset that already lives on the training device.
+class DeviceLoader {
+ public:
+  DeviceLoader(at::Tensor x, at::Tensor y, int64_t batch_size, bool shuffle, bool drop_last);
+  int64_t size() const { return n_; }
+  int64_t num_batches() const;
+  // Draws this epoch's order (global generator of the data's device) when shuffling.
+  void new_epoch();
+  // uint8 images and int64 labels of batch i of the current epoch.
+  std::pair<at::Tensor, at::Tensor> batch(int64_t i) const;
+
+ private:
+  at::Tensor x_, y_, order_;
+  int64_t n_, batch_size_;
+  bool shuffle_, drop_last_;
+};
+
+}  // namespace normexp::data

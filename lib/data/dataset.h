@@ -1,0 +1,35 @@
+#pragma once
+// Image classification data held whole in memory as uint8 (N, C, H, W), labels int64 (N).
+// The trainer moves it to the training device once; batching and augmentation happen there.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace normexp::data {
+
+struct DataShape {
+  int64_t channels = 3, height = 32, width = 32, classes = 10;
+};
+
+struct ImageData {
+  at::Tensor train_x, train_y, test_x, test_y;
+  DataShape shape;
+  std::vector<double> mean, std;  // per channel, in [0, 1] pixel units (for normalization)
+  std::string description;
+};
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual DataShape shape() const = 0;  // without loading anything (used by validate)
+  virtual int64_t train_size() const = 0;  // ditto (the LR schedule needs steps per epoch)
+  virtual ImageData load() const = 0;   // throws RunError naming missing/corrupt files
+};
+
+// Per-channel mean and std of uint8 images, in [0, 1] units (computed in float64).
+void channel_stats(const at::Tensor& images, std::vector<double>& mean, std::vector<double>& std);
+
+}  // namespace normexp::data

@@ -1,0 +1,72 @@
+#pragma once
+// Layers the norm schemes build from. Kept free of scheme logic: a scheme decides which of
+// these it puts where.
+
+#include <torch/nn/cloneable.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+namespace normexp::nn {
+
+// The constraint set of file 004, Eq. (2): for every output row w_i (one filter, n inputs),
+// ||w_i||^2 = c (sphere) and 1^T w_i = 0 (centering). Either can be switched off (Table 3).
+struct ConstraintSpec {
+  double c = 2.0;  // file 004 §3.1: c = 2 keeps activation variance constant under ReLU
+  bool center = true;
+  bool sphere = true;
+};
+
+// Projects every output row of `weight` (dim 0 = outputs) onto the constraint set, in place:
+// centers the row, then rescales it to norm sqrt(c). Works for any memory layout.
+void project_rows_(const torch::Tensor& weight, const ConstraintSpec& spec);
+// Subtracts the per-row mean (the centered gradient of Algorithm 1), in place.
+void center_rows_(const torch::Tensor& t);
+
+// A convolution whose weight the optimizer keeps on the constraint set (projected step).
+class ConstrainedConv2dImpl : public torch::nn::Conv2dImpl {
+ public:
+  ConstrainedConv2dImpl(torch::nn::Conv2dOptions options, ConstraintSpec spec);
+  const ConstraintSpec& constraint() const { return spec_; }
+
+ private:
+  ConstraintSpec spec_;
+};
+TORCH_MODULE(ConstrainedConv2d);
+
+class ConstrainedLinearImpl : public torch::nn::LinearImpl {
+ public:
+  ConstrainedLinearImpl(torch::nn::LinearOptions options, ConstraintSpec spec);
+  const ConstraintSpec& constraint() const { return spec_; }
+
+ private:
+  ConstraintSpec spec_;
+};
+TORCH_MODULE(ConstrainedLinear);
+
+// Per-channel affine y = gamma*x + beta (file 004, Eq. 6), with multiplicative noise in
+// training: y = (1 + n)*gamma*x + beta, n ~ N(0, sigma^2) (Eq. 7). Channels are dim 1.
+// One n per (sample, channel) by default — the paper does not say; per_batch draws one n per
+// channel for the whole batch, as BN's batch statistics vary per batch.
+class AffineNoiseImpl : public torch::nn::Cloneable<AffineNoiseImpl> {
+ public:
+  AffineNoiseImpl(int64_t channels, bool per_batch = false);
+  void reset() override;
+  torch::Tensor forward(const torch::Tensor& x);
+
+  void set_sigma(double sigma) { sigma_ = sigma; }
+  double sigma() const { return sigma_; }
+  int64_t channels() const { return channels_; }
+
+  torch::Tensor weight;  // gamma
+  torch::Tensor bias;    // beta
+
+ private:
+  int64_t channels_;
+  bool per_batch_;
+  double sigma_ = 0.0;
+};
+TORCH_MODULE(AffineNoise);
+
+}  // namespace normexp::nn

@@ -1,0 +1,46 @@
+#pragma once
+// A normalization scheme decides three things for every model (design guide): the conv it
+// builds, the layer after that conv, and what happens to the weights around the optimizer
+// step (cwo keeps them on the constraint set; the projection itself runs in lib/optim from
+// the ParamInfo the scheme's modules produce). Models never name a norm: they ask the scheme.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
+
+#include "config/schema.h"
+
+namespace normexp::nn {
+
+struct ConvSpec {
+  int64_t in = 0, out = 0, kernel = 3, stride = 1, padding = 1;
+};
+
+// sigma_l for noise layer l (1-based) of L, given the configured sigma.
+using NoiseSchedule = std::function<double(int64_t l, int64_t L, double sigma)>;
+
+class NormScheme {
+ public:
+  virtual ~NormScheme() = default;
+
+  // The convolution of a conv-norm pair (no bias: the layer after it has one).
+  virtual torch::nn::AnyModule conv(const ConvSpec& spec) = 0;
+  // The layer placed right after a conv with `channels` outputs. `where` names the layer
+  // ("features.3") for error messages (e.g. groups not dividing channels).
+  virtual torch::nn::AnyModule norm(int64_t channels, const std::string& where) = 0;
+  // The final classifier (a plain nn::Linear unless the scheme constrains it).
+  virtual torch::nn::AnyModule classifier(int64_t in, int64_t out);
+  // Called once the whole model is built (e.g. to assign per-layer noise levels, which
+  // needs the number of noise layers L).
+  virtual void finalize(torch::nn::Module& model) { (void)model; }
+};
+
+// Walks the model (registration order = forward order for our models) and sets sigma_l on
+// every AffineNoise layer; returns L.
+int64_t assign_noise(torch::nn::Module& model, const NoiseSchedule& schedule, double sigma);
+
+}  // namespace normexp::nn

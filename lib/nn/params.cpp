@@ -1,0 +1,57 @@
+#include "nn/params.h"
+
+#include <torch/torch.h>
+
+namespace normexp::nn {
+
+const char* role_name(ParamRole role) {
+  switch (role) {
+    case ParamRole::Weight: return "weight";
+    case ParamRole::Constrained: return "constrained";
+    case ParamRole::NormAffine: return "norm_affine";
+    case ParamRole::Bias: return "bias";
+  }
+  return "?";
+}
+
+namespace {
+bool is_norm_module(torch::nn::Module& m) {
+  return dynamic_cast<AffineNoiseImpl*>(&m) || dynamic_cast<torch::nn::BatchNorm2dImpl*>(&m) ||
+         dynamic_cast<torch::nn::BatchNorm1dImpl*>(&m) ||
+         dynamic_cast<torch::nn::GroupNormImpl*>(&m) ||
+         dynamic_cast<torch::nn::LayerNormImpl*>(&m);
+}
+
+const ConstraintSpec* constraint_of(torch::nn::Module& m) {
+  if (auto* c = dynamic_cast<ConstrainedConv2dImpl*>(&m)) return &c->constraint();
+  if (auto* l = dynamic_cast<ConstrainedLinearImpl*>(&m)) return &l->constraint();
+  return nullptr;
+}
+}  // namespace
+
+std::vector<ParamInfo> classify_parameters(torch::nn::Module& model) {
+  std::vector<ParamInfo> out;
+  for (const auto& item : model.named_modules()) {
+    torch::nn::Module& m = *item.value();
+    const bool norm = is_norm_module(m);
+    const ConstraintSpec* constraint = constraint_of(m);
+    for (const auto& p : m.named_parameters(/*recurse=*/false)) {
+      if (!p.value().requires_grad()) continue;
+      ParamInfo info;
+      info.name = item.key().empty() ? p.key() : item.key() + "." + p.key();
+      info.tensor = p.value();
+      if (norm) {
+        info.role = ParamRole::NormAffine;
+      } else if (p.key() == "bias" || p.value().dim() <= 1) {
+        info.role = ParamRole::Bias;
+      } else if (constraint && p.key() == "weight") {
+        info.role = ParamRole::Constrained;
+        info.constraint = *constraint;
+      }
+      out.push_back(std::move(info));
+    }
+  }
+  return out;
+}
+
+}  // namespace normexp::nn

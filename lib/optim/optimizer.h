@@ -1,0 +1,47 @@
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "config/schema.h"
+#include "nn/params.h"
+
+namespace normexp::optim {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // One update with learning rate `lr` from the gradients in .grad().
+  virtual void step(double lr) = 0;
+  void zero_grad();
+  const std::vector<nn::ParamInfo>& params() const { return params_; }
+
+ protected:
+  std::vector<nn::ParamInfo> params_;
+};
+
+// SGD with momentum (PyTorch's formulation: buf = m*buf + g; p -= lr*buf; Nesterov:
+// p -= lr*(g + m*buf)) and decoupled-by-role weight decay (added to g, L2 style). For
+// constrained weights it is the projected step of file 004 Algorithm 1: the gradient (and
+// so the momentum) is centered per row when centering is on, and after the update each row
+// is projected back onto the constraint set.
+struct SgdOptions {
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+  bool decay_norm_and_bias = false;  // file 004 §4.1.1: no decay on gamma, beta
+};
+
+class Sgd : public Optimizer {
+ public:
+  Sgd(std::vector<nn::ParamInfo> params, SgdOptions options);
+  void step(double lr) override;
+
+ private:
+  SgdOptions options_;
+  std::vector<torch::Tensor> buffers_;
+};
+
+std::vector<config::OptionSpec> sgd_options();
+std::unique_ptr<Optimizer> make_sgd(const config::Params& p, std::vector<nn::ParamInfo> params);
+
+}  // namespace normexp::optim

@@ -1,0 +1,75 @@
+#include <torch/torch.h>
+
+#include "nn/layers.h"
+#include "optim/optimizer.h"
+
+namespace normexp::optim {
+
+void Optimizer::zero_grad() {
+  for (auto& p : params_) {
+    auto& g = p.tensor.mutable_grad();
+    if (g.defined()) g.zero_();
+  }
+}
+
+Sgd::Sgd(std::vector<nn::ParamInfo> params, SgdOptions options) : options_(options) {
+  params_ = std::move(params);
+  buffers_.resize(params_.size());
+}
+
+void Sgd::step(double lr) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& info = params_[i];
+    auto& p = info.tensor;
+    if (!p.grad().defined()) continue;
+    const bool constrained = info.role == nn::ParamRole::Constrained;
+    auto g = p.grad();
+    if (constrained && info.constraint.center) {
+      g = g.clone();
+      nn::center_rows_(g);
+    }
+    const bool decays = info.role == nn::ParamRole::Weight || constrained ||
+                        options_.decay_norm_and_bias;
+    if (decays && options_.weight_decay != 0.0) g = g.add(p, options_.weight_decay);
+    if (options_.momentum != 0.0) {
+      auto& buf = buffers_[i];
+      if (!buf.defined()) {
+        buf = g.detach().clone();
+      } else {
+        buf.mul_(options_.momentum).add_(g);
+      }
+      g = options_.nesterov ? g.add(buf, options_.momentum) : buf;
+    }
+    p.add_(g, -lr);
+    if (constrained) nn::project_rows_(p, info.constraint);
+  }
+}
+
+std::vector<config::OptionSpec> sgd_options() {
+  using namespace config;
+  return {
+      opt_float("lr", 0.1, "initial learning rate (at base_batch when scale_lr)", greater_than(0)),
+      opt_float("momentum", 0.9, "momentum", between(0, 1, false, true)),
+      opt_bool("nesterov", false, "Nesterov momentum"),
+      opt_float("weight_decay", 5e-4, "L2 weight decay (file 004: 1e-3 CNN/ResNet, 5e-3 WRN)",
+                at_least(0)),
+      opt_bool("decay_norm_and_bias", false,
+               "also decay norm/affine gamma, beta and biases (file 004 §4.1.1 does not)"),
+      opt_bool("scale_lr", false, "linear scaling rule lr = lr * batch_size / base_batch"),
+      opt_int("base_batch", 128, "reference batch size of the linear scaling rule", at_least(1)),
+  };
+}
+
+std::unique_ptr<Optimizer> make_sgd(const config::Params& p, std::vector<nn::ParamInfo> params) {
+  SgdOptions o;
+  o.momentum = p.get_float("momentum");
+  o.nesterov = p.get_bool("nesterov");
+  o.weight_decay = p.get_float("weight_decay");
+  o.decay_norm_and_bias = p.get_bool("decay_norm_and_bias");
+  if (o.nesterov && o.momentum == 0.0)
+    throw p.error("nesterov", "Nesterov momentum needs optim.momentum > 0");
+  return std::make_unique<Sgd>(std::move(params), o);
+}
+
+}  // namespace normexp::optim

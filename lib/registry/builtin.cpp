@@ -1,0 +1,147 @@
+#include "registry/builtin.h"
+
+#include <torch/torch.h>
+
+#include "data/synthetic.h"
+#include "nn/schemes/schemes.h"
+
+namespace normexp::registry {
+
+using namespace config;
+
+namespace {
+void register_builtin_datasets(Registry<DatasetFactory>& r) {
+  r.add({"synthetic", "seeded synthetic image classification (no download)",
+         data::SyntheticDataset::options(),
+         [](const Params& p) { return std::make_unique<data::SyntheticDataset>(p); }});
+}
+
+void register_builtin_models(Registry<ModelFactory>& r) {
+  r.add({"cnn9", "9-layer CNN of file 004 §4.1.1", models::cnn9_options(), models::make_cnn9});
+}
+
+void register_builtin_norms(Registry<NormFactory>& r) {
+  r.add({"bn", "conv -> BatchNorm", nn::bn_options(), nn::make_bn});
+  auto cwo = nn::cwo_options();
+  for (auto& spec : cwo)
+    if (spec.key == "noise.schedule") spec.choices = noise_schedules().names();
+  r.add({"cwo", "constrained weights + affine with noise injection (file 004)", cwo,
+         [](const Params& p) {
+           return nn::make_cwo(p, noise_schedules().get(p.get_string("noise.schedule")).make);
+         }});
+}
+
+void register_builtin_optimizers(Registry<OptimizerFactory>& r) {
+  r.add({"sgd", "SGD with momentum; projected step on constrained weights", optim::sgd_options(),
+         optim::make_sgd});
+}
+
+void register_builtin_lr_schedules(Registry<LrScheduleFactory>& r) {
+  r.add({"cosine", "cosine decay per iteration [SGDR]", optim::cosine_options(),
+         optim::make_cosine});
+  r.add({"multistep", "multiply by gamma at milestone epochs", optim::multistep_options(),
+         optim::make_multistep});
+  r.add({"constant", "constant rate", {}, optim::make_constant});
+}
+
+void register_builtin_noise_schedules(Registry<NoiseFactory>& r) {
+  r.add({"none", "no noise", {}, [](int64_t, int64_t, double) { return 0.0; }});
+  r.add({"constant", "sigma_l = sigma (file 004 §3.3, non-residual nets)", {},
+         [](int64_t, int64_t, double s) { return s; }});
+  r.add({"linear", "sigma_l = (l/L) sigma (file 004 Eq. 8, residual nets)", {},
+         [](int64_t l, int64_t L, double s) { return s * static_cast<double>(l) / L; }});
+}
+
+template <class F>
+std::map<std::string, std::vector<OptionSpec>> options_by_name(const Registry<F>& r) {
+  std::map<std::string, std::vector<OptionSpec>> out;
+  for (const auto& e : r.entries()) out[e.name] = e.options;
+  return out;
+}
+}  // namespace
+
+#define NORMEXP_TABLE(fn, Factory, kind, filler) \
+  Registry<Factory>& fn() {                      \
+    static Registry<Factory> table = [] {        \
+      Registry<Factory> r(kind);                 \
+      filler(r);                                 \
+      return r;                                  \
+    }();                                         \
+    return table;                                \
+  }
+
+NORMEXP_TABLE(datasets, DatasetFactory, "dataset", register_builtin_datasets)
+NORMEXP_TABLE(models, ModelFactory, "model", register_builtin_models)
+NORMEXP_TABLE(norms, NormFactory, "norm scheme", register_builtin_norms)
+NORMEXP_TABLE(optimizers, OptimizerFactory, "optimizer", register_builtin_optimizers)
+NORMEXP_TABLE(lr_schedules, LrScheduleFactory, "lr schedule", register_builtin_lr_schedules)
+NORMEXP_TABLE(noise_schedules, NoiseFactory, "noise schedule", register_builtin_noise_schedules)
+#undef NORMEXP_TABLE
+
+std::vector<OptionSpec> data_common_options() {
+  return {
+      opt_string("augment", "standard",
+                 "standard: random crop (4-pixel zero padding) + horizontal flip; none",
+                 {"standard", "none"}),
+      opt_bool("normalize", true, "per-channel mean/std normalization (training-set statistics)"),
+  };
+}
+
+std::vector<OptionSpec> train_options() {
+  return {
+      opt_int("epochs", 200, "training epochs (file 004: 200)", at_least(1)),
+      opt_int("batch_size", 128, "training batch size (file 004: 128)", at_least(1)),
+      opt_bool("drop_last", false, "drop the last incomplete training batch of each epoch"),
+      opt_int("max_steps", 0, "stop after this many steps in total (0: no limit)", at_least(0)),
+      opt_bool("bf16", false, "bf16 autocast (CUDA only; ignored with a warning on CPU)"),
+      unhashed(opt_int("eval_batch_size", 500, "evaluation batch size", at_least(1))),
+      unhashed(opt_string("device", "auto", "auto picks CUDA when available",
+                          {"auto", "cpu", "cuda"})),
+      unhashed(opt_bool("channels_last", false, "channels_last memory format (CUDA)")),
+      unhashed(opt_int("threads", 0, "CPU threads for LibTorch (0: all cores)", at_least(0))),
+      unhashed(opt_bool("deterministic", false, "deterministic algorithms only (slower on CUDA)")),
+      unhashed(opt_string("progress", "auto",
+                          "auto: a bar on a terminal, plain log lines otherwise",
+                          {"auto", "bar", "plain", "none"})),
+  };
+}
+
+std::vector<OptionSpec> output_options() {
+  return {unhashed(opt_string("root", "results", "results go to <root>/<name>/<hash>/seed<k>/"))};
+}
+
+const Schema& experiment_schema() {
+  static const Schema schema = [] {
+    Schema s;
+    auto selecting = [](std::string section, std::string kind, std::vector<OptionSpec> common,
+                        auto& table, std::string def) {
+      SectionSchema sec;
+      sec.section = std::move(section);
+      sec.kind = std::move(kind);
+      sec.common = std::move(common);
+      sec.components = options_by_name(table);
+      sec.default_component = std::move(def);
+      return sec;
+    };
+    s.sections.push_back(selecting("data", "dataset", data_common_options(), datasets(), "synthetic"));
+    s.sections.push_back(selecting("model", "model", {}, models(), "cnn9"));
+    s.sections.push_back(selecting("norm", "norm scheme", {}, norms(), "bn"));
+    s.sections.push_back(selecting("optim", "optimizer", {}, optimizers(), "sgd"));
+    s.sections.push_back(selecting("schedule", "lr schedule", optim::schedule_common_options(),
+                                   lr_schedules(), "cosine"));
+    SectionSchema train;
+    train.section = "train";
+    train.kind = "train";
+    train.common = train_options();
+    s.sections.push_back(train);
+    SectionSchema output;
+    output.section = "output";
+    output.kind = "output";
+    output.common = output_options();
+    s.sections.push_back(output);
+    return s;
+  }();
+  return schema;
+}
+
+}  // namespace normexp::registry

@@ -1,0 +1,26 @@
+#include "train/cuda_backend.h"
+
+#include <torch/torch.h>
+
+#include <ATen/cuda/CUDAContext.h>
+
+#include "core/torch_compat.h"
+
+namespace normexp::cuda {
+
+bool compiled_with_cuda() { return true; }
+
+std::string device_name() {
+  const auto* props = at::cuda::getCurrentDeviceProperties();
+  return props ? std::string(props->name) : std::string("cuda");
+}
+
+void synchronize() { torch::cuda::synchronize(); }
+
+void set_bf16_autocast(bool enabled) { compat::set_cuda_autocast_bf16(enabled); }
+
+void clear_autocast_cache() { compat::clear_autocast_cache(); }
+
+void set_cudnn_benchmark(bool enabled) { at::globalContext().setBenchmarkCuDNN(enabled); }
+
+}  // namespace normexp::cuda

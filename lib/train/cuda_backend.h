@@ -1,0 +1,16 @@
+#pragma once
+// CUDA-only operations. cuda_backend.cpp is compiled when LibTorch has CUDA; otherwise
+// cuda_backend_stub.cpp provides versions that report the missing support.
+
+#include <string>
+
+namespace normexp::cuda {
+
+bool compiled_with_cuda();
+std::string device_name();          // name of the current CUDA device
+void synchronize();                 // waits for the current CUDA stream
+void set_bf16_autocast(bool enabled);
+void clear_autocast_cache();
+void set_cudnn_benchmark(bool enabled);
+
+}  // namespace normexp::cuda

@@ -1,0 +1,24 @@
+// Built when LibTorch has no CUDA: every CUDA request fails loudly instead of silently.
+#include <stdexcept>
+
+#include "core/error.h"
+#include "train/cuda_backend.h"
+
+namespace normexp::cuda {
+
+namespace {
+[[noreturn]] void no_cuda() {
+  throw RunError("this normexp was built against a LibTorch without CUDA");
+}
+}  // namespace
+
+bool compiled_with_cuda() { return false; }
+std::string device_name() { return ""; }
+void synchronize() {}
+void set_bf16_autocast(bool enabled) {
+  if (enabled) no_cuda();
+}
+void clear_autocast_cache() {}
+void set_cudnn_benchmark(bool) {}
+
+}  // namespace normexp::cuda

@@ -1,0 +1,59 @@
+#pragma once
+// One experiment run, from a resolved config to a results directory:
+//   <output.root>/<name>/<hash>/seed<k>/{config.yaml, metrics.json, history.jsonl}
+// Every file is written atomically; metrics.json is rewritten after every epoch, so a run
+// that dies leaves the history up to its last epoch with status "running".
+
+#include <filesystem>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "config/experiment.h"
+#include "data/dataset.h"
+#include "models/model.h"
+#include "nn/norm_scheme.h"
+#include "optim/lr_schedule.h"
+#include "optim/optimizer.h"
+
+namespace c10 {
+struct Device;
+}
+
+namespace normexp::train {
+
+// Every component of an experiment, built without loading data. Component-level checks
+// (e.g. noise sigma without a schedule, a width giving no channels) surface here as one
+// ConfigError with all issues.
+struct Built {
+  std::unique_ptr<data::Dataset> dataset;
+  std::unique_ptr<nn::NormScheme> scheme;
+  models::ModelPtr model;
+  std::unique_ptr<optim::Optimizer> optimizer;
+  std::unique_ptr<optim::LrSchedule> schedule;
+  double lr = 0;  // after the linear scaling rule, when enabled
+  int64_t steps_per_epoch = 0;
+  int64_t num_parameters = 0;
+};
+
+// Builds on `device` (the model is moved there before the optimizer takes its parameters).
+Built build(const config::Experiment& exp, const c10::Device& device);
+
+std::filesystem::path run_dir(const config::Experiment& exp);
+
+enum class RunStatus { Completed, Diverged, Interrupted };
+const char* status_name(RunStatus s);
+
+struct RunResult {
+  RunStatus status = RunStatus::Completed;
+  std::filesystem::path dir;
+  nlohmann::json metrics;
+};
+
+// Trains and writes the results directory. Throws ConfigError before writing anything for a
+// bad config, RunExistsError when the directory already holds a run, RunError for data and
+// I/O problems. SIGINT/SIGTERM finish the current step, record status "interrupted" and
+// return.
+RunResult run(const config::Experiment& exp);
+
+}  // namespace normexp::train

@@ -1,0 +1,56 @@
+#include "train/trainer.h"
+
+#include <torch/torch.h>
+
+#include "train/cuda_backend.h"
+
+namespace normexp::train {
+
+at::Tensor BatchPipeline::prepare(const at::Tensor& images, bool train) const {
+  at::Tensor x = images;
+  if (train && augment) x = data::random_hflip(data::random_crop(x, pad));
+  x = normalize ? data::normalize(x, mean, std) : x.to(torch::kFloat).div_(255.0);
+  if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  return x;
+}
+
+EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
+                    const BatchPipeline& pipeline, bool bf16) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  if (bf16) cuda::set_bf16_autocast(true);
+  torch::Tensor loss_sum, top1, topk;
+  int64_t n = 0;
+  for (int64_t i = 0; i < loader.num_batches(); ++i) {
+    auto [images, labels] = loader.batch(i);
+    auto logits = model.forward(pipeline.prepare(images, false)).to(torch::kFloat);
+    const int64_t k = std::min<int64_t>(5, logits.size(1));
+    auto loss = torch::nn::functional::cross_entropy(
+        logits, labels,
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    auto top = std::get<1>(logits.topk(k, 1));
+    auto hits = top.eq(labels.view({-1, 1}));
+    auto c1 = hits.select(1, 0).sum();
+    auto ck = hits.any(1).sum();
+    // Accumulated on the device; one host sync at the end of the pass.
+    loss_sum = loss_sum.defined() ? loss_sum + loss.to(torch::kDouble) : loss.to(torch::kDouble);
+    top1 = top1.defined() ? top1 + c1 : c1;
+    topk = topk.defined() ? topk + ck : ck;
+    n += labels.size(0);
+  }
+  if (bf16) {
+    cuda::set_bf16_autocast(false);
+    cuda::clear_autocast_cache();
+  }
+  model.train(was_training);
+  EvalResult r;
+  r.n = n;
+  if (n == 0) return r;
+  r.loss = loss_sum.item<double>() / n;
+  r.top1_err = 100.0 * (1.0 - static_cast<double>(top1.item<int64_t>()) / n);
+  r.top5_err = 100.0 * (1.0 - static_cast<double>(topk.item<int64_t>()) / n);
+  return r;
+}
+
+}  // namespace normexp::train

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what normexp needs and is missing (Debian 12 packages, by name), then configures
+# and builds it in ${NORMEXP_BUILD_DIR:-build}. LibTorch: Debian's libtorch-dev (1.13, CPU)
+# unless one is already configured — Torch_DIR or CMAKE_PREFIX_PATH pointing at a LibTorch
+# (e.g. a CUDA one: python3 -c 'import torch; print(torch.utils.cmake_prefix_path)').
+# Extra arguments are passed to cmake's configure step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${NORMEXP_BUILD_DIR:-build}
+
+have_torch() {
+  [ -n "${Torch_DIR:-}" ] && return 0
+  local p
+  IFS=';:' read -ra parts <<<"${CMAKE_PREFIX_PATH:-}"
+  for p in "${parts[@]}"; do
+    [ -n "$p" ] && ls "$p"/Torch/TorchConfig.cmake "$p"/share/cmake/Torch/TorchConfig.cmake \
+      "$p"/lib/cmake/Torch/TorchConfig.cmake >/dev/null 2>&1 && return 0
+  done
+  return 1
+}
+
+pkgs=(cmake ninja-build g++ ccache libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
+      nlohmann-json3-dev libgtest-dev)
+have_torch || pkgs+=(libtorch-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+if [ ! -f "$build_dir/CMakeCache.txt" ]; then
+  cmake -S . -B "$build_dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release "$@"
+elif (($#)); then
+  cmake -S . -B "$build_dir" "$@"
+fi
+cmake --build "$build_dir" -j"$(nproc)"

@@ -1,0 +1,120 @@
+// The normexp binary as a user sees it: exit codes, messages, nothing written on bad input.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include "config/test_support.h"
+
+namespace normexp {
+namespace {
+
+struct Result {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+Result sh(const std::string& args) {
+  const std::string cmd = std::string(NORMEXP_BINARY) + " " + args + " 2>&1";
+  Result r{-1, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+const char* kConfig = R"(name: cli
+data: {name: synthetic, classes: 3, train_size: 64, test_size: 32, resolution: 8}
+model: {name: cnn9, width: 0.125}
+norm: {name: bn}
+optim: {lr: 0.05}
+train: {epochs: 1, batch_size: 16, threads: 1}
+)";
+
+TEST(Cli, BadConfigExits2WithEveryProblemAndWritesNothing) {
+  testing::TempDir dir;
+  const auto cfg = dir.write("bad.yaml", R"(name: bad
+optim:
+  lrr: 0.1
+train:
+  batch_size: 0
+  epochs: two
+)");
+  const auto out = dir.path() / "res";
+  auto r = sh("run " + cfg.string() + " --output " + out.string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("bad.yaml:3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("optim.lrr"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("did you mean 'lr'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("bad.yaml:5"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("train.batch_size"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("train.epochs"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3 problems"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+TEST(Cli, ComponentLevelErrorsAlsoExit2BeforeWriting) {
+  testing::TempDir dir;
+  const auto cfg = dir.write("c.yaml", kConfig);
+  const auto out = dir.path() / "res";
+  auto r = sh("run " + cfg.string() + " --output " + out.string() +
+              " --set norm.name=cwo --set norm.noise.sigma=0.3");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("norm.noise.sigma"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+TEST(Cli, RunThenRerunThenValidateThenList) {
+  testing::TempDir dir;
+  const auto cfg = dir.write("c.yaml", kConfig);
+  const auto out = dir.path() / "res";
+  auto r = sh("run " + cfg.string() + " --output " + out.string() + " --seed 3");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("status: completed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("seed3/metrics.json"), std::string::npos) << r.out;
+
+  auto again = sh("run " + cfg.string() + " --output " + out.string() + " --seed 3");
+  EXPECT_EQ(again.code, 3) << again.out;
+  EXPECT_NE(again.out.find("already holds a run (status: completed)"), std::string::npos)
+      << again.out;
+
+  auto v = sh("validate " + cfg.string() + " --set optim.lr=0.2");
+  EXPECT_EQ(v.code, 0) << v.out;
+  EXPECT_NE(v.out.find("lr: 0.2"), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("# hash "), std::string::npos) << v.out;
+
+  auto typed = sh("validate " + cfg.string() + " --set optim.lr=fast");
+  EXPECT_EQ(typed.code, 2) << typed.out;
+  EXPECT_NE(typed.out.find("--set optim.lr=fast"), std::string::npos) << typed.out;
+
+  auto l = sh("list");
+  EXPECT_EQ(l.code, 0) << l.out;
+  for (const char* name : {"synthetic", "cnn9", "bn", "cwo", "sgd", "cosine", "multistep",
+                           "linear", "noise.sigma", "weight_decay"})
+    EXPECT_NE(l.out.find(name), std::string::npos) << name;
+}
+
+TEST(Cli, DivergedRunExits4) {
+  testing::TempDir dir;
+  const auto cfg = dir.write("c.yaml", kConfig);
+  auto r = sh("run " + cfg.string() + " --output " + (dir.path() / "res").string() +
+              " --set norm.name=cwo --set optim.lr=1e30");
+  EXPECT_EQ(r.code, 4) << r.out;
+  EXPECT_NE(r.out.find("status: diverged"), std::string::npos) << r.out;
+}
+
+TEST(Cli, HelpAndUsageErrors) {
+  auto h = sh("run --help");
+  EXPECT_EQ(h.code, 0);
+  EXPECT_NE(h.out.find("--set"), std::string::npos);
+  EXPECT_NE(h.out.find("Exit codes"), std::string::npos);
+  EXPECT_EQ(sh("frobnicate").code, 2);
+  EXPECT_EQ(sh("run /no/such/file.yaml").code, 2);
+}
+
+}  // namespace
+}  // namespace normexp

@@ -1,0 +1,116 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <set>
+
+#include "data/augment.h"
+#include "data/synthetic.h"
+#include "support/ml_support.h"
+
+namespace normexp::data {
+namespace {
+
+TEST(Crop, MatchesSlicingPerImage) {
+  auto x = torch::randint(0, 255, {5, 3, 10, 12}, torch::kLong).to(torch::kUInt8);
+  auto dy = torch::tensor({0, 1, 2, 3, 4}, torch::kLong);
+  auto dx = torch::tensor({4, 3, 2, 1, 0}, torch::kLong);
+  auto out = crop(x, 6, 8, dy, dx);
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{5, 3, 6, 8}));
+  for (int64_t n = 0; n < 5; ++n) {
+    auto ref = x[n].slice(1, dy[n].item<int64_t>(), dy[n].item<int64_t>() + 6)
+                   .slice(2, dx[n].item<int64_t>(), dx[n].item<int64_t>() + 8);
+    EXPECT_TRUE(torch::equal(out[n], ref)) << n;
+  }
+}
+
+TEST(RandomCrop, IsAShiftedCopyWithZeroPadding) {
+  torch::manual_seed(0);
+  auto x = torch::randint(1, 255, {64, 1, 6, 6}, torch::kLong).to(torch::kUInt8);
+  auto out = random_crop(x, 2);
+  ASSERT_EQ(out.sizes(), x.sizes());
+  auto padded = torch::constant_pad_nd(x, {2, 2, 2, 2}, 0);
+  std::set<std::pair<int, int>> offsets;
+  for (int64_t n = 0; n < 64; ++n) {
+    bool found = false;
+    for (int dy = 0; dy <= 4 && !found; ++dy)
+      for (int dx = 0; dx <= 4 && !found; ++dx)
+        if (torch::equal(out[n], padded[n].slice(1, dy, dy + 6).slice(2, dx, dx + 6))) {
+          found = true;
+          offsets.insert({dy, dx});
+        }
+    EXPECT_TRUE(found) << "image " << n << " is not a crop of its padded original";
+  }
+  EXPECT_GT(offsets.size(), 10u);  // offsets vary across the batch
+}
+
+TEST(RandomHflip, FlipsAboutHalf) {
+  torch::manual_seed(1);
+  auto x = torch::arange(4, torch::kLong).to(torch::kUInt8).view({1, 1, 1, 4}).repeat({1000, 1, 1, 1});
+  auto out = random_hflip(x);
+  auto flipped = out.select(3, 0).flatten().eq(3).sum().item<int64_t>();
+  auto same = out.select(3, 0).flatten().eq(0).sum().item<int64_t>();
+  EXPECT_EQ(flipped + same, 1000);
+  EXPECT_NEAR(flipped, 500, 80);  // binomial sd ~16
+}
+
+TEST(Normalize, PerChannel) {
+  auto x = torch::full({2, 2, 3, 3}, 51, torch::kUInt8);  // 0.2
+  auto y = normalize(x, {0.2, 0.1}, {0.5, 0.25});
+  EXPECT_NEAR(y[0][0][0][0].item<float>(), 0.0, 1e-6);
+  EXPECT_NEAR(y[1][1][2][2].item<float>(), (0.2 - 0.1) / 0.25, 1e-5);
+}
+
+TEST(DeviceLoader, ShuffledEpochVisitsEveryImageOnce) {
+  torch::manual_seed(2);
+  auto x = torch::arange(103, torch::kLong).to(torch::kUInt8).view({103, 1, 1, 1});
+  auto y = torch::arange(103, torch::kLong);
+  DeviceLoader loader(x, y, 10, /*shuffle=*/true, /*drop_last=*/false);
+  EXPECT_EQ(loader.num_batches(), 11);
+  loader.new_epoch();
+  std::vector<int64_t> seen;
+  for (int64_t i = 0; i < loader.num_batches(); ++i) {
+    auto [bx, by] = loader.batch(i);
+    EXPECT_TRUE(torch::equal(bx.flatten().to(torch::kLong), by));  // images stay with labels
+    for (int64_t k = 0; k < by.size(0); ++k) seen.push_back(by[k].item<int64_t>());
+  }
+  ASSERT_EQ(seen.size(), 103u);
+  EXPECT_EQ(std::set<int64_t>(seen.begin(), seen.end()).size(), 103u);
+  EXPECT_FALSE(std::is_sorted(seen.begin(), seen.end()));
+  DeviceLoader dropping(x, y, 10, true, /*drop_last=*/true);
+  EXPECT_EQ(dropping.num_batches(), 10);
+}
+
+TEST(Synthetic, DeterministicBalancedAndSeedDependent) {
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(dir, testing::kTinyYaml);
+  SyntheticDataset a(exp.section("data"));
+  auto d1 = a.load();
+  auto d2 = a.load();
+  EXPECT_TRUE(torch::equal(d1.train_x, d2.train_x));
+  EXPECT_TRUE(torch::equal(d1.test_y, d2.test_y));
+  EXPECT_EQ(d1.train_x.sizes(), (std::vector<int64_t>{256, 3, 8, 8}));
+  EXPECT_EQ(d1.train_x.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(d1.test_x.size(0), 64);
+  EXPECT_TRUE(torch::equal(torch::bincount(d1.train_y), torch::full({4}, 64, torch::kLong)));
+  EXPECT_EQ(d1.mean.size(), 3u);
+  auto other = testing::experiment_from(dir, testing::kTinyYaml, {"data.seed=5"});
+  auto d3 = SyntheticDataset(other.section("data")).load();
+  EXPECT_FALSE(torch::equal(d1.train_x, d3.train_x));
+}
+
+TEST(Synthetic, ClassesAreSeparableByNearestClassMean) {
+  // "Learnable": even a nearest-class-mean rule on raw pixels beats chance by far.
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(dir, testing::kTinyYaml);
+  auto d = SyntheticDataset(exp.section("data")).load();
+  auto xtr = d.train_x.flatten(1).to(torch::kFloat);
+  auto means = torch::stack({xtr.index({d.train_y == 0}).mean(0), xtr.index({d.train_y == 1}).mean(0),
+                             xtr.index({d.train_y == 2}).mean(0), xtr.index({d.train_y == 3}).mean(0)});
+  auto xte = d.test_x.flatten(1).to(torch::kFloat);
+  auto pred = torch::cdist(xte, means).argmin(1);
+  const double acc = pred.eq(d.test_y).to(torch::kFloat).mean().item<double>();
+  EXPECT_GT(acc, 0.5);  // chance is 0.25
+}
+
+}  // namespace
+}  // namespace normexp::data

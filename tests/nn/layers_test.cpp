@@ -1,0 +1,116 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "nn/layers.h"
+#include "nn/norm_scheme.h"
+#include "nn/params.h"
+
+namespace normexp::nn {
+namespace {
+
+TEST(ProjectRows, LandsOnSphereAndCentersForAnyLayout) {
+  torch::manual_seed(1);
+  auto w = torch::randn({8, 5, 3, 3}).contiguous(at::MemoryFormat::ChannelsLast);
+  project_rows_(w, {3.0, true, true});
+  auto rows = w.contiguous().view({8, -1});
+  EXPECT_TRUE(torch::allclose(rows.pow(2).sum(1), torch::full({8}, 3.0), 1e-5, 1e-5));
+  EXPECT_LT(rows.sum(1).abs().max().item<double>(), 1e-5);
+}
+
+TEST(ProjectRows, IsTheClosestPointOfTheConstraintSet) {
+  // For a centered w~, the projection onto {||w||^2 = c, 1^T w = 0} is sqrt(c) w~/||w~||
+  // (file 004, Eq. 11): no other point of the set sampled here is closer.
+  torch::manual_seed(2);
+  auto w = torch::randn({1, 12});
+  auto p = w.clone();
+  project_rows_(p, {2.0, true, true});
+  const double d = (p - w).norm().item<double>();
+  for (int i = 0; i < 200; ++i) {
+    auto q = p + 0.05 * torch::randn({1, 12});
+    project_rows_(q, {2.0, true, true});
+    EXPECT_GE((q - w).norm().item<double>(), d - 1e-6);
+  }
+}
+
+TEST(AffineNoise, EvalIsExactAffine) {
+  AffineNoise a(4);
+  a->set_sigma(0.7);
+  {
+    torch::NoGradGuard g;
+    a->weight.copy_(torch::tensor({1.0f, 2.0f, -1.0f, 0.5f}));
+    a->bias.copy_(torch::tensor({0.0f, 1.0f, 2.0f, 3.0f}));
+  }
+  a->eval();
+  auto x = torch::randn({3, 4, 5, 5});
+  auto y = a->forward(x);
+  auto expected = x * a->weight.view({1, 4, 1, 1}) + a->bias.view({1, 4, 1, 1});
+  EXPECT_TRUE(torch::equal(y, expected) || torch::allclose(y, expected, 0, 1e-6));
+  // And again: no randomness at all in eval mode.
+  EXPECT_TRUE(torch::equal(a->forward(x), y));
+}
+
+TEST(AffineNoise, TrainingNoiseHasConfiguredStd) {
+  torch::manual_seed(3);
+  AffineNoise a(8);
+  const double sigma = 0.3;
+  a->set_sigma(sigma);
+  a->train();
+  // x = 1, gamma = 1, beta = 0: y - 1 = n ~ N(0, sigma^2), one n per (sample, channel).
+  auto x = torch::ones({20000, 8, 1, 1});
+  auto n = (a->forward(x) - 1).flatten();
+  const double std = n.std().item<double>();
+  const double mean = n.mean().item<double>();
+  // 160k draws: the std estimate is within ~0.2% of sigma; 2% cannot pass by accident.
+  EXPECT_NEAR(std, sigma, 0.02 * sigma);
+  EXPECT_NEAR(mean, 0.0, 0.01);
+  // Per (sample, channel): all pixels of one sample-channel share the same n.
+  auto xs = torch::ones({4, 8, 3, 3});
+  auto ys = a->forward(xs);
+  EXPECT_TRUE(torch::allclose(ys, ys.select(2, 0).select(2, 0).view({4, 8, 1, 1}).expand_as(ys)));
+}
+
+TEST(AffineNoise, PerBatchDrawsOneNoisePerChannel) {
+  AffineNoise a(3, /*per_batch=*/true);
+  a->set_sigma(0.5);
+  a->train();
+  auto y = a->forward(torch::ones({16, 3, 2, 2}));
+  EXPECT_TRUE(torch::allclose(y, y.select(0, 0).unsqueeze(0).expand_as(y)));
+  EXPECT_GT((y - 1).abs().max().item<double>(), 0.0);
+}
+
+TEST(AssignNoise, LinearScheduleCountsLayersInForwardOrder) {
+  torch::nn::Sequential seq;
+  for (int i = 0; i < 4; ++i) {
+    seq->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(2, 2, 1)));
+    seq->push_back(AffineNoise(2));
+  }
+  const int64_t L = assign_noise(*seq, [](int64_t l, int64_t L, double s) { return s * l / L; }, 1.0);
+  EXPECT_EQ(L, 4);
+  int l = 0;
+  for (const auto& m : seq->modules(false))
+    if (auto* a = dynamic_cast<AffineNoiseImpl*>(m.get())) EXPECT_DOUBLE_EQ(a->sigma(), ++l / 4.0);
+}
+
+TEST(ClassifyParameters, RolesFollowModules) {
+  torch::nn::Sequential seq(ConstrainedConv2d(torch::nn::Conv2dOptions(3, 4, 3).bias(false),
+                                              ConstraintSpec{}),
+                            AffineNoise(4), torch::nn::Conv2d(torch::nn::Conv2dOptions(4, 4, 1)),
+                            torch::nn::BatchNorm2d(4), torch::nn::Linear(4, 2));
+  auto params = classify_parameters(*seq);
+  std::map<std::string, ParamRole> roles;
+  for (const auto& p : params) roles[p.name] = p.role;
+  EXPECT_EQ(roles.at("0.weight"), ParamRole::Constrained);
+  EXPECT_EQ(roles.at("1.weight"), ParamRole::NormAffine);
+  EXPECT_EQ(roles.at("1.bias"), ParamRole::NormAffine);
+  EXPECT_EQ(roles.at("2.weight"), ParamRole::Weight);
+  EXPECT_EQ(roles.at("2.bias"), ParamRole::Bias);
+  EXPECT_EQ(roles.at("3.weight"), ParamRole::NormAffine);
+  EXPECT_EQ(roles.at("4.weight"), ParamRole::Weight);
+  EXPECT_EQ(roles.at("4.bias"), ParamRole::Bias);
+  EXPECT_EQ(params.size(), 9u);
+}
+
+}  // namespace
+}  // namespace normexp::nn

@@ -1,0 +1,97 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "optim/lr_schedule.h"
+#include "optim/optimizer.h"
+#include "support/ml_support.h"
+
+namespace normexp::optim {
+namespace {
+
+nn::ParamInfo param(const std::string& name, torch::Tensor t, nn::ParamRole role) {
+  nn::ParamInfo p;
+  p.name = name;
+  p.tensor = t.requires_grad_(true);
+  p.role = role;
+  return p;
+}
+
+TEST(Sgd, MomentumAndDecayMatchClosedForm) {
+  auto w = torch::tensor({{1.0, -2.0}});
+  auto b = torch::tensor({0.5});
+  SgdOptions o;
+  o.momentum = 0.9;
+  o.weight_decay = 0.1;
+  Sgd sgd({param("w", w, nn::ParamRole::Weight), param("b", b, nn::ParamRole::Bias)}, o);
+  const double lr = 0.5;
+  // Two steps with constant gradient g: buf1 = g + wd w0; buf2 = 0.9 buf1 + g + wd w1.
+  auto g = torch::tensor({{0.2, 0.4}});
+  double w0[2] = {1.0, -2.0}, buf[2];
+  for (int step = 0; step < 2; ++step) {
+    w.mutable_grad() = g.clone();
+    b.mutable_grad() = torch::tensor({1.0});
+    sgd.step(lr);
+    for (int i = 0; i < 2; ++i) {
+      const double gi = g[0][i].item<double>() + 0.1 * w0[i];
+      buf[i] = step == 0 ? gi : 0.9 * buf[i] + gi;
+      w0[i] -= lr * buf[i];
+      EXPECT_NEAR(w[0][i].item<double>(), w0[i], 1e-6);
+    }
+  }
+  // Bias: no decay (file 004), momentum only: 0.5 - 0.5*1 - 0.5*1.9.
+  EXPECT_NEAR(b.item<double>(), 0.5 - 0.5 - 0.5 * 1.9, 1e-6);
+}
+
+TEST(Sgd, NesterovAndDecayOfNormParamsWhenAsked) {
+  auto g = torch::tensor({2.0});
+  SgdOptions o;
+  o.momentum = 0.5;
+  o.nesterov = true;
+  o.weight_decay = 1.0;
+  o.decay_norm_and_bias = true;
+  auto gamma = torch::tensor({1.0});
+  Sgd sgd({param("gamma", gamma, nn::ParamRole::NormAffine)}, o);
+  gamma.mutable_grad() = g.clone();
+  sgd.step(0.1);
+  // d = g + wd*w = 3; buf = 3; nesterov: d + m*buf = 4.5; w = 1 - 0.45.
+  EXPECT_NEAR(gamma.item<double>(), 0.55, 1e-6);  // float32
+}
+
+TEST(LrSchedule, CosineWarmupAndMultistep) {
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(dir, testing::kTinyYaml, {"schedule.min_lr=0.01"});
+  ScheduleContext ctx{0.1, 10, 5};
+  auto cos = make_cosine(exp.section("schedule"), ctx);
+  EXPECT_DOUBLE_EQ(cos->lr_at(0), 0.1);
+  EXPECT_NEAR(cos->lr_at(25), 0.01 + 0.09 * 0.5, 1e-12);  // half way
+  EXPECT_NEAR(cos->lr_at(50), 0.01, 1e-12);
+  for (int s = 1; s < 50; ++s) EXPECT_LT(cos->lr_at(s), cos->lr_at(s - 1));
+
+  auto warm = testing::experiment_from(dir, testing::kTinyYaml, {"schedule.warmup_epochs=1"});
+  auto wcos = make_cosine(warm.section("schedule"), ctx);
+  EXPECT_NEAR(wcos->lr_at(0), 0.1 * 1 / 10.0, 1e-12);
+  EXPECT_NEAR(wcos->lr_at(9), 0.1, 1e-12);
+  EXPECT_NEAR(wcos->lr_at(10), 0.1, 1e-12);
+
+  auto ms = testing::experiment_from(dir, testing::kTinyYaml,
+                                     {"schedule.name=multistep",
+                                      "schedule.milestones=[2,4]", "schedule.gamma=0.5"});
+  auto step = make_multistep(ms.section("schedule"), ctx);
+  EXPECT_DOUBLE_EQ(step->lr_at(19), 0.1);
+  EXPECT_DOUBLE_EQ(step->lr_at(20), 0.05);
+  EXPECT_DOUBLE_EQ(step->lr_at(40), 0.025);
+}
+
+TEST(LrSchedule, BadValuesAreConfigErrors) {
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(dir, testing::kTinyYaml,
+                                      {"schedule.name=multistep", "schedule.milestones=[5,2]"});
+  EXPECT_THROW(make_multistep(exp.section("schedule"), {0.1, 1, 10}), ConfigError);
+  auto high = testing::experiment_from(dir, testing::kTinyYaml, {"schedule.min_lr=1.0"});
+  EXPECT_THROW(make_cosine(high.section("schedule"), {0.1, 1, 10}), ConfigError);
+}
+
+}  // namespace
+}  // namespace normexp::optim

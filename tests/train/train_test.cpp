@@ -1,0 +1,106 @@
+// End to end, in process: a tiny CPU run and its results directory.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/fs.h"
+#include "support/ml_support.h"
+#include "train/run.h"
+
+namespace normexp::train {
+namespace {
+
+std::vector<std::string> lines_of(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+TEST(Run, TinyRunWritesResultsAndLearns) {
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(dir, testing::kTinyYaml,
+                                      {"output.root=" + (dir.path() / "res").string(),
+                                       "train.epochs=10", "norm.noise.schedule=constant",
+                                       "norm.noise.sigma=0.1", "optim.lr=0.2"});
+  auto result = run(exp);
+  ASSERT_EQ(result.status, RunStatus::Completed);
+  EXPECT_EQ(result.dir, dir.path() / "res" / "tiny" / exp.hash() / "seed0");
+
+  const auto m = nlohmann::json::parse(read_file(result.dir / "metrics.json"));
+  EXPECT_EQ(m["status"], "completed");
+  EXPECT_EQ(m["hash"], exp.hash());
+  EXPECT_EQ(m["epochs_completed"], 10);
+  EXPECT_EQ(m["history"].size(), 10u);
+  EXPECT_EQ(m["config"], exp.resolved());
+  EXPECT_FALSE(m["versions"]["libtorch"].get<std::string>().empty());
+  EXPECT_EQ(m["steps"], 10 * 8);  // 256 images / batch 32
+  const double first = m["history"][0]["train_loss"], last = m["history"][9]["train_loss"];
+  EXPECT_LT(last, first * 0.9) << "training loss did not go down";
+  for (const auto& row : m["history"]) {
+    EXPECT_GE(row["test_err"].get<double>(), 0.0);
+    EXPECT_LE(row["test_err"].get<double>(), 100.0);
+    EXPECT_LE(row["test_top5_err"].get<double>(), row["test_err"].get<double>());
+    EXPECT_GT(row["images_per_s"].get<double>(), 0.0);
+  }
+  EXPECT_EQ(m["final"], m["history"][9]);
+
+  EXPECT_EQ(lines_of(result.dir / "history.jsonl").size(), 10u);
+  // config.yaml loads back to the same experiment.
+  auto again = config::load_experiment(result.dir / "config.yaml", {}, registry::experiment_schema());
+  EXPECT_EQ(again.hash(), exp.hash());
+  // No temporary files left behind.
+  for (const auto& f : std::filesystem::directory_iterator(result.dir))
+    EXPECT_EQ(f.path().string().find(".tmp"), std::string::npos) << f.path();
+
+  // The same run again never overwrites the first; a new seed gets its own directory.
+  EXPECT_THROW(run(exp), RunExistsError);
+  auto seed1 = testing::experiment_from(dir, testing::kTinyYaml,
+                                        {"output.root=" + (dir.path() / "res").string(),
+                                         "train.epochs=1", "norm.noise.schedule=constant",
+                                         "norm.noise.sigma=0.1", "seed=1"});
+  EXPECT_NE(seed1.hash(), exp.hash());  // epochs differ
+}
+
+TEST(Run, SameSeedSameMetricsOnCpu) {
+  testing::TempDir dir;
+  auto a = testing::experiment_from(dir, testing::kTinyYaml,
+                                    {"output.root=" + (dir.path() / "a").string(), "train.epochs=1"});
+  auto b = testing::experiment_from(dir, testing::kTinyYaml,
+                                    {"output.root=" + (dir.path() / "b").string(), "train.epochs=1"});
+  EXPECT_EQ(a.hash(), b.hash());
+  auto ra = run(a), rb = run(b);
+  EXPECT_EQ(ra.metrics["final"]["train_loss"], rb.metrics["final"]["train_loss"]);
+  EXPECT_EQ(ra.metrics["final"]["test_err"], rb.metrics["final"]["test_err"]);
+}
+
+TEST(Run, NonFiniteLossStopsWithStatusDiverged) {
+  testing::TempDir dir;
+  // A learning rate of 1e30 overflows the affine scales within a few steps.
+  auto exp = testing::experiment_from(dir, testing::kTinyYaml,
+                                      {"output.root=" + (dir.path() / "res").string(),
+                                       "optim.lr=1e30", "train.epochs=3"});
+  auto result = run(exp);
+  EXPECT_EQ(result.status, RunStatus::Diverged);
+  const auto m = nlohmann::json::parse(read_file(result.dir / "metrics.json"));
+  EXPECT_EQ(m["status"], "diverged");
+  EXPECT_EQ(m["diverged_epoch"], 1);
+  EXPECT_EQ(m["epochs_completed"], 0);
+}
+
+TEST(Run, MaxStepsStopsEarly) {
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(dir, testing::kTinyYaml,
+                                      {"output.root=" + (dir.path() / "res").string(),
+                                       "train.max_steps=5"});
+  auto result = run(exp);
+  EXPECT_EQ(result.status, RunStatus::Completed);
+  EXPECT_EQ(result.metrics["steps"], 5);
+  EXPECT_EQ(result.metrics["epochs_completed"], 1);
+}
+
+}  // namespace
+}  // namespace normexp::train

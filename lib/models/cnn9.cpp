@@ -16,8 +16,8 @@ class Cnn9Impl : public ModelImpl {
     for (size_t stage = 0; stage < widths.size(); ++stage) {
       if (stage > 0) features->push_back(torch::nn::AvgPool2d(torch::nn::AvgPool2dOptions(2)));
       for (int rep = 0; rep < 3; ++rep) {
-        const std::string where = "features." + std::to_string(features->size());
         features->push_back(scheme.conv({in, widths[stage], 3, 1, 1}));
+        const std::string where = "features." + std::to_string(features->size());  // the norm's
         features->push_back(scheme.norm(widths[stage], where));
         features->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(true)));
         in = widths[stage];

@@ -42,6 +42,20 @@ ConstrainedLinearImpl::ConstrainedLinearImpl(torch::nn::LinearOptions options, C
   project_rows_(weight, spec_);
 }
 
+WSConv2dImpl::WSConv2dImpl(torch::nn::Conv2dOptions options, double eps)
+    : torch::nn::Conv2dImpl(std::move(options)), eps_(eps) {}
+
+torch::Tensor WSConv2dImpl::standardized_weight() const {
+  const auto dims = row_dims(weight);
+  auto centered = weight - weight.mean(dims, /*keepdim=*/true);
+  auto var = centered.pow(2).mean(dims, /*keepdim=*/true);  // biased, as in the paper
+  return centered * (var + eps_).rsqrt();
+}
+
+torch::Tensor WSConv2dImpl::forward(const torch::Tensor& input) {
+  return _conv_forward(input, standardized_weight());
+}
+
 AffineNoiseImpl::AffineNoiseImpl(int64_t channels, bool per_batch)
     : channels_(channels), per_batch_(per_batch) {
   reset();

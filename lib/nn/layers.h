@@ -45,6 +45,24 @@ class ConstrainedLinearImpl : public torch::nn::LinearImpl {
 };
 TORCH_MODULE(ConstrainedLinear);
 
+// Weight Standardization (Qiao et al. 2019; file 004 Eqs. 15-17): the convolution uses, per
+// output filter, w_hat = (w - mean(w)) / sqrt(var(w) + eps), mean and biased (1/n) variance
+// over the filter's n = C_in*k*k entries; eps keeps a collapsed filter finite. The raw weight stays the parameter; gradients flow through the
+// standardization. forward() hides Conv2dImpl::forward (AnyModule and Sequential call the
+// forward of the stored type, so the hiding is what runs).
+class WSConv2dImpl : public torch::nn::Conv2dImpl {
+ public:
+  WSConv2dImpl(torch::nn::Conv2dOptions options, double eps);
+  torch::Tensor forward(const torch::Tensor& input);
+  // The standardized weight the convolution uses (differentiable w.r.t. `weight`).
+  torch::Tensor standardized_weight() const;
+  double eps() const { return eps_; }
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(WSConv2d);
+
 // Per-channel affine y = gamma*x + beta (file 004, Eq. 6), with multiplicative noise in
 // training: y = (1 + n)*gamma*x + beta, n ~ N(0, sigma^2) (Eq. 7). Channels are dim 1.
 // One n per (sample, channel) by default — the paper does not say; per_batch draws one n per

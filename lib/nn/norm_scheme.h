@@ -30,7 +30,7 @@ class NormScheme {
   // The convolution of a conv-norm pair (no bias: the layer after it has one).
   virtual torch::nn::AnyModule conv(const ConvSpec& spec) = 0;
   // The layer placed right after a conv with `channels` outputs. `where` names the layer
-  // ("features.3") for error messages (e.g. groups not dividing channels).
+  // ("layer2.0.bn1", "features.1") for error messages (e.g. groups not dividing channels).
   virtual torch::nn::AnyModule norm(int64_t channels, const std::string& where) = 0;
   // The final classifier (a plain nn::Linear unless the scheme constrains it).
   virtual torch::nn::AnyModule classifier(int64_t in, int64_t out);

@@ -18,10 +18,20 @@ void register_builtin_datasets(Registry<DatasetFactory>& r) {
 
 void register_builtin_models(Registry<ModelFactory>& r) {
   r.add({"cnn9", "9-layer CNN of file 004 §4.1.1", models::cnn9_options(), models::make_cnn9});
+  r.add({"resnet", "CIFAR ResNet-(6n+2) [He et al. 2016]", models::resnet_options(),
+         models::make_resnet});
+  r.add({"wrn", "Wide ResNet WRN-depth-width [Zagoruyko & Komodakis 2016]",
+         models::wrn_options(), models::make_wrn});
 }
 
 void register_builtin_norms(Registry<NormFactory>& r) {
   r.add({"bn", "conv -> BatchNorm", nn::bn_options(), nn::make_bn});
+  r.add({"gn", "conv -> GroupNorm [Wu & He 2018]", nn::gn_options(), nn::make_gn});
+  r.add({"ws_bn", "weight-standardized conv -> BatchNorm [Qiao et al. 2019]",
+         nn::ws_bn_options(), nn::make_ws_bn});
+  r.add({"ws_gn", "weight-standardized conv -> GroupNorm [Qiao et al. 2019]",
+         nn::ws_gn_options(), nn::make_ws_gn});
+  r.add({"none", "plain conv with bias, no normalization", nn::none_options(), nn::make_none});
   auto cwo = nn::cwo_options();
   for (auto& spec : cwo)
     if (spec.key == "noise.schedule") spec.choices = noise_schedules().names();

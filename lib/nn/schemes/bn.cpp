@@ -4,18 +4,25 @@
 
 namespace normexp::nn {
 
+torch::nn::Conv2dOptions conv_options(const ConvSpec& s, bool bias) {
+  return torch::nn::Conv2dOptions(s.in, s.out, s.kernel)
+      .stride(s.stride)
+      .padding(s.padding)
+      .bias(bias);
+}
+
+void kaiming_fan_out_(const torch::Tensor& weight) {
+  torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanOut, torch::kReLU);
+}
+
 namespace {
 class BnScheme : public NormScheme {
  public:
   BnScheme(double momentum, double eps) : momentum_(momentum), eps_(eps) {}
 
   torch::nn::AnyModule conv(const ConvSpec& s) override {
-    torch::nn::Conv2d conv(torch::nn::Conv2dOptions(s.in, s.out, s.kernel)
-                               .stride(s.stride)
-                               .padding(s.padding)
-                               .bias(false));
-    // He et al. init for ReLU nets, fan_out as in torchvision's ResNets.
-    torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+    torch::nn::Conv2d conv(conv_options(s, /*bias=*/false));
+    kaiming_fan_out_(conv->weight);
     return torch::nn::AnyModule(conv);
   }
 

@@ -1,0 +1,163 @@
+// resnet and wrn: published parameter counts, output shapes, shortcuts, option checks.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "support/ml_support.h"
+#include "train/run.h"
+
+namespace normexp {
+namespace {
+
+const c10::Device kCpu(c10::kCPU);
+
+// Builds through the real schema and registries (no data are loaded). `model` and `norm` are
+// the inside of a YAML flow mapping, e.g. "name: resnet, depth: 8".
+train::Built build(const std::string& model, const std::string& norm = "name: bn",
+                   int classes = 10) {
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(
+      dir, "data: {name: synthetic, classes: " + std::to_string(classes) +
+               ", resolution: 32, train_size: 16, test_size: 8}\n"
+               "model: {" + model + "}\nnorm: {" + norm + "}\n");
+  return train::build(exp, kCpu);
+}
+
+ConfigIssue single_issue(const std::string& model, const std::string& norm) {
+  try {
+    build(model, norm);
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.issues().size(), 1u) << e.what();
+    return e.issues().at(0);
+  }
+  ADD_FAILURE() << "expected a ConfigError for model {" << model << "}, norm {" << norm << "}";
+  return {};
+}
+
+torch::nn::Sequential stage(torch::nn::Module& model, const std::string& name) {
+  for (const auto& child : model.named_children())
+    if (child.key() == name)
+      return torch::nn::Sequential(std::dynamic_pointer_cast<torch::nn::SequentialImpl>(child.value()));
+  ADD_FAILURE() << "no stage " << name;
+  return torch::nn::Sequential(nullptr);
+}
+
+torch::Tensor param(torch::nn::Module& model, const std::string& name) {
+  auto params = model.named_parameters();
+  auto* p = params.find(name);
+  EXPECT_NE(p, nullptr) << name;
+  return p ? *p : torch::Tensor();
+}
+
+// He et al. 2016 §4.2 (option A shortcuts): ResNet-110 has 1.7M parameters. 1,727,962 with
+// option A; the 1,730,714 often quoted counts option B's 1x1 conv + BN projections at the
+// two stage transitions (16*32 + 2*32 + 32*64 + 2*64 = 2,752 more).
+TEST(Models, ResNet110ParameterCountWithBn) {
+  EXPECT_EQ(build("name: resnet, depth: 110").num_parameters, 1727962);
+  EXPECT_EQ(build("name: resnet, depth: 110, shortcut: B").num_parameters, 1730714);
+}
+
+// Zagoruyko & Komodakis 2016, Table: WRN-28-10 has 36.5M parameters (1x1 shortcut convs
+// without bias, as in the reference implementation).
+TEST(Models, Wrn28x10ParameterCountWithBn) {
+  EXPECT_EQ(build("name: wrn").num_parameters, 36479194);
+}
+
+TEST(Models, OutputIsOneLogitPerClassInTrainingAndEval) {
+  for (const std::string model : {"name: cnn9, width: 0.25", "name: resnet, depth: 8",
+                                  "name: resnet, depth: 8, shortcut: B",
+                                  "name: wrn, depth: 10, width: 1, dropout: 0.3"}) {
+    for (int classes : {10, 100}) {
+      SCOPED_TRACE(model + ", " + std::to_string(classes) + " classes");
+      auto b = build(model, "name: bn", classes);
+      auto x = torch::randn({2, 3, 32, 32});
+      b.model->train();
+      EXPECT_EQ(b.model->forward(x).sizes(), (std::vector<int64_t>{2, classes}));
+      b.model->eval();
+      auto y = b.model->forward(x);
+      EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, classes}));
+      EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
+    }
+  }
+}
+
+TEST(Models, DepthMustFitTheArchitecture) {
+  EXPECT_NO_THROW(build("name: resnet, depth: 14"));
+  auto issue = single_issue("name: resnet, depth: 21", "name: bn");
+  EXPECT_EQ(issue.path, "model.depth");
+  EXPECT_NE(issue.message.find("6n + 2"), std::string::npos) << issue.message;
+  EXPECT_NE(issue.where.find("exp.yaml:2"), std::string::npos) << issue.where;
+
+  EXPECT_NO_THROW(build("name: wrn, depth: 16, width: 1"));
+  issue = single_issue("name: wrn, depth: 12, width: 1", "name: bn");
+  EXPECT_EQ(issue.path, "model.depth");
+  EXPECT_NE(issue.message.find("6n + 4"), std::string::npos) << issue.message;
+}
+
+TEST(Models, GroupsNotDividingChannelsNameTheLayer) {
+  // The first normalized layer, in forward order, with channels 32 does not divide.
+  auto issue = single_issue("name: wrn, depth: 10, width: 1", "name: gn, groups: 32");
+  EXPECT_EQ(issue.path, "norm.groups");
+  EXPECT_EQ(issue.message, "32 does not divide the 16 channels of layer1.0.bn1");
+  EXPECT_NE(issue.where.find("exp.yaml:3"), std::string::npos) << issue.where;
+
+  issue = single_issue("name: resnet, depth: 8", "name: ws_gn, groups: 32");
+  EXPECT_EQ(issue.path, "norm.groups");
+  EXPECT_EQ(issue.message, "32 does not divide the 16 channels of bn1");
+
+  // Default 16 groups and cnn9 at width 0.375 (24, 48, 96 channels).
+  issue = single_issue("name: cnn9, width: 0.375", "name: gn");
+  EXPECT_EQ(issue.path, "norm.groups");
+  EXPECT_EQ(issue.message, "16 does not divide the 24 channels of features.1");
+  EXPECT_EQ(issue.where, "default");
+
+  // 16 groups divide every width of ResNet-110 and WRN-28-10 (file 004 §4.1.1).
+  EXPECT_NO_THROW(build("name: resnet, depth: 8", "name: gn"));
+  EXPECT_NO_THROW(build("name: wrn, depth: 10, width: 10", "name: gn"));
+}
+
+// With the residual branch's last conv zeroed, a block's output is its shortcut (plus ReLU for
+// the post-activation ResNet), which exposes the shortcut itself.
+TEST(Models, ResNetOptionAShortcutSubsamplesAndZeroPads) {
+  auto b = build("name: resnet, depth: 8", "name: none");
+  auto& model = *b.model;
+  {
+    torch::NoGradGuard no_grad;
+    param(model, "layer2.0.conv2.weight").zero_();
+    param(model, "layer2.0.conv2.bias").zero_();
+  }
+  auto x = torch::rand({2, 16, 8, 8});  // post-ReLU activations are >= 0
+  auto y = stage(model, "layer2")->forward(x);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 32, 4, 4}));
+  using torch::indexing::Slice;
+  EXPECT_TRUE(torch::equal(y.slice(1, 0, 16), x.index({Slice(), Slice(), Slice(0, 8, 2), Slice(0, 8, 2)})));
+  EXPECT_TRUE(torch::equal(y.slice(1, 16, 32), torch::zeros({2, 16, 4, 4})));
+  for (const auto& p : model.named_parameters())
+    EXPECT_EQ(p.key().find("shortcut"), std::string::npos) << p.key();
+}
+
+TEST(Models, WrnShortcutIsIdentityOrA1x1ConvOnThePreActivatedInput) {
+  auto b = build("name: wrn, depth: 10, width: 1", "name: none");
+  auto& model = *b.model;
+  {
+    torch::NoGradGuard no_grad;
+    for (const std::string s : {"layer1", "layer2"}) {
+      param(model, s + ".0.conv2.weight").zero_();
+      param(model, s + ".0.conv2.bias").zero_();
+    }
+  }
+  auto x = torch::randn({2, 16, 8, 8});
+  // 16 -> 16, stride 1: identity on the raw input (negative values survive).
+  EXPECT_TRUE(torch::equal(stage(model, "layer1")->forward(x), x));
+  // 16 -> 32, stride 2: a 1x1 conv applied to relu(norm(x)) (the norm is the identity here).
+  auto w = param(model, "layer2.0.shortcut.weight");
+  auto bias = param(model, "layer2.0.shortcut.bias");
+  EXPECT_EQ(w.sizes(), (std::vector<int64_t>{32, 16, 1, 1}));
+  auto expected = torch::conv2d(torch::relu(x), w, bias, /*stride=*/{2, 2});
+  auto got = stage(model, "layer2")->forward(x);
+  EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-6));
+  for (const auto& p : model.named_parameters())
+    EXPECT_NE(p.key().rfind("layer1.0.shortcut", 0), 0u) << p.key();
+}
+
+}  // namespace
+}  // namespace normexp

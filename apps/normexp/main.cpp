@@ -17,6 +17,8 @@
 #include "train/device.h"
 #include "train/run.h"
 
+#include "data_cmd.h"
+
 namespace {
 
 using namespace normexp;
@@ -38,6 +40,7 @@ struct ConfigArgs {
   std::vector<std::string> sets;
   std::optional<int64_t> seed;
   std::string device, output, progress;
+  bool resume = false;
 };
 
 void add_config_args(CLI::App* cmd, ConfigArgs& a) {
@@ -59,7 +62,9 @@ config::Experiment load(const ConfigArgs& a) {
 
 int cmd_run(const ConfigArgs& a) {
   const auto exp = load(a);
-  const auto result = train::run(exp);
+  train::RunOptions options;
+  options.resume = a.resume;
+  const auto result = train::run(exp, options);
   const auto& m = result.metrics;
   std::cout << fmt::format("status: {}\nresults: {}\n", m["status"].get<std::string>(),
                            (result.dir / "metrics.json").string());
@@ -156,6 +161,9 @@ int main(int argc, char** argv) {
   run->add_option("--progress", run_args.progress,
                   "auto (bar on a terminal), bar, plain (log lines) or none")
       ->check(CLI::IsMember({"auto", "bar", "plain", "none"}));
+  run->add_flag("--resume", run_args.resume,
+                "continue this run (same config, --set and --seed) from its checkpoint; starts "
+                "it when it does not exist yet, does nothing when it already completed");
   run->footer(kExitCodes);
 
   ConfigArgs val_args;
@@ -167,12 +175,16 @@ int main(int argc, char** argv) {
   auto* list = app.add_subcommand("list", "show every registered component with its options");
   list->add_option("kind", list_kind, "data, model, norm, optim, schedule, noise, train, output");
 
+  int data_exit = -1;  // set by `normexp data ...`, which runs inside app.parse
+  add_data_commands(app, data_exit);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitConfig;
   }
+  if (data_exit >= 0) return data_exit;
 
   try {
     if (*run) return cmd_run(run_args);

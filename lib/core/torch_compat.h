@@ -8,6 +8,8 @@
 #include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <mutex>
+
 #define NORMEXP_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||          \
    (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
@@ -31,5 +33,18 @@ inline void set_cuda_autocast_bf16(bool enabled) {
 }
 
 inline void clear_autocast_cache() { at::autocast::clear_cache(); }
+
+// State of the default CPU generator (the handle is shared, so a copy changes the default).
+inline at::Tensor cpu_rng_state() {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+inline void set_cpu_rng_state(const at::Tensor& state) {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
 
 }  // namespace normexp::compat

@@ -31,6 +31,9 @@ class DeviceLoader {
   int64_t num_batches() const;
   // Draws this epoch's order (global generator of the data's device) when shuffling.
   void new_epoch();
+  // This epoch's order (undefined when not shuffling), to checkpoint and restore mid-epoch.
+  const at::Tensor& order() const { return order_; }
+  void set_order(at::Tensor order) { order_ = std::move(order); }
   // uint8 images and int64 labels of batch i of the current epoch.
   std::pair<at::Tensor, at::Tensor> batch(int64_t i) const;
 

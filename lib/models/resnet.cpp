@@ -23,7 +23,7 @@ class BasicBlockImpl : public torch::nn::Module {
     register_module("bn1", bn1_.ptr());
     conv2_ = scheme.conv({out, out, 3, 1, 1});
     register_module("conv2", conv2_.ptr());
-    bn2_ = scheme.norm(out, where + ".bn2");
+    bn2_ = scheme.residual_norm(out, where + ".bn2");
     register_module("bn2", bn2_.ptr());
     if (shortcut == Shortcut::B && (stride != 1 || in != out)) {
       torch::nn::Sequential projection;

@@ -20,7 +20,8 @@ class WideBlockImpl : public torch::nn::Module {
     register_module("bn1", bn1_.ptr());
     conv1_ = scheme.conv({in, out, 3, stride, 1});
     register_module("conv1", conv1_.ptr());
-    bn2_ = scheme.norm(out, where + ".bn2");
+    // bn2's scale sets the branch's scale (ReLU and the conv after it are homogeneous).
+    bn2_ = scheme.residual_norm(out, where + ".bn2");
     register_module("bn2", bn2_.ptr());
     conv2_ = scheme.conv({out, out, 3, 1, 1});
     register_module("conv2", conv2_.ptr());

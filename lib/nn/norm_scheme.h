@@ -32,6 +32,11 @@ class NormScheme {
   // The layer placed right after a conv with `channels` outputs. `where` names the layer
   // ("layer2.0.bn1", "features.1") for error messages (e.g. groups not dividing channels).
   virtual torch::nn::AnyModule norm(int64_t channels, const std::string& where) = 0;
+  // The layer that ends a residual branch (right before the addition). The same as norm()
+  // unless a scheme initializes it differently (cwo: norm.residual_gamma).
+  virtual torch::nn::AnyModule residual_norm(int64_t channels, const std::string& where) {
+    return norm(channels, where);
+  }
   // The final classifier (a plain nn::Linear unless the scheme constrains it).
   virtual torch::nn::AnyModule classifier(int64_t in, int64_t out);
   // Called once the whole model is built (e.g. to assign per-layer noise levels, which

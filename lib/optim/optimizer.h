@@ -1,5 +1,8 @@
 #pragma once
+#include <map>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "config/schema.h"
@@ -14,6 +17,10 @@ class Optimizer {
   virtual void step(double lr) = 0;
   void zero_grad();
   const std::vector<nn::ParamInfo>& params() const { return params_; }
+  // Internal state (e.g. momentum buffers) by name, for checkpoints; load_state restores it
+  // onto the parameters' devices. Keys absent from the map leave that state empty.
+  virtual std::vector<std::pair<std::string, at::Tensor>> state() const { return {}; }
+  virtual void load_state(const std::map<std::string, at::Tensor>& state) { (void)state; }
 
  protected:
   std::vector<nn::ParamInfo> params_;
@@ -35,6 +42,8 @@ class Sgd : public Optimizer {
  public:
   Sgd(std::vector<nn::ParamInfo> params, SgdOptions options);
   void step(double lr) override;
+  std::vector<std::pair<std::string, at::Tensor>> state() const override;
+  void load_state(const std::map<std::string, at::Tensor>& state) override;
 
  private:
   SgdOptions options_;

@@ -46,6 +46,21 @@ void Sgd::step(double lr) {
   }
 }
 
+std::vector<std::pair<std::string, at::Tensor>> Sgd::state() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (size_t i = 0; i < buffers_.size(); ++i)
+    if (buffers_[i].defined()) out.emplace_back("momentum." + params_[i].name, buffers_[i]);
+  return out;
+}
+
+void Sgd::load_state(const std::map<std::string, at::Tensor>& state) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto it = state.find("momentum." + params_[i].name);
+    buffers_[i] = it == state.end() ? at::Tensor()
+                                    : it->second.to(params_[i].tensor.options()).clone();
+  }
+}
+
 std::vector<config::OptionSpec> sgd_options() {
   using namespace config;
   return {

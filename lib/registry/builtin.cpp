@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "data/cifar.h"
 #include "data/synthetic.h"
 #include "nn/schemes/schemes.h"
 
@@ -14,6 +15,10 @@ void register_builtin_datasets(Registry<DatasetFactory>& r) {
   r.add({"synthetic", "seeded synthetic image classification (no download)",
          data::SyntheticDataset::options(),
          [](const Params& p) { return std::make_unique<data::SyntheticDataset>(p); }});
+  for (auto v : {data::CifarVariant::Cifar10, data::CifarVariant::Cifar100})
+    r.add({data::cifar_name(v), "official CIFAR binary files (normexp data fetch|prepare)",
+           data::CifarDataset::options(v),
+           [v](const Params& p) { return std::make_unique<data::CifarDataset>(p, v); }});
 }
 
 void register_builtin_models(Registry<ModelFactory>& r) {
@@ -104,6 +109,9 @@ std::vector<OptionSpec> train_options() {
       opt_bool("drop_last", false, "drop the last incomplete training batch of each epoch"),
       opt_int("max_steps", 0, "stop after this many steps in total (0: no limit)", at_least(0)),
       opt_bool("bf16", false, "bf16 autocast (CUDA only; ignored with a warning on CPU)"),
+      unhashed(opt_int("checkpoint_every", 1,
+                       "write checkpoint.pt every N epochs (0: only at the end and on interrupt)",
+                       at_least(0))),
       unhashed(opt_int("eval_batch_size", 500, "evaluation batch size", at_least(1))),
       unhashed(opt_string("device", "auto", "auto picks CUDA when available",
                           {"auto", "cpu", "cuda"})),

@@ -3,6 +3,9 @@
 #include <torch/torch.h>
 
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+
+#include <mutex>
 
 #include "core/torch_compat.h"
 
@@ -22,5 +25,19 @@ void set_bf16_autocast(bool enabled) { compat::set_cuda_autocast_bf16(enabled); 
 void clear_autocast_cache() { compat::clear_autocast_cache(); }
 
 void set_cudnn_benchmark(bool enabled) { at::globalContext().setBenchmarkCuDNN(enabled); }
+
+at::Tensor rng_state() {
+  if (!torch::cuda::is_available()) return {};
+  auto gen = at::cuda::detail::getDefaultCUDAGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_rng_state(const at::Tensor& state) {
+  if (!state.defined() || !torch::cuda::is_available()) return;
+  auto gen = at::cuda::detail::getDefaultCUDAGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
 
 }  // namespace normexp::cuda

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include <ATen/core/Tensor.h>
+
 namespace normexp::cuda {
 
 bool compiled_with_cuda();
@@ -12,5 +14,8 @@ void synchronize();                 // waits for the current CUDA stream
 void set_bf16_autocast(bool enabled);
 void clear_autocast_cache();
 void set_cudnn_benchmark(bool enabled);
+// State of the default CUDA generator (for checkpoints); undefined tensor without CUDA.
+at::Tensor rng_state();
+void set_rng_state(const at::Tensor& state);
 
 }  // namespace normexp::cuda

@@ -20,5 +20,7 @@ void set_bf16_autocast(bool enabled) {
 }
 void clear_autocast_cache() {}
 void set_cudnn_benchmark(bool) {}
+at::Tensor rng_state() { return {}; }
+void set_rng_state(const at::Tensor&) {}
 
 }  // namespace normexp::cuda

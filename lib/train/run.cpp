@@ -7,6 +7,8 @@
 #include <cmath>
 #include <csignal>
 #include <ctime>
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -14,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/torch_compat.h"
 #include "core/torch_info.h"
 #include "core/version.h"
 #include "nn/params.h"
@@ -98,7 +101,11 @@ std::filesystem::path run_dir(const config::Experiment& exp) {
 
 namespace {
 volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+// First signal: finish the step, checkpoint, stop. A second one: stop at once.
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signal != 0) std::_Exit(128 + sig);
+  g_stop_signal = sig;
+}
 
 // Installs SIGINT/SIGTERM handlers for the duration of a run, restores the old ones after.
 class SignalScope {
@@ -147,15 +154,26 @@ void claim_dir(const std::filesystem::path& dir) {
   }
 }
 
+// The state of the epoch in progress; saved in checkpoints so that a run interrupted
+// mid-epoch resumes at the next batch with the same data order and the same running sums.
+struct EpochState {
+  int64_t epoch = 0;       // 1-based; 0 before the first epoch
+  int64_t next_batch = 0;  // index of the next batch of this epoch
+  int64_t seen = 0;
+  double train_time = 0;
+  torch::Tensor loss_sum, correct;
+};
+
 class Run {
  public:
   Run(const config::Experiment& exp, Built built, const c10::Device& device,
-      data::ImageData data, std::filesystem::path dir)
-      : exp_(exp), b_(std::move(built)), device_(device), dir_(std::move(dir)) {
+      data::ImageData data, std::filesystem::path dir, const RunOptions& options)
+      : exp_(exp), b_(std::move(built)), device_(device), dir_(std::move(dir)), options_(options) {
     const Params& train = exp.section("train");
     const Params& data_p = exp.section("data");
     epochs_ = train.get_int("epochs");
     max_steps_ = train.get_int("max_steps");
+    checkpoint_every_ = train.get_int("checkpoint_every");
     bf16_ = train.get_bool("bf16");
     if (bf16_ && !device_.is_cuda()) {
       spdlog::warn("train.bf16 is ignored on {}: bf16 autocast is used on CUDA only",
@@ -176,11 +194,70 @@ class Run {
         /*shuffle=*/false, /*drop_last=*/false);
     progress_ = std::make_unique<Progress>(Progress::parse_mode(train.get_string("progress")),
                                            epochs_);
+    started_at_ = iso_time_now();
+  }
+
+  // Restores everything from checkpoint.pt and the history up to it from metrics.json.
+  void restore() {
+    torch::serialize::InputArchive ar;
+    ar.load_from((dir_ / kCheckpoint).string());
+    auto read = [&](const std::string& key) {
+      torch::Tensor t;
+      if (!ar.try_read(key, t, /*is_buffer=*/true))
+        throw RunError("checkpoint " + (dir_ / kCheckpoint).string() + " lacks '" + key + "'");
+      return t;
+    };
+    {
+      torch::NoGradGuard no_grad;
+      const auto tensors = model_tensors();
+      for (size_t i = 0; i < tensors.size(); ++i) {
+        auto t = read("model_" + std::to_string(i));
+        if (t.sizes() != tensors[i].sizes())
+          throw RunError("checkpoint " + (dir_ / kCheckpoint).string() +
+                         " does not match the model (tensor " + std::to_string(i) + ")");
+        tensors[i].copy_(t);
+      }
+    }
+    std::map<std::string, torch::Tensor> optim_state;
+    const auto n_optim = read("optim_count").item<int64_t>();
+    for (int64_t i = 0; i < n_optim; ++i) {
+      const auto key = "optim_" + std::to_string(i);
+      auto name = read(key + "_name");
+      optim_state[std::string(static_cast<const char*>(name.data_ptr()), name.numel())] =
+          read(key);
+    }
+    b_.optimizer->load_state(optim_state);
+    auto meta = read("meta");  // int64: step, epoch, next_batch, seen
+    step_ = meta[0].item<int64_t>();
+    state_.epoch = meta[1].item<int64_t>();
+    state_.next_batch = meta[2].item<int64_t>();
+    state_.seen = meta[3].item<int64_t>();
+    state_.train_time = read("train_time").item<double>();
+    state_.loss_sum = read("loss_sum").to(device_);
+    state_.correct = read("correct").to(device_);
+    torch::Tensor order;
+    if (ar.try_read("order", order, true)) train_loader_->set_order(order.to(device_));
+    compat::set_cpu_rng_state(read("rng_cpu"));
+    torch::Tensor cuda_state;
+    if (device_.is_cuda() && ar.try_read("rng_cuda", cuda_state, true))
+      cuda::set_rng_state(cuda_state);
+
+    // History and bookkeeping from the metrics written with (or after) the checkpoint.
+    const auto old = nlohmann::json::parse(read_file(dir_ / "metrics.json"));
+    const int64_t completed = state_.next_batch == 0 ? state_.epoch : state_.epoch - 1;
+    for (const auto& row : old.value("history", nlohmann::json::array()))
+      if (row["epoch"].get<int64_t>() <= completed) history_.push_back(row);
+    started_at_ = old.value("started_at", started_at_);
+    prior_wall_s_ = old.value("wall_time_s", 0.0);
+    resumes_ = old.value("resumes", 0) + 1;
+    for (const auto& row : history_) epoch_times_.push_back(row["epoch_time_s"].get<double>());
+    spdlog::info("resuming {} at epoch {} step {} (batch {} of the epoch)", dir_.string(),
+                 std::max<int64_t>(1, state_.epoch + (state_.next_batch == 0 ? 1 : 0)), step_,
+                 state_.next_batch);
   }
 
   RunResult go() {
     started_ = std::chrono::steady_clock::now();
-    started_at_ = iso_time_now();
     write_file_atomic(dir_ / "config.yaml", exp_.resolved_yaml());
     write_metrics("running");
     spdlog::info("run {} [{}] seed {} on {} -> {}", exp_.name, exp_.hash(), exp_.seed,
@@ -191,11 +268,16 @@ class Run {
 
     SignalScope signals;
     RunStatus status = RunStatus::Completed;
-    for (int64_t epoch = 1; epoch <= epochs_; ++epoch) {
+    // A checkpoint taken mid-epoch continues that epoch; otherwise start the next one.
+    int64_t epoch = state_.next_batch > 0 ? state_.epoch : state_.epoch + 1;
+    for (; epoch <= epochs_ && !(max_steps_ > 0 && step_ >= max_steps_); ++epoch) {
       status = train_epoch(epoch);
       if (status != RunStatus::Completed) break;
-      if (max_steps_ > 0 && step_ >= max_steps_) break;
+      if (epoch == epochs_ || (checkpoint_every_ > 0 && epoch % checkpoint_every_ == 0))
+        write_checkpoint();
     }
+    if (status == RunStatus::Completed && (max_steps_ > 0 && step_ >= max_steps_))
+      write_checkpoint();
     const std::string final_status = status_name(status);
     write_metrics(final_status);
     RunResult r;
@@ -206,18 +288,71 @@ class Run {
   }
 
  private:
+  static constexpr const char* kCheckpoint = "checkpoint.pt";
+
+  std::vector<torch::Tensor> model_tensors() const {
+    std::vector<torch::Tensor> out;
+    for (const auto& p : b_.model->named_parameters()) out.push_back(p.value());
+    for (const auto& p : b_.model->named_buffers()) out.push_back(p.value());
+    return out;
+  }
+
+  void write_checkpoint() {
+    synchronize(device_);
+    torch::serialize::OutputArchive ar;
+    const auto tensors = model_tensors();
+    for (size_t i = 0; i < tensors.size(); ++i)
+      ar.write("model_" + std::to_string(i), tensors[i].detach().cpu(), true);
+    const auto optim_state = b_.optimizer->state();
+    ar.write("optim_count", torch::tensor(static_cast<int64_t>(optim_state.size())), true);
+    for (size_t i = 0; i < optim_state.size(); ++i) {
+      const auto key = "optim_" + std::to_string(i);
+      const auto& name = optim_state[i].first;
+      ar.write(key + "_name",
+               torch::from_blob(const_cast<char*>(name.data()), {static_cast<int64_t>(name.size())},
+                                torch::kUInt8)
+                   .clone(),
+               true);
+      ar.write(key, optim_state[i].second.detach().cpu(), true);
+    }
+    ar.write("meta", torch::tensor({step_, state_.epoch, state_.next_batch, state_.seen}), true);
+    ar.write("train_time", torch::tensor(state_.train_time, torch::kDouble), true);
+    ar.write("loss_sum", state_.loss_sum.defined() ? state_.loss_sum.cpu()
+                                                  : torch::zeros({}, torch::kDouble),
+             true);
+    ar.write("correct", state_.correct.defined() ? state_.correct.cpu()
+                                                : torch::zeros({}, torch::kLong),
+             true);
+    if (train_loader_->order().defined()) ar.write("order", train_loader_->order().cpu(), true);
+    ar.write("rng_cpu", compat::cpu_rng_state(), true);
+    if (device_.is_cuda()) ar.write("rng_cuda", cuda::rng_state(), true);
+    std::ostringstream out;
+    ar.save_to(out);
+    write_file_atomic(dir_ / kCheckpoint, out.str());
+  }
+
+  bool stop_requested() const {
+    return g_stop_signal != 0 ||
+           (options_.interrupt_at_step > 0 && step_ >= options_.interrupt_at_step);
+  }
+
   RunStatus train_epoch(int64_t epoch) {
     auto& model = *b_.model;
     model.train();
-    train_loader_->new_epoch();
+    if (state_.epoch != epoch || state_.next_batch == 0) {
+      // A fresh epoch: new order, zeroed sums.
+      state_.epoch = epoch;
+      state_.next_batch = 0;
+      state_.seen = 0;
+      state_.train_time = 0;
+      state_.loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+      state_.correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device_));
+      train_loader_->new_epoch();
+    }
     const int64_t steps = train_loader_->num_batches();
     const auto t0 = std::chrono::steady_clock::now();
-    auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
-    auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device_));
-    int64_t seen = 0;
-    double lr = 0;
-    bool interrupted = false;
-    for (int64_t i = 0; i < steps; ++i) {
+    double lr = b_.schedule->lr_at(std::max<int64_t>(0, step_ - 1));
+    for (int64_t& i = state_.next_batch; i < steps;) {
       if (max_steps_ > 0 && step_ >= max_steps_) break;
       auto [images, labels] = train_loader_->batch(i);
       auto x = pipeline_.prepare(images, /*train=*/true);
@@ -231,49 +366,48 @@ class Run {
       b_.optimizer->step(lr);
       if (bf16_) cuda::clear_autocast_cache();
       const int64_t n = labels.size(0);
-      loss_sum.add_(loss.detach().to(torch::kDouble), static_cast<double>(n));
-      correct.add_(logits.detach().argmax(1).eq(labels).sum());
-      seen += n;
+      state_.loss_sum.add_(loss.detach().to(torch::kDouble), static_cast<double>(n));
+      state_.correct.add_(logits.detach().argmax(1).eq(labels).sum());
+      state_.seen += n;
       ++step_;
+      ++i;
       if (progress_->due()) {
         const double l = loss.item<double>();
         if (!std::isfinite(l)) return diverged(epoch);
-        progress_->draw(epoch, i + 1, steps, l, eta(epoch, (i + 1.0) / steps));
+        progress_->draw(epoch, i, steps, l, eta(epoch, static_cast<double>(i) / steps));
       }
-      if (g_stop_signal) {
-        interrupted = true;
-        break;
+      if (stop_requested() && i < steps) {
+        state_.train_time += seconds_since(t0);
+        return interrupted(epoch);
       }
     }
     synchronize(device_);
-    const double train_time = seconds_since(t0);
-    const double train_loss = seen ? loss_sum.item<double>() / seen : 0.0;
+    state_.train_time += seconds_since(t0);
+    const double train_time = state_.train_time;
+    const int64_t seen = state_.seen;
+    const double train_loss = seen ? state_.loss_sum.item<double>() / seen : 0.0;
     if (!std::isfinite(train_loss)) return diverged(epoch);
-    if (interrupted) {
-      spdlog::warn("interrupted by signal {} in epoch {} after step {}; status 'interrupted'",
-                   static_cast<int>(g_stop_signal), epoch, step_);
-      return RunStatus::Interrupted;
-    }
 
     const auto e0 = std::chrono::steady_clock::now();
     const EvalResult test = evaluate(model, *test_loader_, pipeline_, bf16_);
     const double eval_time = seconds_since(e0);
+    if (!std::isfinite(test.loss)) return diverged(epoch);
     nlohmann::json row = {
         {"epoch", epoch},
         {"step", step_},
         {"lr", lr},
         {"train_loss", train_loss},
-        {"train_err", seen ? 100.0 * (1.0 - static_cast<double>(correct.item<int64_t>()) / seen)
-                           : 0.0},
+        {"train_err",
+         seen ? 100.0 * (1.0 - static_cast<double>(state_.correct.item<int64_t>()) / seen) : 0.0},
         {"test_loss", test.loss},
         {"test_err", test.top1_err},
         {"test_top5_err", test.top5_err},
         {"epoch_time_s", train_time + eval_time},
         {"train_time_s", train_time},
         {"images_per_s", train_time > 0 ? seen / train_time : 0.0},
-        {"elapsed_s", seconds_since(started_)},
+        {"elapsed_s", prior_wall_s_ + seconds_since(started_)},
     };
-    if (!std::isfinite(test.loss)) return diverged(epoch);
+    state_.next_batch = 0;  // the epoch is complete
     history_.push_back(row);
     epoch_times_.push_back(train_time + eval_time);
     write_history();
@@ -284,7 +418,17 @@ class Run {
         epoch, epochs_, train_loss, row["train_err"].get<double>(), test.loss, test.top1_err,
         test.top5_err, lr, train_time + eval_time, row["images_per_s"].get<double>(),
         format_duration(eta(epoch + 1, 0.0))));
+    if (stop_requested() && epoch < epochs_) return interrupted(epoch + 1);
     return RunStatus::Completed;
+  }
+
+  RunStatus interrupted(int64_t epoch) {
+    write_checkpoint();
+    progress_->epoch_done(fmt::format(
+        "interrupted in epoch {} at step {}; checkpoint written, status 'interrupted' "
+        "(continue with: normexp run {} --resume{})",
+        epoch, step_, exp_.source, exp_.seed ? " --seed " + std::to_string(exp_.seed) : ""));
+    return RunStatus::Interrupted;
   }
 
   RunStatus diverged(int64_t epoch) {
@@ -347,7 +491,8 @@ class Run {
     m["device"] = describe_device(device_);
     m["started_at"] = started_at_;
     m["updated_at"] = iso_time_now();
-    m["wall_time_s"] = seconds_since(started_);
+    m["resumes"] = resumes_;
+    m["wall_time_s"] = prior_wall_s_ + seconds_since(started_);
     return m;
   }
 
@@ -365,6 +510,7 @@ class Run {
   Built b_;
   c10::Device device_;
   std::filesystem::path dir_;
+  RunOptions options_;
   BatchPipeline pipeline_;
   std::unique_ptr<data::DeviceLoader> train_loader_, test_loader_;
   std::unique_ptr<Progress> progress_;
@@ -372,12 +518,15 @@ class Run {
   std::chrono::steady_clock::time_point started_;
   std::vector<nlohmann::json> history_;
   std::vector<double> epoch_times_;
-  int64_t epochs_ = 0, max_steps_ = 0, step_ = 0, diverged_epoch_ = 0;
+  EpochState state_;
+  int64_t epochs_ = 0, max_steps_ = 0, checkpoint_every_ = 0, step_ = 0, diverged_epoch_ = 0;
+  int resumes_ = 0;
+  double prior_wall_s_ = 0;
   bool bf16_ = false;
 };
 }  // namespace
 
-RunResult run(const config::Experiment& exp) {
+RunResult run(const config::Experiment& exp, const RunOptions& options) {
   const Params& train = exp.section("train");
   // Debian's LibTorch starts with one intra-op thread; use every core unless told otherwise.
   const auto threads = train.get_int("threads") > 0
@@ -392,10 +541,28 @@ RunResult run(const config::Experiment& exp) {
 
   Built built = build(exp, device);  // every config problem surfaces before anything is written
   const auto dir = run_dir(exp);
-  if (std::filesystem::exists(dir)) claim_dir(dir);  // throws with the existing run's status
+  const bool exists = std::filesystem::exists(dir);
+  if (exists && !options.resume) claim_dir(dir);  // throws with the existing run's status
+  if (exists && options.resume && std::filesystem::exists(dir / "metrics.json")) {
+    auto old = nlohmann::json::parse(read_file(dir / "metrics.json"));
+    const std::string status = old.value("status", "unknown");
+    if (status == "completed" || status == "diverged") {
+      spdlog::info("{} is already {}; nothing to resume", dir.string(), status);
+      RunResult r;
+      r.status = status == "completed" ? RunStatus::Completed : RunStatus::Diverged;
+      r.dir = dir;
+      r.metrics = std::move(old);
+      return r;
+    }
+  }
   data::ImageData data = built.dataset->load();
-  claim_dir(dir);
-  Run r(exp, std::move(built), device, std::move(data), dir);
+  if (!exists) claim_dir(dir);
+  Run r(exp, std::move(built), device, std::move(data), dir, options);
+  if (exists && std::filesystem::exists(dir / "checkpoint.pt")) {
+    r.restore();
+  } else if (exists) {
+    spdlog::info("{} has no checkpoint yet; starting the run from the beginning", dir.string());
+  }
   return r.go();
 }
 

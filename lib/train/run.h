@@ -50,10 +50,20 @@ struct RunResult {
   nlohmann::json metrics;
 };
 
+struct RunOptions {
+  // Continue the run in its directory from checkpoint.pt (start it when there is none; a
+  // completed or diverged run is returned as it is).
+  bool resume = false;
+  // For tests: act as if SIGINT arrived right after this global step (0: never).
+  int64_t interrupt_at_step = 0;
+};
+
 // Trains and writes the results directory. Throws ConfigError before writing anything for a
-// bad config, RunExistsError when the directory already holds a run, RunError for data and
-// I/O problems. SIGINT/SIGTERM finish the current step, record status "interrupted" and
-// return.
-RunResult run(const config::Experiment& exp);
+// bad config, RunExistsError when the directory already holds a run (without resume),
+// RunError for data and I/O problems. SIGINT/SIGTERM finish the current step, write a
+// checkpoint, record status "interrupted" and return; a second signal exits at once.
+// Checkpoints (model, optimizer state, step, epoch position and data order, RNG states) are
+// written every train.checkpoint_every epochs and at the end.
+RunResult run(const config::Experiment& exp, const RunOptions& options = {});
 
 }  // namespace normexp::train

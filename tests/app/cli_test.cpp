@@ -107,6 +107,43 @@ TEST(Cli, DivergedRunExits4) {
   EXPECT_NE(r.out.find("status: diverged"), std::string::npos) << r.out;
 }
 
+TEST(Cli, SigintWritesACheckpointAndResumeFinishesTheSameRun) {
+  testing::TempDir dir;
+  // Long enough (a few seconds on one thread) to be interrupted part way.
+  const auto cfg = dir.write("long.yaml", R"(name: long
+data: {name: synthetic, classes: 5, train_size: 3000, test_size: 200, resolution: 16}
+model: {name: cnn9, width: 0.25}
+norm: {name: cwo}
+optim: {lr: 0.05}
+train: {epochs: 4, batch_size: 64, threads: 1, deterministic: true, progress: plain}
+)");
+  const std::string bin = NORMEXP_BINARY;
+  const auto a = dir.path() / "a", b = dir.path() / "b";
+  auto straight = sh("run " + cfg.string() + " --output " + a.string());
+  ASSERT_EQ(straight.code, 0) << straight.out;
+
+  const std::string cmd = bin + " run " + cfg.string() + " --output " + b.string() +
+                          " > /dev/null 2>&1 & pid=$!; sleep 1.5; kill -INT $pid; wait $pid; "
+                          "echo code=$?";
+  FILE* p = popen(("sh -c '" + cmd + "'").c_str(), "r");
+  std::string out;
+  std::array<char, 256> buf{};
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  pclose(p);
+  ASSERT_NE(out.find("code=130"), std::string::npos) << out;
+
+  auto resumed = sh("run " + cfg.string() + " --output " + b.string() + " --resume");
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("resuming"), std::string::npos) << resumed.out;
+  // The final line of metrics printed by both runs is identical.
+  auto final_line = [](const std::string& text) {
+    const auto at = text.find("final (epoch");
+    return at == std::string::npos ? std::string() : text.substr(at, text.find('\n', at) - at);
+  };
+  EXPECT_FALSE(final_line(straight.out).empty()) << straight.out;
+  EXPECT_EQ(final_line(resumed.out), final_line(straight.out));
+}
+
 TEST(Cli, HelpAndUsageErrors) {
   auto h = sh("run --help");
   EXPECT_EQ(h.code, 0);

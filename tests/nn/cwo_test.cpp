@@ -220,3 +220,37 @@ TEST(Cwo, SigmaWithoutScheduleIsAConfigError) {
 
 }  // namespace
 }  // namespace normexp
+
+namespace normexp {
+namespace {
+
+TEST(Cwo, ResidualGammaKeepsDeepResNetsBoundedAtInit) {
+  // On the sphere (c = 2, He variance) every residual block with gamma = 1 doubles the
+  // activation variance: ResNet-110's 54 blocks give ~2^54. residual_gamma (default 0) sets
+  // the affine that ends each branch, so every block starts as the identity.
+  testing::TempDir dir;
+  auto logits_std = [&](const std::string& gamma) {
+    auto exp = testing::experiment_from(
+        dir, "data: {name: synthetic, classes: 10, resolution: 32}\n"
+             "model: {name: resnet, depth: 110}\nnorm: {name: cwo, residual_gamma: " + gamma + "}\n");
+    torch::manual_seed(0);
+    auto b = train::build(exp, c10::Device(c10::kCPU));
+    int zeroed = 0;
+    for (const auto& p : b.model->named_parameters())
+      if (p.key().find("bn2.weight") != std::string::npos)
+        zeroed += p.value().abs().max().item<double>() == 0.0 ? 1 : 0;
+    b.model->eval();
+    torch::NoGradGuard no_grad;
+    auto y = b.model->forward(torch::randn({4, 3, 32, 32}));
+    return std::make_pair(y.std().item<double>(), zeroed);
+  };
+  auto [bounded, zeroed] = logits_std("0.0");
+  EXPECT_EQ(zeroed, 54);
+  EXPECT_LT(bounded, 100.0);
+  auto [exploded, none_zeroed] = logits_std("1.0");
+  EXPECT_EQ(none_zeroed, 0);
+  EXPECT_GT(exploded, 1e4 * bounded);
+}
+
+}  // namespace
+}  // namespace normexp

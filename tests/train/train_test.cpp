@@ -102,5 +102,64 @@ TEST(Run, MaxStepsStopsEarly) {
   EXPECT_EQ(result.metrics["epochs_completed"], 1);
 }
 
+TEST(Run, InterruptAndResumeEqualsAnUninterruptedRun) {
+  testing::TempDir dir;
+  const std::vector<std::string> common{"train.epochs=4", "train.deterministic=true",
+                                        "norm.noise.schedule=linear", "norm.noise.sigma=0.5",
+                                        "optim.lr=0.2"};
+  auto with_root = [&](const std::string& root) {
+    auto sets = common;
+    sets.push_back("output.root=" + (dir.path() / root).string());
+    return testing::experiment_from(dir, testing::kTinyYaml, sets);
+  };
+  auto straight = run(with_root("straight"));
+  ASSERT_EQ(straight.status, RunStatus::Completed);
+
+  // 8 steps per epoch: stop mid-epoch 2 (step 13), and at the end of epoch 3 (step 24).
+  for (int64_t stop_at : {13, 24}) {
+    SCOPED_TRACE(stop_at);
+    const std::string root = "resumed" + std::to_string(stop_at);
+    auto exp = with_root(root);
+    RunOptions interrupt;
+    interrupt.interrupt_at_step = stop_at;
+    auto first = run(exp, interrupt);
+    ASSERT_EQ(first.status, RunStatus::Interrupted);
+    EXPECT_EQ(first.metrics["status"], "interrupted");
+    EXPECT_EQ(first.metrics["steps"], stop_at);
+    EXPECT_TRUE(std::filesystem::exists(first.dir / "checkpoint.pt"));
+    EXPECT_THROW(run(exp), RunExistsError);  // never continued without --resume
+
+    RunOptions resume;
+    resume.resume = true;
+    auto second = run(with_root(root), resume);
+    ASSERT_EQ(second.status, RunStatus::Completed);
+    EXPECT_EQ(second.metrics["resumes"], 1);
+    EXPECT_EQ(second.metrics["steps"], straight.metrics["steps"]);
+    ASSERT_EQ(second.metrics["history"].size(), straight.metrics["history"].size());
+    for (size_t e = 0; e < straight.metrics["history"].size(); ++e) {
+      for (const char* key : {"train_loss", "train_err", "test_loss", "test_err", "lr"})
+        EXPECT_EQ(second.metrics["history"][e][key], straight.metrics["history"][e][key])
+            << "epoch " << e + 1 << " " << key;
+    }
+    // Resuming a completed run does nothing.
+    auto third = run(with_root(root), resume);
+    EXPECT_EQ(third.status, RunStatus::Completed);
+    EXPECT_EQ(third.metrics["resumes"], 1);
+  }
+}
+
+TEST(Run, ResumeStartsARunThatDoesNotExist) {
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(dir, testing::kTinyYaml,
+                                      {"output.root=" + (dir.path() / "res").string(),
+                                       "train.epochs=1"});
+  RunOptions resume;
+  resume.resume = true;
+  auto r = run(exp, resume);
+  EXPECT_EQ(r.status, RunStatus::Completed);
+  EXPECT_EQ(r.metrics["resumes"], 0);
+  EXPECT_TRUE(std::filesystem::exists(r.dir / "checkpoint.pt"));  // written at the end
+}
+
 }  // namespace
 }  // namespace normexp::train

@@ -11,12 +11,13 @@ namespace {
 class CwoScheme : public NormScheme {
  public:
   CwoScheme(ConstraintSpec spec, bool constrain_classifier, bool per_batch, NoiseSchedule noise,
-            double sigma)
+            double sigma, double residual_gamma)
       : spec_(spec),
         constrain_classifier_(constrain_classifier),
         per_batch_(per_batch),
         noise_(std::move(noise)),
-        sigma_(sigma) {}
+        sigma_(sigma),
+        residual_gamma_(residual_gamma) {}
 
   torch::nn::AnyModule conv(const ConvSpec& s) override {
     // The initial direction is PyTorch's default init; the constructor projects it onto the
@@ -32,6 +33,13 @@ class CwoScheme : public NormScheme {
     return torch::nn::AnyModule(AffineNoise(channels, per_batch_));
   }
 
+  torch::nn::AnyModule residual_norm(int64_t channels, const std::string&) override {
+    AffineNoise a(channels, per_batch_);
+    torch::NoGradGuard no_grad;
+    a->weight.fill_(residual_gamma_);
+    return torch::nn::AnyModule(a);
+  }
+
   torch::nn::AnyModule classifier(int64_t in, int64_t out) override {
     if (!constrain_classifier_) return NormScheme::classifier(in, out);
     return torch::nn::AnyModule(ConstrainedLinear(torch::nn::LinearOptions(in, out), spec_));
@@ -43,7 +51,7 @@ class CwoScheme : public NormScheme {
   ConstraintSpec spec_;
   bool constrain_classifier_, per_batch_;
   NoiseSchedule noise_;
-  double sigma_;
+  double sigma_, residual_gamma_;
 };
 }  // namespace
 
@@ -60,6 +68,12 @@ std::vector<config::OptionSpec> cwo_options() {
       // Choices are filled from the noise-schedule registry (lib/registry/builtin.cpp).
       opt_string("noise.schedule", "none", "noise schedule over the L noise layers"),
       opt_float("noise.sigma", 0.0, "noise std sigma (Eq. 7-8)", at_least(0)),
+      opt_float("residual_gamma", 0.0,
+                "initial gamma of the affine that ends each residual branch. Without "
+                "normalization, gamma = 1 doubles the activation variance per block (He init "
+                "on the sphere, c = 2): ~2^54 through ResNet-110. The paper does not say; 0 "
+                "makes every block the identity at initialization (Goyal et al. 2017)",
+                at_least(0)),
       opt_string("noise.per", "sample",
                  "one noise draw per (sample, channel), or per channel for the whole batch",
                  {"sample", "batch"}),
@@ -79,7 +93,7 @@ std::unique_ptr<NormScheme> make_cwo(const config::Params& p, NoiseSchedule nois
                       "'constant' or 'linear' (or sigma to 0)");
   return std::make_unique<CwoScheme>(spec, p.get_bool("constrain_classifier"),
                                      p.get_string("noise.per") == "batch", std::move(noise),
-                                     sigma);
+                                     sigma, p.get_float("residual_gamma"));
 }
 
 }  // namespace normexp::nn

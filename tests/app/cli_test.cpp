@@ -7,25 +7,14 @@
 #include <cstdio>
 
 #include "config/test_support.h"
+#include "support/cli.h"
 
 namespace normexp {
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using testing::CliResult;
 
-Result sh(const std::string& args) {
-  const std::string cmd = std::string(NORMEXP_BINARY) + " " + args + " 2>&1";
-  Result r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf{};
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+CliResult sh(const std::string& args) { return testing::normexp(args); }
 
 const char* kConfig = R"(name: cli
 data: {name: synthetic, classes: 3, train_size: 64, test_size: 32, resolution: 8}
@@ -125,11 +114,7 @@ train: {epochs: 4, batch_size: 64, threads: 1, deterministic: true, progress: pl
   const std::string cmd = bin + " run " + cfg.string() + " --output " + b.string() +
                           " > /dev/null 2>&1 & pid=$!; sleep 1.5; kill -INT $pid; wait $pid; "
                           "echo code=$?";
-  FILE* p = popen(("sh -c '" + cmd + "'").c_str(), "r");
-  std::string out;
-  std::array<char, 256> buf{};
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  pclose(p);
+  const std::string out = testing::shell("sh -c '" + cmd + "'").out;
   ASSERT_NE(out.find("code=130"), std::string::npos) << out;
 
   auto resumed = sh("run " + cfg.string() + " --output " + b.string() + " --resume");

@@ -23,6 +23,7 @@
 #include "data/cifar.h"
 #include "data/prepare.h"
 #include "registry/builtin.h"
+#include "support/cli.h"
 #include "support/ml_support.h"
 
 namespace normexp::data {
@@ -520,21 +521,7 @@ TEST(Fetch, UnreachableHostFailsCleanlyWithTheWayOut) {
 
 // ---- the CLI ------------------------------------------------------------------------------
 
-struct Shell {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-Shell normexp(const std::string& args) {
-  const std::string cmd = std::string(NORMEXP_BINARY) + " " + args + " 2>&1";
-  Shell r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf{};
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using testing::normexp;
 
 TEST(DataCli, PrepareRefusesAWrongMd5WithBothSums) {
   if (!built_with_libarchive() || !built_with_openssl())

@@ -20,7 +20,7 @@ have_torch() {
 }
 
 pkgs=(cmake ninja-build g++ ccache libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
-      nlohmann-json3-dev libgtest-dev libarchive-dev libssl-dev libcurl4-openssl-dev)
+      nlohmann-json3-dev libgtest-dev libarchive-dev libssl-dev libcurl4-openssl-dev gnuplot-nox)
 have_torch || pkgs+=(libtorch-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -18,6 +18,7 @@
 #include "train/run.h"
 
 #include "data_cmd.h"
+#include "report_cmd.h"
 
 namespace {
 
@@ -177,6 +178,7 @@ int main(int argc, char** argv) {
 
   int data_exit = -1;  // set by `normexp data ...`, which runs inside app.parse
   add_data_commands(app, data_exit);
+  add_report_commands(app, data_exit);  // report, plan, plot: same convention
 
   try {
     app.parse(argc, argv);

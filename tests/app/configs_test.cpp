@@ -14,7 +14,9 @@ std::vector<std::filesystem::path> shipped_configs() {
   std::vector<std::filesystem::path> out;
   for (const auto& e :
        std::filesystem::recursive_directory_iterator(std::filesystem::path(NORMEXP_SOURCE_DIR) / "configs"))
-    if (e.is_regular_file() && e.path().extension() == ".yaml") out.push_back(e.path());
+    if (e.is_regular_file() && e.path().extension() == ".yaml" &&
+        e.path().parent_path().filename() != "tables")  // report specs (tests/report), not experiments
+      out.push_back(e.path());
   std::sort(out.begin(), out.end());
   return out;
 }

@@ -1,0 +1,165 @@
+#include "report_cmd.h"
+
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "registry/builtin.h"
+#include "report/report.h"
+
+namespace normexp {
+
+namespace {
+
+struct ReportArgs {
+  std::vector<std::string> tables;
+  std::vector<std::string> sets;
+  std::string results = "results", tables_dir = "configs/tables", format = "markdown", output,
+              plot_dir, seeds = "0", binary = "normexp";
+  bool unmatched = false, slurm = false;
+};
+
+// Same messages and codes as main's handlers (2 config, 1 anything else).
+template <class F>
+int guarded(F&& fn) {
+  try {
+    fn();
+    return 0;
+  } catch (const ConfigError& e) {
+    std::cerr << "normexp: invalid configuration (" << e.issues().size() << " problem"
+              << (e.issues().size() == 1 ? "" : "s") << "):\n";
+    for (const auto& issue : e.issues()) std::cerr << "  " << issue.str() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "normexp: error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+report::TableSpec load(const ReportArgs& a, const std::string& table) {
+  return report::load_spec(report::resolve_spec_path(table, a.tables_dir));
+}
+
+void emit(const ReportArgs& a, const std::string& text) {
+  if (a.output.empty())
+    std::cout << text;
+  else
+    write_file_atomic(a.output, text);
+}
+
+std::vector<std::int64_t> parse_seeds(const std::string& text) {
+  std::vector<std::int64_t> seeds;
+  std::stringstream ss(text);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    try {
+      size_t used = 0;
+      seeds.push_back(std::stoll(part, &used));
+      if (used != part.size()) throw std::invalid_argument(part);
+    } catch (const std::exception&) {
+      throw ConfigError("--seeds", "seeds", "expected integers separated by commas, got '" + text + "'");
+    }
+  }
+  return seeds;
+}
+
+void common_options(CLI::App* cmd, ReportArgs& a) {
+  cmd->add_option("--results", a.results, "results root to scan")->capture_default_str();
+  cmd->add_option("--set", a.sets,
+                  "override applied to every cell after its own (repeatable), e.g. "
+                  "--set train.epochs=10 for a reduced reproduction (hashes change accordingly)")
+      ->allow_extra_args(false);
+  cmd->add_option("--tables", a.tables_dir, "where spec names are looked up")
+      ->capture_default_str();
+}
+
+}  // namespace
+
+void add_report_commands(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<ReportArgs>();
+  const auto& schema = registry::experiment_schema();
+
+  auto* rep = app.add_subcommand(
+      "report", "paper tables from the results: ours (mean ± std over seeds, n) next to the paper");
+  rep->add_option("table", a->tables, "spec name in configs/tables (e.g. ikami_table4) or a path")
+      ->required();
+  common_options(rep, *a);
+  rep->add_option("--format", a->format, "markdown, latex, csv or json")
+      ->check(CLI::IsMember({"markdown", "latex", "csv", "json"}))
+      ->capture_default_str();
+  rep->add_option("--output", a->output, "write to this file (atomically) instead of stdout");
+  rep->add_flag("--unmatched", a->unmatched, "also list runs under the root that match no cell");
+  rep->add_option("--plot", a->plot_dir, "also write learning curves (gnuplot) into this folder");
+  rep->callback([a, &exit_code, &schema] {
+    exit_code = guarded([&] {
+      const auto index = report::index_results(a->results);
+      std::vector<std::string> parts;
+      for (const auto& t : a->tables) {
+        const auto spec = load(*a, t);
+        report::ReportOptions o;
+        o.sets = a->sets;
+        o.unmatched = a->unmatched;
+        const auto r = report::build_report(spec, schema, index, o);
+        parts.push_back(report::render(r, a->format));
+        if (!a->plot_dir.empty()) std::cerr << report::write_plots(r, a->plot_dir);
+      }
+      std::string text;
+      if (a->format == "json" && parts.size() > 1) {
+        text = "[\n";
+        for (size_t i = 0; i < parts.size(); ++i) text += (i ? ",\n" : "") + parts[i];
+        text += "]\n";
+      } else {
+        for (size_t i = 0; i < parts.size(); ++i) text += (i ? "\n" : "") + parts[i];
+      }
+      emit(*a, text);
+    });
+  });
+
+  auto* plan = app.add_subcommand(
+      "plan", "print the `normexp run` commands (or an sbatch array) that fill a table's missing runs");
+  plan->add_option("table", a->tables, "spec name or path")->required()->expected(1);
+  common_options(plan, *a);
+  plan->add_option("--seeds", a->seeds, "seeds every cell should have, e.g. 0,1,2")
+      ->capture_default_str();
+  plan->add_flag("--slurm", a->slurm, "an sbatch job-array script instead of a command list");
+  plan->add_option("--output", a->output, "write to this file (atomically) instead of stdout");
+  plan->add_option("--bin", a->binary, "the normexp command in the emitted lines (e.g. a path on the cluster)")
+      ->capture_default_str();
+  plan->callback([a, &exit_code, &schema] {
+    exit_code = guarded([&] {
+      const auto spec = load(*a, a->tables.at(0));
+      report::PlanOptions o;
+      o.seeds = parse_seeds(a->seeds);
+      o.sets = a->sets;
+      o.slurm = a->slurm;
+      o.binary = a->binary;
+      if (a->results != "results") o.results = a->results;  // default root needs no flag
+      std::vector<std::string> comments;
+      const auto items =
+          report::plan_items(spec, schema, report::index_results(a->results), o, comments);
+      emit(*a, report::render_plan(spec, items, comments, o));
+    });
+  });
+
+  auto* plot = app.add_subcommand(
+      "plot", "learning curves (train loss, test error per epoch) of a spec's cells via gnuplot");
+  plot->add_option("table", a->tables, "spec name or path (e.g. ikami_figure2)")
+      ->required()
+      ->expected(1);
+  common_options(plot, *a);
+  plot->add_option("--out", a->plot_dir, "output folder (default plots/<spec>)");
+  plot->callback([a, &exit_code, &schema] {
+    exit_code = guarded([&] {
+      const auto spec = load(*a, a->tables.at(0));
+      report::ReportOptions o;
+      o.sets = a->sets;
+      const auto r = report::build_report(spec, schema, report::index_results(a->results), o);
+      std::cout << report::write_plots(r, a->plot_dir.empty() ? "plots/" + spec.name : a->plot_dir);
+    });
+  });
+}
+
+}  // namespace normexp

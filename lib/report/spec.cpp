@@ -1,0 +1,240 @@
+#include "report/spec.h"
+
+#include <set>
+
+#include "config/node.h"
+#include "config/schema.h"
+#include "core/error.h"
+
+namespace normexp::report {
+
+namespace {
+
+using config::Node;
+
+// Collects every problem of one spec file so that a user fixes them in one pass.
+class Reader {
+ public:
+  std::vector<ConfigIssue> issues;
+
+  void add(const Node& at, const std::string& path, const std::string& message) {
+    issues.push_back({at.where(), path, message});
+  }
+
+  // Reports keys of `map` that are not in `allowed` (with a did-you-mean).
+  void check_keys(const Node& map, const std::string& path, const std::vector<std::string>& allowed) {
+    for (const auto& [key, child] : map.map) {
+      bool ok = false;
+      for (const auto& a : allowed) ok = ok || a == key;
+      if (!ok)
+        add(child, join(path, key), "unknown key" + config::did_you_mean(key, allowed));
+    }
+  }
+
+  std::optional<std::string> string(const Node& map, const std::string& path, const std::string& key,
+                                    bool required) {
+    const Node* n = map.find(key);
+    if (!n || n->is_null()) {
+      if (required) add(map, join(path, key), "missing (required)");
+      return std::nullopt;
+    }
+    if (n->kind != Node::Kind::Scalar) {
+      add(*n, join(path, key), "expected a string, got " + n->describe());
+      return std::nullopt;
+    }
+    return n->scalar;
+  }
+
+  std::optional<double> number(const Node& n, const std::string& path) {
+    if (n.is_null() || (n.kind == Node::Kind::Scalar && (n.scalar == "-" || n.scalar == "null")))
+      return std::nullopt;
+    if (n.kind == Node::Kind::Scalar)
+      if (auto v = config::parse_scalar(n.scalar, config::ValueType::Float))
+        return std::get<double>(*v);
+    add(n, path, "expected a number or null, got " + n.describe());
+    return std::nullopt;
+  }
+
+  std::vector<std::string> strings(const Node& n, const std::string& path) {
+    std::vector<std::string> out;
+    if (n.is_null()) return out;
+    if (n.kind == Node::Kind::Scalar) return {n.scalar};
+    if (n.kind != Node::Kind::Seq) {
+      add(n, path, "expected a list of strings, got " + n.describe());
+      return out;
+    }
+    for (const auto& e : n.seq) {
+      if (e.kind != Node::Kind::Scalar)
+        add(e, path, "expected a string, got " + e.describe());
+      else
+        out.push_back(e.scalar);
+    }
+    return out;
+  }
+
+  std::string choice(const Node& map, const std::string& path, const std::string& key,
+                     const std::string& def, const std::vector<std::string>& choices) {
+    auto v = string(map, path, key, false);
+    if (!v) return def;
+    for (const auto& c : choices)
+      if (c == *v) return *v;
+    std::string list;
+    for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+    add(*map.find(key), join(path, key), "expected one of " + list + ", got '" + *v + "'");
+    return def;
+  }
+
+  static std::string join(const std::string& a, const std::string& b) {
+    return a.empty() ? b : a + "." + b;
+  }
+};
+
+std::vector<Axis> read_axes(Reader& r, const Node& root, const std::string& key) {
+  std::vector<Axis> out;
+  const Node* n = root.find(key);
+  if (!n || n->kind != Node::Kind::Seq || n->seq.empty()) {
+    r.add(n ? *n : root, key, "expected a non-empty list of {id, label}");
+    return out;
+  }
+  std::set<std::string> seen;
+  for (size_t i = 0; i < n->seq.size(); ++i) {
+    const Node& e = n->seq[i];
+    const std::string path = key + "[" + std::to_string(i) + "]";
+    if (e.kind == Node::Kind::Scalar) {  // shorthand: the id is its own label
+      out.push_back({e.scalar, e.scalar});
+    } else if (e.is_map()) {
+      r.check_keys(e, path, {"id", "label"});
+      auto id = r.string(e, path, "id", true);
+      auto label = r.string(e, path, "label", false);
+      if (id) out.push_back({*id, label ? *label : *id});
+    } else {
+      r.add(e, path, "expected an id or {id, label}, got " + e.describe());
+      continue;
+    }
+    if (!out.empty() && !seen.insert(out.back().id).second)
+      r.add(e, path, "duplicate id '" + out.back().id + "'");
+  }
+  return out;
+}
+
+Mark read_mark(Reader& r, const Node& cell, const std::string& path) {
+  const auto m = r.choice(cell, path, "paper_mark", "none", {"none", "best", "second"});
+  return m == "best" ? Mark::Best : m == "second" ? Mark::Second : Mark::None;
+}
+
+}  // namespace
+
+const Cell* TableSpec::find(const std::string& row, const std::string& column) const {
+  for (const auto& c : cells)
+    if (c.row == row && c.column == column) return &c;
+  return nullptr;
+}
+
+const char* mark_name(Mark m) {
+  switch (m) {
+    case Mark::Best: return "best";
+    case Mark::Second: return "second";
+    case Mark::None: break;
+  }
+  return "";
+}
+
+std::filesystem::path resolve_spec_path(const std::string& name_or_path,
+                                        const std::filesystem::path& tables_dir) {
+  namespace fs = std::filesystem;
+  const fs::path p(name_or_path);
+  if (fs::exists(p) || p.has_parent_path() || p.extension() == ".yaml" ||
+      p.extension() == ".yml")
+    return p;
+  return tables_dir / (name_or_path + ".yaml");
+}
+
+TableSpec load_spec(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  const Node root = config::load_config_file(path);  // syntax errors carry file:line already
+  Reader r;
+  TableSpec spec;
+  spec.file = path;
+  spec.name = path.stem().string();
+  if (!root.is_map()) throw ConfigError(root.where(), "", "a table spec must be a mapping");
+
+  r.check_keys(root, "", {"title", "kind", "source", "metric", "best", "best_within", "rows",
+                          "columns", "cells", "plot", "note"});
+  spec.title = r.string(root, "", "title", true).value_or("");
+  spec.kind = r.choice(root, "", "kind", "table", {"table", "figure"});
+  spec.metric = r.string(root, "", "metric", false).value_or("final.test_err");
+  spec.lower_is_better = r.choice(root, "", "best", "lower", {"lower", "higher"}) == "lower";
+  spec.best_within = r.choice(root, "", "best_within", "row", {"row", "column", "none"});
+  spec.note = r.string(root, "", "note", false).value_or("");
+  if (const Node* src = root.find("source")) {
+    if (!src->is_map()) {
+      r.add(*src, "source", "expected {paper, table}, got " + src->describe());
+    } else {
+      r.check_keys(*src, "source", {"paper", "table"});
+      spec.source_paper = r.string(*src, "source", "paper", true).value_or("");
+      spec.source_table = r.string(*src, "source", "table", true).value_or("");
+    }
+  } else {
+    r.add(root, "source", "missing (required): {paper, table}");
+  }
+  if (const Node* plot = root.find("plot")) {
+    if (!plot->is_map()) {
+      r.add(*plot, "plot", "expected {series: [...]}, got " + plot->describe());
+    } else {
+      r.check_keys(*plot, "plot", {"series"});
+      if (const Node* s = plot->find("series")) spec.plot_series = r.strings(*s, "plot.series");
+    }
+  }
+  spec.rows = read_axes(r, root, "rows");
+  spec.columns = read_axes(r, root, "columns");
+
+  auto has = [](const std::vector<Axis>& axes, const std::string& id) {
+    for (const auto& a : axes)
+      if (a.id == id) return true;
+    return false;
+  };
+  const Node* cells = root.find("cells");
+  if (!cells || cells->kind != Node::Kind::Seq) {
+    r.add(cells ? *cells : root, "cells", "expected a list of cells");
+  } else {
+    std::set<std::pair<std::string, std::string>> seen;
+    for (size_t i = 0; i < cells->seq.size(); ++i) {
+      const Node& e = cells->seq[i];
+      const std::string p = "cells[" + std::to_string(i) + "]";
+      if (!e.is_map()) {
+        r.add(e, p, "expected a mapping, got " + e.describe());
+        continue;
+      }
+      r.check_keys(e, p, {"row", "column", "config", "set", "paper", "paper_mark", "status"});
+      Cell c;
+      c.where = e.where();
+      c.row = r.string(e, p, "row", true).value_or("");
+      c.column = r.string(e, p, "column", true).value_or("");
+      if (!c.row.empty() && !has(spec.rows, c.row))
+        r.add(*e.find("row"), p + ".row", "no row with id '" + c.row + "'");
+      if (!c.column.empty() && !has(spec.columns, c.column))
+        r.add(*e.find("column"), p + ".column", "no column with id '" + c.column + "'");
+      if (!seen.insert({c.row, c.column}).second)
+        r.add(e, p, "a second cell for (" + c.row + ", " + c.column + ")");
+      if (auto cfg = r.string(e, p, "config", false)) {
+        fs::path cp(*cfg);
+        if (cp.is_relative()) cp = path.parent_path() / cp;
+        cp = cp.lexically_normal();
+        if (!fs::exists(cp))
+          r.add(*e.find("config"), p + ".config", "no such file: " + cp.string());
+        c.config = cp;
+      }
+      if (const Node* s = e.find("set")) c.sets = r.strings(*s, p + ".set");
+      if (const Node* pv = e.find("paper")) c.paper = r.number(*pv, p + ".paper");
+      c.paper_mark = read_mark(r, e, p);
+      c.status = r.string(e, p, "status", false).value_or("");
+      if (!c.config && c.status.empty())
+        r.add(e, p, "a cell without a config needs a status saying why (e.g. 'unsupported (needs FastAA)')");
+      spec.cells.push_back(std::move(c));
+    }
+  }
+  if (!r.issues.empty()) throw ConfigError(std::move(r.issues));
+  return spec;
+}
+
+}  // namespace normexp::report

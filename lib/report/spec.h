@@ -1,0 +1,62 @@
+#pragma once
+// Table specs (configs/tables/*.yaml): which paper table a report reproduces, and for each
+// cell the experiment (config + --set overrides) that fills it and the number the paper
+// reports. Validation is as strict as experiment configs: unknown keys, wrong types and
+// dangling row/column ids are ConfigErrors with file:line, all collected at once.
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace normexp::report {
+
+// The paper's (and our) emphasis of a cell: bold = best, italic = second best.
+enum class Mark { None, Best, Second };
+
+struct Axis {
+  std::string id;     // referenced by cells
+  std::string label;  // shown in the header
+};
+
+struct Cell {
+  std::string row, column;             // Axis ids
+  std::optional<std::filesystem::path> config;  // resolved against the spec file; none = unsupported
+  std::vector<std::string> sets;       // --set overrides, in order
+  std::optional<double> paper;         // null where the paper gives no number ("-")
+  Mark paper_mark = Mark::None;
+  std::string status;                  // "" (supported) or why not, e.g. "unsupported (needs FastAA)"
+  std::string where;                   // file:line of the cell, for messages
+  // A cell runs when it has a config and no status (a status keeps the config for later).
+  bool supported() const { return config.has_value() && status.empty(); }
+};
+
+struct TableSpec {
+  std::string name;         // file stem, e.g. ikami_table4
+  std::filesystem::path file;
+  std::string title;
+  std::string kind = "table";      // table | figure
+  std::string source_paper, source_table;  // e.g. "004_68789034aff0fade.txt", "Table 4"
+  std::string metric = "final.test_err";   // dotted path into metrics.json
+  bool lower_is_better = true;
+  std::string best_within = "row";         // row | column | none: where marks are ranked
+  std::vector<Axis> rows, columns;
+  std::vector<Cell> cells;
+  std::vector<std::string> plot_series;    // history.jsonl keys to plot (figure specs)
+  std::string note;
+
+  // nullptr when the (row, column) pair has no cell.
+  const Cell* find(const std::string& row, const std::string& column) const;
+};
+
+// Loads and validates a spec. Config paths in the spec are relative to the spec file.
+TableSpec load_spec(const std::filesystem::path& path);
+
+// "ikami_table4" -> <tables_dir>/ikami_table4.yaml; anything that names an existing file (or
+// has a .yaml suffix or a slash) is taken as a path.
+std::filesystem::path resolve_spec_path(const std::string& name_or_path,
+                                        const std::filesystem::path& tables_dir);
+
+const char* mark_name(Mark m);  // "", "best", "second"
+
+}  // namespace normexp::report

@@ -1,0 +1,346 @@
+// Reports over hand-written result folders (the real layout and real hashes), the table specs
+// in configs/tables, plan output, and the sweep scripts through the real binary.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "config/test_support.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "registry/builtin.h"
+#include "report/report.h"
+
+namespace normexp {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const fs::path kSource = NORMEXP_SOURCE_DIR;
+
+struct Shell {
+  int code;
+  std::string out;
+};
+
+Shell sh(const std::string& cmd) {
+  Shell r{-1, ""};
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::array<char, 4096> buf{};
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+const config::Schema& schema() { return registry::experiment_schema(); }
+
+const char* kTiny = R"(name: tiny
+data: {name: synthetic, classes: 3, train_size: 64, test_size: 32, resolution: 8}
+model: {name: cnn9, width: 0.125}
+norm: {name: cwo, noise: {schedule: constant, sigma: 0.1}}
+optim: {lr: 0.05}
+train: {epochs: 1, batch_size: 16, threads: 1, progress: none}
+)";
+
+// Title with % and _ to check LaTeX escaping; three cells over the noise level.
+const char* kSpec = R"(title: "err_rate % tiny"
+source: {paper: "004_test.txt", table: "Table 9"}
+metric: final.test_err
+best: lower
+best_within: row
+rows: [{id: r, label: "tiny_row"}]
+columns: [{id: a, label: "σ 0.1"}, {id: b, label: "σ 0.2"}, {id: c, label: "σ 0.3"}]
+cells:
+  - {row: r, column: a, config: tiny.yaml, paper: 12.5, paper_mark: best}
+  - {row: r, column: b, config: tiny.yaml, set: ["norm.noise.sigma=0.2"], paper: 14.0}
+  - {row: r, column: c, config: tiny.yaml, set: ["norm.noise.sigma=0.3"], paper: null}
+)";
+
+class Fixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = dir_.write("tiny.yaml", kTiny);
+    spec_path_ = dir_.write("tiny_table.yaml", kSpec);
+    root_ = dir_.path() / "results";
+    hash_a_ = config::load_experiment(config_, {}, schema()).hash();
+    hash_b_ = config::load_experiment(config_, {"norm.noise.sigma=0.2"}, schema()).hash();
+    // Cell a: three completed seeds and a diverged one; cell b: one seed; cell c: nothing.
+    write_run(hash_a_, 0, "completed", 10.0);
+    write_run(hash_a_, 1, "completed", 12.0);
+    write_run(hash_a_, 2, "completed", 17.0);
+    write_run(hash_a_, 3, "diverged", std::nullopt);
+    write_run(hash_b_, 0, "completed", 11.5);
+    write_run("00000000deadbeef", 0, "completed", 50.0);  // matches no cell
+  }
+
+  void write_run(const std::string& hash, int seed, const std::string& status,
+                 std::optional<double> err) {
+    json history = json::array();
+    std::string jsonl;
+    for (int e = 1; e <= 2; ++e) {
+      json h{{"epoch", e}, {"train_loss", 2.0 / e}, {"test_err", err.value_or(90.0) + 2 - e}};
+      history.push_back(h);
+      jsonl += h.dump() + "\n";
+    }
+    json m{{"name", "tiny"}, {"hash", hash}, {"seed", seed}, {"status", status},
+           {"history", history}};
+    m["final"] = err ? json{{"epoch", 2}, {"test_err", *err}} : json(nullptr);
+    const std::string rel = "results/tiny/" + hash + "/seed" + std::to_string(seed) + "/";
+    dir_.write(rel + "metrics.json", m.dump(2));
+    dir_.write(rel + "history.jsonl", jsonl);
+  }
+
+  report::Report make(const report::TableSpec& spec, report::ReportOptions o = {}) {
+    return report::build_report(spec, schema(), report::index_results(root_), o);
+  }
+
+  testing::TempDir dir_;
+  fs::path config_, spec_path_, root_;
+  std::string hash_a_, hash_b_;
+};
+
+TEST_F(Fixture, AggregatesSeedsWithSampleStdAndCountsOtherStatuses) {
+  const auto spec = report::load_spec(spec_path_);
+  const auto r = make(spec);
+  const auto* a = r.find("r", "a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->hash, hash_a_);
+  EXPECT_EQ(a->stats.n, 3);
+  const double mean = (10.0 + 12.0 + 17.0) / 3;
+  const double sd = std::sqrt((std::pow(10 - mean, 2) + std::pow(12 - mean, 2) +
+                               std::pow(17 - mean, 2)) / 2);
+  EXPECT_DOUBLE_EQ(a->stats.mean, mean);
+  EXPECT_NEAR(a->stats.std, sd, 1e-12);
+  EXPECT_EQ(a->other.at("diverged"), 1);
+  EXPECT_EQ(r.find("r", "b")->stats.n, 1);
+  EXPECT_EQ(r.find("r", "c")->stats.n, 0);
+  // Lower is better within the row: b (11.5) best, a (13) second.
+  EXPECT_EQ(r.find("r", "b")->ours_mark, report::Mark::Best);
+  EXPECT_EQ(a->ours_mark, report::Mark::Second);
+
+  const auto md = report::render_markdown(r);
+  EXPECT_NE(md.find(fmt::format("*{:.2f}* ± {:.2f} (n=3) (+1 diverged)", mean, sd)),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("**11.50** ± – (n=1)"), std::string::npos) << md;
+  EXPECT_NE(md.find("paper **12.50**"), std::string::npos) << md;
+  EXPECT_NE(md.find(fmt::format("(Δ {:+.2f})", mean - 12.5)), std::string::npos) << md;
+  EXPECT_NE(md.find("| —<br>paper – |"), std::string::npos) << md;  // cell c: missing
+  EXPECT_EQ(md.find("50.00"), std::string::npos) << md;  // the unmatched run is not a cell
+
+  const auto csv = report::render_csv(r);
+  EXPECT_NE(csv.find(fmt::format("r,a,{},,{},ok,3,{:.4f},{:.4f},12.50,best,second,{:.4f},1,0,0",
+                                 fs::proximate(config_).string(), hash_a_, mean, sd, mean - 12.5)),
+            std::string::npos) << csv;
+  EXPECT_NE(csv.find(",missing,0,,,,,,,0,0,0"), std::string::npos) << csv;
+
+  const auto j = json::parse(report::render_json(r));
+  EXPECT_EQ(j["cells"][0]["n"], 3);
+  EXPECT_TRUE(j["cells"][2]["mean"].is_null());
+}
+
+TEST_F(Fixture, LatexIsBalancedAndEscaped) {
+  const auto spec = report::load_spec(spec_path_);
+  const auto tex = report::render_latex(make(spec));
+  auto count = [&](const std::string& s) {
+    size_t n = 0;
+    for (size_t p = tex.find(s); p != std::string::npos; p = tex.find(s, p + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("\\begin{"), count("\\end{"));
+  EXPECT_EQ(count("\\begin{"), 2u);
+  EXPECT_NE(tex.find("err\\_rate \\% tiny"), std::string::npos) << tex;
+  EXPECT_NE(tex.find("tiny\\_row"), std::string::npos) << tex;
+  EXPECT_NE(tex.find("\\textbf{11.50} (1)"), std::string::npos) << tex;
+}
+
+TEST_F(Fixture, UnmatchedRunsAndGlobalSetsChangeHashes) {
+  const auto spec = report::load_spec(spec_path_);
+  report::ReportOptions o;
+  o.unmatched = true;
+  const auto r = make(spec, o);
+  ASSERT_EQ(r.unmatched.size(), 1u);
+  EXPECT_EQ(r.unmatched[0].hash, "00000000deadbeef");
+  o.sets = {"train.epochs=2"};
+  const auto reduced = make(spec, o);
+  EXPECT_NE(reduced.find("r", "a")->hash, hash_a_);
+  EXPECT_EQ(reduced.find("r", "a")->stats.n, 0);
+  EXPECT_EQ(reduced.unmatched.size(), 6u);
+}
+
+TEST_F(Fixture, PlanListsExactlyTheMissingCellSeedPairs) {
+  const auto spec = report::load_spec(spec_path_);
+  report::PlanOptions o;
+  o.seeds = {0, 1, 2, 3};
+  std::vector<std::string> comments;
+  const auto items = report::plan_items(spec, schema(), report::index_results(root_), o, comments);
+  std::set<std::pair<std::string, std::int64_t>> got;
+  for (const auto& i : items) {
+    got.insert({i.cell->column, i.seed});
+    EXPECT_NE(i.command.find("--resume"), std::string::npos);
+    EXPECT_NE(i.command.find(fmt::format("--seed {}", i.seed)), std::string::npos);
+  }
+  const std::set<std::pair<std::string, std::int64_t>> want{
+      {"b", 1}, {"b", 2}, {"b", 3}, {"c", 0}, {"c", 1}, {"c", 2}, {"c", 3}};
+  EXPECT_EQ(got, want);
+  ASSERT_EQ(comments.size(), 1u);  // a seed 3 diverged: not re-planned
+  EXPECT_NE(comments[0].find("diverged"), std::string::npos);
+
+  o.slurm = true;
+  const auto script = report::render_plan(spec, items, comments, o);
+  EXPECT_NE(script.find("#SBATCH --array=0-6"), std::string::npos) << script;
+  EXPECT_NE(script.find("eval \"${cmds[$SLURM_ARRAY_TASK_ID]}\""), std::string::npos);
+}
+
+TEST_F(Fixture, PlotsWriteDataAndScript) {
+  const auto spec = report::load_spec(spec_path_);
+  const auto out = dir_.path() / "plots";
+  const auto summary = report::write_plots(make(spec), out);
+  ASSERT_TRUE(fs::exists(out / "tiny_table.dat")) << summary;
+  ASSERT_TRUE(fs::exists(out / "tiny_table.gp")) << summary;
+  const auto dat = read_file(out / "tiny_table.dat");
+  EXPECT_NE(dat.find("1 2 "), std::string::npos) << dat;  // epoch 1, train_loss mean 2
+  if (sh("command -v gnuplot").code == 0) {
+    EXPECT_TRUE(fs::exists(out / "tiny_table_test_err.png")) << summary;
+    EXPECT_TRUE(fs::exists(out / "tiny_table_train_loss.svg")) << summary;
+  }
+}
+
+TEST_F(Fixture, PlotsWithoutGnuplotSayHowToRender) {
+  const auto spec = report::load_spec(spec_path_);
+  const std::string saved = std::getenv("PATH") ? std::getenv("PATH") : "";
+  ::setenv("PATH", (dir_.path() / "empty").c_str(), 1);  // no gnuplot reachable
+  const auto summary = report::write_plots(make(spec), dir_.path() / "p");
+  ::setenv("PATH", saved.c_str(), 1);
+  EXPECT_NE(summary.find("gnuplot not found"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("gnuplot tiny_table.gp"), std::string::npos) << summary;
+  EXPECT_TRUE(fs::exists(dir_.path() / "p/tiny_table.gp"));
+  EXPECT_FALSE(fs::exists(dir_.path() / "p/tiny_table_test_err.png"));
+}
+
+TEST(Spec, StrictValidationWithFileAndLine) {
+  testing::TempDir dir;
+  dir.write("c.yaml", kTiny);
+  const auto p = dir.write("bad.yaml", R"(title: x
+source: {paper: p, table: t}
+colour: red
+rows: [r]
+columns: [a]
+cells:
+  - {row: r, column: z, config: c.yaml, paper: abc}
+  - {row: r, column: a, config: missing.yaml}
+)");
+  try {
+    report::load_spec(p);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    std::string all;
+    for (const auto& i : e.issues()) all += i.str() + "\n";
+    EXPECT_NE(all.find("bad.yaml:3"), std::string::npos) << all;
+    EXPECT_NE(all.find("colour"), std::string::npos) << all;
+    EXPECT_NE(all.find("no column with id 'z'"), std::string::npos) << all;
+    EXPECT_NE(all.find("paper"), std::string::npos) << all;
+    EXPECT_NE(all.find("missing.yaml"), std::string::npos) << all;
+  }
+}
+
+// Every spec loads and every cell with a config resolves through the real schema.
+TEST(Specs, AllLoadAndResolve) {
+  int specs = 0;
+  for (const auto& e : fs::directory_iterator(kSource / "configs/tables")) {
+    if (e.path().extension() != ".yaml") continue;
+    ++specs;
+    const auto spec = report::load_spec(e.path());
+    for (const auto& cell : spec.cells)
+      if (cell.config) {
+        EXPECT_NO_THROW(config::load_experiment(*cell.config, cell.sets, schema()))
+            << e.path() << " " << cell.where;
+      }
+  }
+  EXPECT_EQ(specs, 6);
+}
+
+const report::Cell& cell_of(const report::TableSpec& s, const std::string& row,
+                            const std::string& col) {
+  const auto* c = s.find(row, col);
+  if (!c) throw std::runtime_error("no cell " + row + "/" + col);
+  return *c;
+}
+
+TEST(Specs, PaperNumbersMatchFile004) {
+  const auto tables = kSource / "configs/tables";
+  const auto t1 = report::load_spec(tables / "ikami_table1.yaml");
+  EXPECT_EQ(t1.cells.size(), 60u);
+  EXPECT_DOUBLE_EQ(*cell_of(t1, "c100_std_wrn28_10", "gn").paper, 22.63);
+  EXPECT_EQ(cell_of(t1, "c10_std_cnn9", "bn").paper_mark, report::Mark::Best);
+  EXPECT_EQ(cell_of(t1, "c10_std_cnn9", "ws_bn").paper_mark, report::Mark::Second);
+  EXPECT_FALSE(cell_of(t1, "c100_faa_wrn28_10", "cwo").supported());
+  EXPECT_DOUBLE_EQ(*cell_of(t1, "c100_faa_wrn28_10", "cwo").paper, 16.40);
+  int supported = 0;
+  for (const auto& c : t1.cells) supported += c.supported();
+  EXPECT_EQ(supported, 30);
+
+  const auto t2 = report::load_spec(tables / "ikami_table2.yaml");
+  EXPECT_DOUBLE_EQ(*cell_of(t2, "c100", "cwo_b4").paper, 15.12);
+  EXPECT_FALSE(cell_of(t2, "c100", "cwo_b4").supported());
+
+  const auto t3 = report::load_spec(tables / "ikami_table3.yaml");
+  EXPECT_DOUBLE_EQ(*cell_of(t3, "c10_center", "sigma10").paper, 4.66);
+
+  const auto t4 = report::load_spec(tables / "ikami_table4.yaml");
+  EXPECT_DOUBLE_EQ(*cell_of(t4, "c100", "linear08").paper, 18.25);
+  EXPECT_EQ(cell_of(t4, "c100", "linear08").paper_mark, report::Mark::Best);
+  EXPECT_EQ(cell_of(t4, "c100", "linear10").paper_mark, report::Mark::Second);
+  EXPECT_FALSE(cell_of(t4, "c100", "const04").paper.has_value());
+
+  // The Table 4 linear σ=1.0 cell is the headline run (configs/cifar100_wrn.yaml).
+  const auto& head = cell_of(t4, "c100", "linear10");
+  EXPECT_EQ(config::load_experiment(*head.config, head.sets, schema()).hash(),
+            config::load_experiment(kSource / "configs/cifar100_wrn.yaml", {}, schema()).hash());
+}
+
+// Through the binary: report to a file, plan, and the sweep script (resume + failures).
+TEST_F(Fixture, CliReportPlanAndSweep) {
+  const std::string bin = NORMEXP_BINARY;
+  auto r = sh(bin + " report " + spec_path_.string() + " --results " + root_.string() +
+              " --format csv --output " + (dir_.path() / "t.csv").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(read_file(dir_.path() / "t.csv").find(",ok,3,"), std::string::npos);
+  r = sh(bin + " plan " + spec_path_.string() + " --results " + root_.string() + " --seeds 0,1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("# tiny_table: 3 missing"), std::string::npos) << r.out;
+  r = sh(bin + " report nonexistent_table --tables " + dir_.path().string());
+  EXPECT_EQ(r.code, 2) << r.out;
+
+  const std::string sweep = "NORMEXP_BIN=" + bin + " bash " +
+                            (kSource / "scripts/sweep_sigma.sh").string() + " " +
+                            config_.string() + " --values 0.1,0.2 --seeds 5 -- --output " +
+                            (dir_.path() / "sweep").string() + " --progress none";
+  r = sh(sweep);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto m1 = dir_.path() / "sweep/tiny" / hash_a_ / "seed5/metrics.json";
+  ASSERT_TRUE(fs::exists(m1)) << r.out;
+  const auto t1 = fs::last_write_time(m1);
+  r = sh(sweep);  // everything completed: nothing trains again
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(fs::last_write_time(m1), t1);
+
+  r = sh("NORMEXP_BIN=" + bin + " bash " + (kSource / "scripts/sweep_sigma.sh").string() + " " +
+         config_.string() + " --values -1,0.1 --seeds 5 -- --output " +
+         (dir_.path() / "sweep").string() + " --progress none");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("norm.noise.sigma=-1 seed 5: exit 2"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace normexp

@@ -31,20 +31,27 @@ at::Tensor random_hflip(const at::Tensor& x) {
   return torch::where(flip, x.flip({3}), x);
 }
 
-at::Tensor normalize(const at::Tensor& x, const std::vector<double>& mean,
-                     const std::vector<double>& std) {
-  const int64_t c = x.size(1);
-  TORCH_CHECK(static_cast<int64_t>(mean.size()) == c && static_cast<int64_t>(std.size()) == c,
-              "normalize: ", c, " channels but ", mean.size(), " means and ", std.size(), " stds");
+std::pair<at::Tensor, at::Tensor> normalize_affine(const std::vector<double>& mean,
+                                                   const std::vector<double>& std,
+                                                   const at::Device& device) {
+  TORCH_CHECK(mean.size() == std.size(), "normalize: ", mean.size(), " means but ", std.size(),
+              " stds");
+  const auto c = static_cast<int64_t>(mean.size());
   std::vector<float> scale(c), shift(c);
   for (int64_t i = 0; i < c; ++i) {
     scale[i] = static_cast<float>(1.0 / (255.0 * std[i]));
     shift[i] = static_cast<float>(-mean[i] / std[i]);
   }
-  auto opts = torch::TensorOptions().dtype(torch::kFloat).device(x.device());
-  auto s = torch::tensor(scale, opts.device(torch::kCPU)).to(x.device()).view({1, c, 1, 1});
-  auto b = torch::tensor(shift, opts.device(torch::kCPU)).to(x.device()).view({1, c, 1, 1});
-  return torch::addcmul(b, x.to(torch::kFloat), s);
+  return {torch::tensor(scale).view({1, c, 1, 1}).to(device),
+          torch::tensor(shift).view({1, c, 1, 1}).to(device)};
+}
+
+at::Tensor normalize(const at::Tensor& x, const std::vector<double>& mean,
+                     const std::vector<double>& std) {
+  TORCH_CHECK(static_cast<int64_t>(mean.size()) == x.size(1), "normalize: ", x.size(1),
+              " channels but ", mean.size(), " means");
+  auto [scale, shift] = normalize_affine(mean, std, x.device());
+  return torch::addcmul(shift, x.to(torch::kFloat), scale);
 }
 
 DeviceLoader::DeviceLoader(at::Tensor x, at::Tensor y, int64_t batch_size, bool shuffle,

@@ -22,6 +22,11 @@ at::Tensor random_hflip(const at::Tensor& x);
 // uint8 (N,C,H,W) -> float (x/255 - mean)/std per channel.
 at::Tensor normalize(const at::Tensor& x, const std::vector<double>& mean,
                      const std::vector<double>& std);
+// The per-channel (scale, shift) of that map as (1,C,1,1) float tensors on `device`, so a
+// training loop builds them once instead of copying them to the device every batch.
+std::pair<at::Tensor, at::Tensor> normalize_affine(const std::vector<double>& mean,
+                                                   const std::vector<double>& std,
+                                                   const at::Device& device);
 
 // Batches of a dataset that already lives on the training device.
 class DeviceLoader {

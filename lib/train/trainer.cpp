@@ -9,7 +9,15 @@ namespace normexp::train {
 at::Tensor BatchPipeline::prepare(const at::Tensor& images, bool train) const {
   at::Tensor x = images;
   if (train && augment) x = data::random_hflip(data::random_crop(x, pad));
-  x = normalize ? data::normalize(x, mean, std) : x.to(torch::kFloat).div_(255.0);
+  if (normalize) {
+    if (!scale_.defined() || scale_.device() != x.device())
+      std::tie(scale_, shift_) = data::normalize_affine(mean, std, x.device());
+    TORCH_CHECK(x.size(1) == scale_.size(1), "normalize: ", x.size(1), " channels but ",
+                scale_.size(1), " means");
+    x = torch::addcmul(shift_, x.to(torch::kFloat), scale_);
+  } else {
+    x = x.to(torch::kFloat).div_(255.0);
+  }
   if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   return x;
 }

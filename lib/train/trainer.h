@@ -20,6 +20,9 @@ struct BatchPipeline {
   bool channels_last = false;
   // uint8 (N,C,H,W) on the device -> float input; augmentation only when `train`.
   at::Tensor prepare(const at::Tensor& images, bool train) const;
+
+ private:
+  mutable at::Tensor scale_, shift_;  // normalization, built once on the data's device
 };
 
 struct EvalResult {

@@ -224,6 +224,9 @@ std::string Experiment::canonical() const {
       if (!params.hashed(key)) erase_nested(j[sec], key);
     }
   }
+  // The default task (classification) is left out, so that configs written before tasks
+  // existed keep their hashes and their results.
+  if (j.contains("task") && j["task"] == json{{"name", "classify"}}) j.erase("task");
   drop_empty_objects(j);
   return j.dump();
 }
@@ -279,7 +282,27 @@ Experiment resolve_experiment(const Node& root, const Schema& schema,
   for (const auto& ss : schema.sections) {
     if (std::find(ordered.begin(), ordered.end(), &ss) == ordered.end()) ordered.push_back(&ss);
   }
+  // The selector section first: its component decides which other sections exist.
+  const std::vector<std::string>* uses = nullptr;
+  std::string selected;
   for (const SectionSchema* ss : ordered) {
+    if (ss->section != schema.selector_section) continue;
+    exp.sections[ss->section] = resolve_section(root.find(ss->section), *ss, issues);
+    selected = exp.sections[ss->section].get_string("name");
+    auto it = schema.selector_uses.find(selected);
+    if (it != schema.selector_uses.end()) uses = &it->second;
+  }
+  for (const SectionSchema* ss : ordered) {
+    if (ss->section == schema.selector_section) continue;
+    if (uses != nullptr && std::find(uses->begin(), uses->end(), ss->section) == uses->end()) {
+      if (const Node* n = root.find(ss->section)) {
+        issues.push_back(ConfigIssue{n->where(), ss->section,
+                                     schema.selector_section + " '" + selected +
+                                         "' does not read section '" + ss->section +
+                                         "' (it reads: " + join(*uses) + "); remove it"});
+      }
+      continue;
+    }
     exp.sections[ss->section] = resolve_section(root.find(ss->section), *ss, issues);
   }
 

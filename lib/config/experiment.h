@@ -1,6 +1,6 @@
 #pragma once
-// The whole experiment config: `name`, `seed` and the sections data, model, norm, optim,
-// schedule, train, output. Sections that pick a component (data, model, norm, optim,
+// The whole experiment config: `name`, `seed` and the sections task, data, model, norm,
+// optim, schedule, train, output (those the task reads). Sections that pick a component (data, model, norm, optim,
 // schedule) have a `name` key whose value selects a registry entry; the section's allowed
 // keys are then the section's common options plus that entry's options.
 
@@ -30,12 +30,19 @@ struct SectionSchema {
 
 struct Schema {
   std::vector<SectionSchema> sections;  // in the order they are written out
+  // The section whose component decides which other sections an experiment has ("task":
+  // image classification uses them all, a probe or a geometry experiment only some). For
+  // each of its components listed here, the sections it reads; a section it does not read
+  // is an error when the config sets it and is left out of the experiment (and its hash).
+  // Components not listed read every section.
+  std::string selector_section;
+  std::map<std::string, std::vector<std::string>> selector_uses;
 };
 
 // The order sections are written in resolved configs.
 inline const std::vector<std::string>& section_order() {
-  static const std::vector<std::string> k{"data", "model", "norm", "optim", "schedule", "train",
-                                          "output"};
+  static const std::vector<std::string> k{"task",     "data",  "model", "norm",
+                                          "optim",    "schedule", "train", "output"};
   return k;
 }
 

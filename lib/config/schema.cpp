@@ -76,6 +76,11 @@ OptionSpec opt_int_list(std::string key, std::vector<std::int64_t> def, std::str
 OptionSpec opt_float_list(std::string key, std::vector<double> def, std::string help, Range r) {
   return make_spec(std::move(key), ValueType::FloatList, std::move(def), std::move(help), r);
 }
+OptionSpec hashed_unless_default(OptionSpec spec) {
+  spec.hash_default = false;
+  return spec;
+}
+
 OptionSpec unhashed(OptionSpec spec) {
   spec.hashed = false;
   return spec;
@@ -339,7 +344,7 @@ class SectionParser {
 
   Params run(const Node* node) {
     for (const auto& spec : specs_) {
-      params_.set(spec.key, spec.default_value, "default", spec.hashed);
+      params_.set(spec.key, spec.default_value, "default", spec.hashed && spec.hash_default);
     }
     if (node == nullptr) return params_;
     if (!node->is_map()) {
@@ -465,7 +470,10 @@ class SectionParser {
         value = scalar(spec, spec.type, v, spec.key);
         break;
     }
-    if (value) params_.set(spec.key, std::move(*value), v.where(), spec.hashed);
+    if (value) {
+      const bool hashed = spec.hashed && (spec.hash_default || !(*value == spec.default_value));
+      params_.set(spec.key, std::move(*value), v.where(), hashed);
+    }
   }
 
   const std::string& section_;

@@ -41,6 +41,9 @@ struct OptionSpec {
   Range range;                       // numeric types
   std::vector<std::string> choices;  // String: allowed values (empty = any)
   bool hashed = true;  // false: not part of the experiment's identity (devices, paths, logging)
+  // false: hashed only when set to something other than the default. For options added after
+  // results exist: configs that leave them at the default keep their hash (and their runs).
+  bool hash_default = true;
 };
 
 OptionSpec opt_int(std::string key, std::int64_t def, std::string help, Range r = {});
@@ -53,6 +56,7 @@ OptionSpec opt_int_list(std::string key, std::vector<std::int64_t> def, std::str
 OptionSpec opt_float_list(std::string key, std::vector<double> def, std::string help, Range r = {});
 // Marks an option as not part of the experiment hash.
 OptionSpec unhashed(OptionSpec spec);
+OptionSpec hashed_unless_default(OptionSpec spec);
 
 std::string type_name(ValueType t);        // "an integer", "a float", "a boolean", ...
 std::string format_value(const Value& v);  // YAML-like: 0.1, true, cosine, [30, 60]

@@ -234,6 +234,7 @@ TEST_F(ExperimentTest, ResolvedYamlOrderAndFloats) {
   EXPECT_EQ(y.rfind("name: run1\nseed: 3\ndata:", 0), 0u) << y;
   std::size_t last = 0;
   for (const auto& s : section_order()) {
+    if (!e.sections.count(s)) continue;  // the test schema has no task section
     const std::size_t at = y.find("\n" + s + ":");
     ASSERT_NE(at, std::string::npos) << s;
     EXPECT_GT(at, last) << s;
@@ -302,4 +303,56 @@ TEST_F(ExperimentTest, HashChangesWithEveryHashedValue) {
     const std::string changed = load(base, {o}).hash();
     EXPECT_TRUE(seen.insert(changed).second) << o << " gave a hash seen before";
   }
+}
+
+// The selector section (task) decides which sections an experiment has.
+class SelectorTest : public ExperimentTest {
+ protected:
+  void SetUp() override {
+    SectionSchema task{"task", "task", {}, {{"classify", {}}, {"probe", {opt_int("tokens", 8, "sequence length", at_least(1))}}}, "classify"};
+    schema_.sections.push_back(task);
+    schema_.selector_section = "task";
+    schema_.selector_uses["probe"] = {"optim", "train", "output"};
+  }
+};
+
+TEST_F(SelectorTest, DefaultTaskReadsEverySectionAndKeepsTheHash) {
+  const Experiment with_task = load("task: {name: classify}\noptim: {lr: 0.2}\n");
+  EXPECT_TRUE(with_task.sections.count("model"));
+  EXPECT_TRUE(with_task.sections.count("data"));
+  // The default task is left out of the hash: configs from before tasks keep their runs.
+  Schema plain = test_schema();
+  const Experiment before = load_experiment(dir_.write("b.yaml", "optim: {lr: 0.2}\n"), {}, plain);
+  EXPECT_EQ(with_task.hash(), before.hash());
+  EXPECT_FALSE(contains(with_task.canonical(), "task")) << with_task.canonical();
+}
+
+TEST_F(SelectorTest, OtherTaskDropsUnreadSectionsAndRejectsSetOnes) {
+  const Experiment e = load("task: {name: probe, tokens: 4}\noptim: {lr: 0.2}\n");
+  EXPECT_FALSE(e.sections.count("model"));
+  EXPECT_FALSE(e.sections.count("data"));
+  EXPECT_EQ(e.section("task").get_int("tokens"), 4);
+  EXPECT_TRUE(contains(e.canonical(), "probe")) << e.canonical();
+  EXPECT_FALSE(contains(e.resolved_yaml(), "\nmodel:")) << e.resolved_yaml();
+
+  const ConfigError err = fail("task: {name: probe}\nmodel: {width: 8}\n");
+  ASSERT_EQ(err.issues().size(), 1u) << err.what();
+  EXPECT_EQ(err.issues()[0].where, file() + ":2");
+  EXPECT_TRUE(contains(err.issues()[0].message, "task 'probe' does not read section 'model'"))
+      << err.what();
+  // So does a --set into a section the task does not read.
+  EXPECT_TRUE(contains(fail("task: {name: probe}\n", {"data.name=x"}).what(), "'data'"));
+}
+
+// Options added after results exist are hashed only when they differ from their default.
+TEST_F(ExperimentTest, OptionsHashedUnlessDefaultKeepOldHashes) {
+  const std::string before = load("optim: {lr: 0.2}\n").hash();
+  schema_.sections.back().common.push_back(
+      hashed_unless_default(opt_int("cutout", 0, "new option", at_least(0))));
+  const std::string section = schema_.sections.back().section;
+  EXPECT_EQ(load("optim: {lr: 0.2}\n").hash(), before);
+  EXPECT_EQ(load("optim: {lr: 0.2}\n" + section + ": {cutout: 0}\n").hash(), before);
+  const Experiment set = load("optim: {lr: 0.2}\n" + section + ": {cutout: 16}\n");
+  EXPECT_NE(set.hash(), before);
+  EXPECT_TRUE(contains(set.canonical(), "cutout")) << set.canonical();
 }

@@ -15,6 +15,8 @@
 #include "core/version.h"
 #include "registry/builtin.h"
 #include "train/device.h"
+#include "bench_cmd.h"
+#include "experiments/task.h"
 #include "train/run.h"
 
 #include "data_cmd.h"
@@ -63,13 +65,13 @@ config::Experiment load(const ConfigArgs& a) {
 
 int cmd_run(const ConfigArgs& a) {
   const auto exp = load(a);
-  train::RunOptions options;
+  experiments::RunOptions options;
   options.resume = a.resume;
-  const auto result = train::run(exp, options);
+  const auto result = experiments::run_experiment(exp, options);
   const auto& m = result.metrics;
   std::cout << fmt::format("status: {}\nresults: {}\n", m["status"].get<std::string>(),
                            (result.dir / "metrics.json").string());
-  if (!m["final"].is_null()) {
+  if (m.contains("final") && !m["final"].is_null()) {
     const auto& f = m["final"];
     std::cout << fmt::format(
         "final (epoch {}): test_err {:.2f}%  test_top5_err {:.2f}%  test_loss {:.4f}  "
@@ -80,17 +82,22 @@ int cmd_run(const ConfigArgs& a) {
                              m["best"]["test_err"].get<double>(), m["best"]["epoch"].get<int64_t>(),
                              m["wall_time_s"].get<double>(), f["images_per_s"].get<double>());
   }
+  if (m.contains("results")) {
+    // Scalars of a task's results, one per line (arrays and tables are in the files).
+    for (const auto& [k, v] : m["results"].items())
+      if (v.is_primitive()) std::cout << k << ": " << v.dump() << "\n";
+  }
   switch (result.status) {
-    case train::RunStatus::Completed: return kExitOk;
-    case train::RunStatus::Diverged: return kExitDiverged;
-    case train::RunStatus::Interrupted: return kExitInterrupted;
+    case experiments::TaskStatus::Completed: return kExitOk;
+    case experiments::TaskStatus::Diverged: return kExitDiverged;
+    case experiments::TaskStatus::Interrupted: return kExitInterrupted;
   }
   return kExitError;
 }
 
 int cmd_validate(const ConfigArgs& a) {
   const auto exp = load(a);
-  train::build(exp, c10::Device(c10::kCPU));  // component-level checks (e.g. channel counts)
+  experiments::check_experiment(exp);  // component-level checks (e.g. channel counts)
   std::cout << "# " << a.config << ": valid\n# hash " << exp.hash() << "\n# results "
             << train::run_dir(exp).string() << "\n"
             << exp.resolved_yaml();
@@ -109,6 +116,7 @@ void list_table(const Table& table, const std::string& section) {
 int cmd_list(const std::string& kind) {
   auto want = [&](const char* k) { return kind.empty() || kind == k; };
   bool any = false;
+  if (want("task")) list_table(registry::tasks(), "task.name"), any = true;
   if (want("data")) {
     std::cout << "data (options of every dataset)\n"
               << config::describe_options(registry::data_common_options(), "      ");
@@ -133,7 +141,7 @@ int cmd_list(const std::string& kind) {
   }
   if (!any) {
     std::cerr << "normexp list: unknown kind '" << kind
-              << "' (valid: data, model, norm, optim, schedule, noise, train, output)\n";
+              << "' (valid: task, data, model, norm, optim, schedule, noise, train, output)\n";
     return kExitConfig;
   }
   return kExitOk;
@@ -174,11 +182,12 @@ int main(int argc, char** argv) {
 
   std::string list_kind;
   auto* list = app.add_subcommand("list", "show every registered component with its options");
-  list->add_option("kind", list_kind, "data, model, norm, optim, schedule, noise, train, output");
+  list->add_option("kind", list_kind, "task, data, model, norm, optim, schedule, noise, train, output");
 
   int data_exit = -1;  // set by `normexp data ...`, which runs inside app.parse
   add_data_commands(app, data_exit);
   add_report_commands(app, data_exit);  // report, plan, plot: same convention
+  add_bench_commands(app, data_exit);
 
   try {
     app.parse(argc, argv);

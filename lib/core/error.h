@@ -27,6 +27,26 @@ class ConfigError : public std::runtime_error {
   std::vector<ConfigIssue> issues_;
 };
 
+// Collects the issues of every ConfigError thrown by the functions it runs, so that a builder
+// reports all problems of a config at once: `IssueCollector c; c([&]{...}); c.throw_if_any();`.
+class IssueCollector {
+ public:
+  template <class F>
+  void operator()(F&& fn) {
+    try {
+      fn();
+    } catch (const ConfigError& e) {
+      issues.insert(issues.end(), e.issues().begin(), e.issues().end());
+    }
+  }
+  void add(ConfigIssue issue) { issues.push_back(std::move(issue)); }
+  bool empty() const { return issues.empty(); }
+  void throw_if_any() {
+    if (!issues.empty()) throw ConfigError(std::move(issues));
+  }
+  std::vector<ConfigIssue> issues;
+};
+
 // A run that cannot proceed for a reason outside the config (missing data, I/O failure,
 // an existing results directory). Exit code 1 unless the app says otherwise.
 class RunError : public std::runtime_error {

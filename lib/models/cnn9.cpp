@@ -24,19 +24,21 @@ class Cnn9Impl : public ModelImpl {
       }
     }
     features_ = register_module("features", features);
+    dim_ = in;
     classifier_ = scheme.classifier(in, shape.classes);
     register_module("classifier", classifier_.ptr());
   }
 
-  torch::Tensor forward(torch::Tensor x) override {
-    x = features_->forward(x);
-    x = x.mean({2, 3});  // global average pooling
-    return classifier_.forward(x);
+  torch::Tensor features(torch::Tensor x) override {
+    return features_->forward(x).mean({2, 3});  // global average pooling
   }
+  int64_t feature_dim() const override { return dim_; }
+  torch::Tensor forward(torch::Tensor x) override { return classifier_.forward(features(x)); }
 
  private:
   torch::nn::Sequential features_{nullptr};
   torch::nn::AnyModule classifier_;
+  int64_t dim_ = 0;
 };
 }  // namespace
 

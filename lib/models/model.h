@@ -14,6 +14,10 @@ namespace normexp::models {
 class ModelImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(torch::Tensor x) = 0;
+  // The pooled representation the classifier reads, (N, feature_dim()): the encoder output
+  // for SimCLR and linear evaluation. Models that do not expose one throw.
+  virtual torch::Tensor features(torch::Tensor x);
+  virtual int64_t feature_dim() const;
 };
 using ModelPtr = std::shared_ptr<ModelImpl>;
 
@@ -37,5 +41,23 @@ ModelPtr make_resnet(const config::Params& p, const data::DataShape& shape,
 // conv shortcut on the pre-activated input when the shape changes, identity otherwise.
 std::vector<config::OptionSpec> wrn_options();
 ModelPtr make_wrn(const config::Params& p, const data::DataShape& shape, nn::NormScheme& scheme);
+
+// resnet_v1 (He et al. 2016, ImageNet layout; torchvision's v1.5 strides): ResNet-18/34 (basic
+// blocks) and 50/101/152 (bottlenecks, expansion 4), stages of 64/128/256/512 base channels.
+// stem imagenet: 7x7/2 conv, norm, ReLU, 3x3/2 max pool (224-px inputs); stem cifar: 3x3/1
+// conv, norm, ReLU, no pool (32-px inputs, as SimCLR's CIFAR variant). Projection shortcuts
+// (1x1 conv + norm) where the shape changes.
+std::vector<config::OptionSpec> resnet_v1_options();
+ModelPtr make_resnet_v1(const config::Params& p, const data::DataShape& shape,
+                        nn::NormScheme& scheme);
+
+// vit (Dosovitskiy et al. 2021): patch embedding (conv patch x patch, stride patch), class
+// token, learned position embedding, `depth` pre-norm blocks (token norm - multi-head
+// attention, token norm - MLP with GELU), a final token norm and a linear head on the class
+// token. The token norms come from the scheme (ln, bcn, none). preset vit_b16 is ViT-B/16
+// (patch 16, width 768, depth 12, 12 heads, MLP 3072) for 224-px inputs; custom uses the
+// options (defaults: a ViT for CIFAR with 4-px patches).
+std::vector<config::OptionSpec> vit_options();
+ModelPtr make_vit(const config::Params& p, const data::DataShape& shape, nn::NormScheme& scheme);
 
 }  // namespace normexp::models

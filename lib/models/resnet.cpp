@@ -84,12 +84,13 @@ class ResNetImpl : public ModelImpl {
     register_module("classifier", classifier_.ptr());
   }
 
-  torch::Tensor forward(torch::Tensor x) override {
+  torch::Tensor features(torch::Tensor x) override {
     x = bn1_.forward(conv1_.forward(x)).relu_();
     for (auto& stage : stages_) x = stage->forward(x);
-    x = x.mean({2, 3});  // global average pooling
-    return classifier_.forward(x);
+    return x.mean({2, 3});  // global average pooling
   }
+  int64_t feature_dim() const override { return 64; }
+  torch::Tensor forward(torch::Tensor x) override { return classifier_.forward(features(x)); }
 
  private:
   torch::nn::AnyModule conv1_, bn1_, classifier_;

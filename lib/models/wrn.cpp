@@ -67,21 +67,24 @@ class WideResNetImpl : public ModelImpl {
     }
     bn_ = scheme.norm(in, "bn");
     register_module("bn", bn_.ptr());
+    dim_ = in;
     classifier_ = scheme.classifier(in, shape.classes);
     register_module("classifier", classifier_.ptr());
   }
 
-  torch::Tensor forward(torch::Tensor x) override {
+  torch::Tensor features(torch::Tensor x) override {
     x = conv1_.forward(x);
     for (auto& stage : stages_) x = stage->forward(x);
     x = bn_.forward(x).relu_();  // in place is safe: x is the last block's fresh sum
-    x = x.mean({2, 3});                // global average pooling
-    return classifier_.forward(x);
+    return x.mean({2, 3});       // global average pooling
   }
+  int64_t feature_dim() const override { return dim_; }
+  torch::Tensor forward(torch::Tensor x) override { return classifier_.forward(features(x)); }
 
  private:
   torch::nn::AnyModule conv1_, bn_, classifier_;
   std::vector<torch::nn::Sequential> stages_;
+  int64_t dim_ = 0;
 };
 }  // namespace
 

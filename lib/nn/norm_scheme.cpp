@@ -2,9 +2,16 @@
 
 #include <torch/torch.h>
 
+#include "core/error.h"
 #include "nn/layers.h"
 
 namespace normexp::nn {
+
+torch::nn::AnyModule NormScheme::token_norm(int64_t, const std::string& where) {
+  throw ConfigError("", "norm.name",
+                    "this norm scheme has no layer for token features (needed at " + where +
+                        "); transformers take ln, bcn or none");
+}
 
 torch::nn::AnyModule NormScheme::classifier(int64_t in, int64_t out) {
   return torch::nn::AnyModule(torch::nn::Linear(torch::nn::LinearOptions(in, out)));

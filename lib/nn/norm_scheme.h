@@ -37,6 +37,10 @@ class NormScheme {
   virtual torch::nn::AnyModule residual_norm(int64_t channels, const std::string& where) {
     return norm(channels, where);
   }
+  // The layer a transformer puts where LayerNorm goes, over the last axis of (N, T, dim)
+  // token features. Schemes without one (bn, gn, cwo, ...) throw a ConfigError at
+  // norm.name naming the schemes that have one.
+  virtual torch::nn::AnyModule token_norm(int64_t dim, const std::string& where);
   // The final classifier (a plain nn::Linear unless the scheme constrains it).
   virtual torch::nn::AnyModule classifier(int64_t in, int64_t out);
   // Called once the whole model is built (e.g. to assign per-layer noise levels, which

@@ -1,4 +1,5 @@
 #include "nn/params.h"
+#include "nn/bcn.h"
 
 #include <torch/torch.h>
 
@@ -19,7 +20,7 @@ bool is_norm_module(torch::nn::Module& m) {
   return dynamic_cast<AffineNoiseImpl*>(&m) || dynamic_cast<torch::nn::BatchNorm2dImpl*>(&m) ||
          dynamic_cast<torch::nn::BatchNorm1dImpl*>(&m) ||
          dynamic_cast<torch::nn::GroupNormImpl*>(&m) ||
-         dynamic_cast<torch::nn::LayerNormImpl*>(&m);
+         dynamic_cast<torch::nn::LayerNormImpl*>(&m) || dynamic_cast<BcnImpl*>(&m);
 }
 
 const ConstraintSpec* constraint_of(torch::nn::Module& m) {
@@ -42,7 +43,9 @@ std::vector<ParamInfo> classify_parameters(torch::nn::Module& model) {
       info.tensor = p.value();
       if (norm) {
         info.role = ParamRole::NormAffine;
-      } else if (p.key() == "bias" || p.value().dim() <= 1) {
+      } else if (p.key() == "bias" || p.value().dim() <= 1 || p.key() == "cls_token" ||
+                 p.key() == "pos_embed") {
+        // Biases, and a ViT's class token and position embedding (no decay, as in timm).
         info.role = ParamRole::Bias;
       } else if (constraint && p.key() == "weight") {
         info.role = ParamRole::Constrained;

@@ -23,6 +23,13 @@ class Optimizer {
   virtual void load_state(const std::map<std::string, at::Tensor>& state) { (void)state; }
 
  protected:
+  // The gradient a step uses: centered per row for constrained weights with centering on
+  // (file 004 Algorithm 1), the raw gradient otherwise.
+  static at::Tensor step_gradient(const nn::ParamInfo& info);
+  // Whether weight decay applies: weights (constrained or not) always, norm gamma/beta and
+  // biases only when asked (file 004 §4.1.1 does not decay them).
+  static bool decays(const nn::ParamInfo& info, bool decay_norm_and_bias);
+
   std::vector<nn::ParamInfo> params_;
 };
 
@@ -52,5 +59,29 @@ class Sgd : public Optimizer {
 
 std::vector<config::OptionSpec> sgd_options();
 std::unique_ptr<Optimizer> make_sgd(const config::Params& p, std::vector<nn::ParamInfo> params);
+
+// AdamW (Loshchilov & Hutter 2019), decoupled weight decay by role; the projected step for
+// constrained weights as in Sgd.
+struct AdamWOptions {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0.05;
+  bool decay_norm_and_bias = false;
+};
+
+class AdamW : public Optimizer {
+ public:
+  AdamW(std::vector<nn::ParamInfo> params, AdamWOptions options);
+  void step(double lr) override;
+  std::vector<std::pair<std::string, at::Tensor>> state() const override;
+  void load_state(const std::map<std::string, at::Tensor>& state) override;
+
+ private:
+  AdamWOptions options_;
+  int64_t t_ = 0;
+  std::vector<torch::Tensor> m_, v_;
+};
+
+std::vector<config::OptionSpec> adamw_options();
+std::unique_ptr<Optimizer> make_adamw(const config::Params& p, std::vector<nn::ParamInfo> params);
 
 }  // namespace normexp::optim

@@ -12,6 +12,20 @@ void Optimizer::zero_grad() {
   }
 }
 
+at::Tensor Optimizer::step_gradient(const nn::ParamInfo& info) {
+  auto g = info.tensor.grad();
+  if (info.role == nn::ParamRole::Constrained && info.constraint.center) {
+    g = g.clone();
+    nn::center_rows_(g);
+  }
+  return g;
+}
+
+bool Optimizer::decays(const nn::ParamInfo& info, bool decay_norm_and_bias) {
+  return info.role == nn::ParamRole::Weight || info.role == nn::ParamRole::Constrained ||
+         decay_norm_and_bias;
+}
+
 Sgd::Sgd(std::vector<nn::ParamInfo> params, SgdOptions options) : options_(options) {
   params_ = std::move(params);
   buffers_.resize(params_.size());
@@ -24,14 +38,9 @@ void Sgd::step(double lr) {
     auto& p = info.tensor;
     if (!p.grad().defined()) continue;
     const bool constrained = info.role == nn::ParamRole::Constrained;
-    auto g = p.grad();
-    if (constrained && info.constraint.center) {
-      g = g.clone();
-      nn::center_rows_(g);
-    }
-    const bool decays = info.role == nn::ParamRole::Weight || constrained ||
-                        options_.decay_norm_and_bias;
-    if (decays && options_.weight_decay != 0.0) g = g.add(p, options_.weight_decay);
+    auto g = step_gradient(info);
+    if (decays(info, options_.decay_norm_and_bias) && options_.weight_decay != 0.0)
+      g = g.add(p, options_.weight_decay);
     if (options_.momentum != 0.0) {
       auto& buf = buffers_[i];
       if (!buf.defined()) {

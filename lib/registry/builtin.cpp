@@ -4,6 +4,11 @@
 
 #include "data/cifar.h"
 #include "data/synthetic.h"
+#include "experiments/probe.h"
+#include "experiments/simclr.h"
+#include "experiments/capacity.h"
+#include "experiments/geometry.h"
+#include "models/mlp.h"
 #include "nn/schemes/schemes.h"
 
 namespace normexp::registry {
@@ -27,6 +32,13 @@ void register_builtin_models(Registry<ModelFactory>& r) {
          models::make_resnet});
   r.add({"wrn", "Wide ResNet WRN-depth-width [Zagoruyko & Komodakis 2016]",
          models::wrn_options(), models::make_wrn});
+  r.add({"resnet_v1", "ImageNet-layout ResNet-18/34/50/101/152, CIFAR stem option [He et al. 2016]",
+         models::resnet_v1_options(), models::make_resnet_v1});
+  r.add({"vit", "Vision Transformer; ViT-B/16 preset [Dosovitskiy et al. 2021]",
+         models::vit_options(), models::make_vit});
+  r.add({"mlp", "fully connected net on flattened images, first k hidden layers normalized "
+                "(files 001/003)",
+         models::mlp_options(), models::make_mlp});
 }
 
 void register_builtin_norms(Registry<NormFactory>& r) {
@@ -37,6 +49,10 @@ void register_builtin_norms(Registry<NormFactory>& r) {
   r.add({"ws_gn", "weight-standardized conv -> GroupNorm [Qiao et al. 2019]",
          nn::ws_gn_options(), nn::make_ws_gn});
   r.add({"none", "plain conv with bias, no normalization", nn::none_options(), nn::make_none});
+  r.add({"ln", "conv -> LayerNorm (GroupNorm with 1 group); LayerNorm in transformers",
+         nn::ln_options(), nn::make_ln});
+  r.add({"bcn", "conv -> Band-Constrained Normalization (file 000); BCN in transformers",
+         nn::bcn_options(), nn::make_bcn});
   auto cwo = nn::cwo_options();
   for (auto& spec : cwo)
     if (spec.key == "noise.schedule") spec.choices = noise_schedules().names();
@@ -49,6 +65,8 @@ void register_builtin_norms(Registry<NormFactory>& r) {
 void register_builtin_optimizers(Registry<OptimizerFactory>& r) {
   r.add({"sgd", "SGD with momentum; projected step on constrained weights", optim::sgd_options(),
          optim::make_sgd});
+  r.add({"adamw", "AdamW (decoupled weight decay); projected step on constrained weights",
+         optim::adamw_options(), optim::make_adamw});
 }
 
 void register_builtin_lr_schedules(Registry<LrScheduleFactory>& r) {
@@ -65,6 +83,38 @@ void register_builtin_noise_schedules(Registry<NoiseFactory>& r) {
          [](int64_t, int64_t, double s) { return s; }});
   r.add({"linear", "sigma_l = (l/L) sigma (file 004 Eq. 8, residual nets)", {},
          [](int64_t l, int64_t L, double s) { return s * static_cast<double>(l) / L; }});
+}
+
+void register_builtin_tasks(Registry<TaskFactory>& r) {
+  r.add({"classify", "image classification: train on data.train, report test error (lib/train)",
+         {}, TaskFactory{{"data", "model", "norm", "optim", "schedule"}, {}, {}}});
+  r.add({"magnitude_probe",
+         "file 000 §5.2: find the largest-magnitude token; accuracy and attention entropy",
+         experiments::probe_options(),
+         TaskFactory{{"norm", "optim", "schedule"}, experiments::run_probe,
+                     experiments::check_probe}});
+  r.add({"simclr",
+         "file 000 §5.3: SimCLR (NT-Xent) pretraining, then kNN and linear evaluation",
+         experiments::simclr_options(),
+         TaskFactory{{"data", "model", "norm", "optim", "schedule"}, experiments::run_simclr,
+                     experiments::check_simclr}});
+  // Files 002 (§8 Experiments 1-4, Table 1) and 001/003: lib/experiments/{geometry,capacity}.cpp.
+  r.add({"gd_linear", "file 002 Exp. 1: 2-D linear classifier +/- BN, weight trajectories",
+         experiments::gd_linear_options(), TaskFactory{{}, experiments::gd_linear, {}}});
+  r.add({"hessian_mlp", "file 002 Exp. 2: width-10 MLP regression +/- BN, Hessian spectrum",
+         experiments::hessian_mlp_options(), TaskFactory{{}, experiments::hessian_mlp, {}}});
+  r.add({"margin_mlp", "file 002 Exp. 3: 50-20-1 MLP +/- BN, margins and parameter noise",
+         experiments::margin_mlp_options(), TaskFactory{{}, experiments::margin_mlp, {}}});
+  r.add({"bad_init", "file 002 Exp. 4: 5-layer ReLU net from tiny/huge init +/- BN",
+         experiments::bad_init_options(), TaskFactory{{}, experiments::bad_init, {}}});
+  r.add({"symmetry", "file 002 Table 1: BN/LN/WN scale symmetries as loss-invariance checks",
+         experiments::symmetry_options(), TaskFactory{{}, experiments::symmetry, {}}});
+  r.add({"capacity",
+         "files 001/003: weight-norm product, per-norm-layer sigma and the generalization gap "
+         "per epoch",
+         experiments::capacity_options(),
+         TaskFactory{{"data", "model", "norm", "optim", "schedule"}, experiments::capacity,
+                     experiments::check_capacity}});
 }
 
 template <class F>
@@ -91,13 +141,25 @@ NORMEXP_TABLE(norms, NormFactory, "norm scheme", register_builtin_norms)
 NORMEXP_TABLE(optimizers, OptimizerFactory, "optimizer", register_builtin_optimizers)
 NORMEXP_TABLE(lr_schedules, LrScheduleFactory, "lr schedule", register_builtin_lr_schedules)
 NORMEXP_TABLE(noise_schedules, NoiseFactory, "noise schedule", register_builtin_noise_schedules)
+NORMEXP_TABLE(tasks, TaskFactory, "task", register_builtin_tasks)
 #undef NORMEXP_TABLE
 
 std::vector<OptionSpec> data_common_options() {
   return {
       opt_string("augment", "standard",
-                 "standard: random crop (4-pixel zero padding) + horizontal flip; none",
-                 {"standard", "none"}),
+                 "standard: random crop (4-pixel zero padding) + horizontal flip; fastaa: "
+                 "Fast AutoAugment's policy (data.policy) on the uint8 image, then crop + flip; "
+                 "none",
+                 {"standard", "fastaa", "none"}),
+      // Added after the first results: hashed only when set, so older configs keep their runs.
+      hashed_unless_default(opt_int("cutout", 0,
+                                    "Cutout square side in pixels after normalization, 0 for "
+                                    "none (file 004's FastAA: 16)",
+                                    at_least(0))),
+      hashed_unless_default(opt_string(
+          "policy", "fastaa_cifar10",
+          "augment: fastaa policy: built-in fastaa_cifar10 (Fast AutoAugment's published "
+          "CIFAR policy, configs/augment/) or a path to a policy JSON of that format")),
       opt_bool("normalize", true, "per-channel mean/std normalization (training-set statistics)"),
   };
 }
@@ -141,6 +203,13 @@ const Schema& experiment_schema() {
       sec.default_component = std::move(def);
       return sec;
     };
+    s.sections.push_back(selecting("task", "task", {}, tasks(), "classify"));
+    s.selector_section = "task";
+    for (const auto& e : tasks().entries()) {
+      auto reads = e.make.reads;
+      reads.insert(reads.end(), {"train", "output"});
+      s.selector_uses[e.name] = reads;
+    }
     s.sections.push_back(selecting("data", "dataset", data_common_options(), datasets(), "synthetic"));
     s.sections.push_back(selecting("model", "model", {}, models(), "cnn9"));
     s.sections.push_back(selecting("norm", "norm scheme", {}, norms(), "bn"));

@@ -8,6 +8,7 @@
 
 #include "config/experiment.h"
 #include "data/dataset.h"
+#include "experiments/task.h"
 #include "models/model.h"
 #include "nn/norm_scheme.h"
 #include "nn/params.h"
@@ -26,6 +27,7 @@ using OptimizerFactory = std::function<std::unique_ptr<optim::Optimizer>(
 using LrScheduleFactory = std::function<std::unique_ptr<optim::LrSchedule>(
     const config::Params&, const optim::ScheduleContext&)>;
 using NoiseFactory = nn::NoiseSchedule;
+using TaskFactory = experiments::TaskDef;
 
 Registry<DatasetFactory>& datasets();
 Registry<ModelFactory>& models();
@@ -33,6 +35,7 @@ Registry<NormFactory>& norms();
 Registry<OptimizerFactory>& optimizers();
 Registry<LrScheduleFactory>& lr_schedules();
 Registry<NoiseFactory>& noise_schedules();
+Registry<TaskFactory>& tasks();
 
 // Options every entry of a section shares (data.augment, the whole train section, ...).
 std::vector<config::OptionSpec> data_common_options();

@@ -57,6 +57,15 @@ void mark_ours(const TableSpec& spec, std::vector<CellResult>& cells) {
   }
 }
 
+// " (per cell: (row, column) `metric`, ...)" for cells with their own metric.
+std::string per_cell_metrics(const TableSpec& spec) {
+  std::string out;
+  for (const auto& c : spec.cells)
+    if (!c.metric.empty())
+      out += fmt::format("{}({}, {}) `{}`", out.empty() ? "" : "; ", c.row, c.column, c.metric);
+  return out.empty() ? out : " (per cell: " + out + ")";
+}
+
 std::string md_marked(const std::string& text, Mark m) {
   return m == Mark::Best ? "**" + text + "**" : m == Mark::Second ? "*" + text + "*" : text;
 }
@@ -223,12 +232,12 @@ Report build_report(const TableSpec& spec, const config::Schema& schema,
             ++cr.other[run.status];
             continue;
           }
-          if (auto v = metric_value(run.metrics, spec.metric)) {
+          if (auto v = metric_value(run.metrics, spec.metric_of(cell))) {
             values.push_back(*v);
             cr.completed_seeds.push_back(run.seed);
             cr.completed_dirs.push_back(run.dir);
           } else {
-            ++cr.other["completed without " + spec.metric];
+            ++cr.other["completed without " + spec.metric_of(cell)];
           }
         }
       cr.stats = aggregate(values);
@@ -252,9 +261,9 @@ std::string render_markdown(const Report& r) {
                         "paper's marks on its numbers, ours on ours.",
                         spec.best_within, spec.lower_is_better ? "lower" : "higher");
   out += fmt::format(
-      "Source: file {}, {}. Metric: `{}`, ours as mean ± sample std (n = completed seeds); "
+      "Source: file {}, {}. Metric: `{}`{}, ours as mean ± sample std (n = completed seeds); "
       "Δ = ours − paper. {} — = no completed run.\n\n",
-      spec.source_paper, spec.source_table, spec.metric, marks);
+      spec.source_paper, spec.source_table, spec.metric, per_cell_metrics(spec), marks);
   out += "| |";
   for (const auto& c : spec.columns) out += " " + c.label + " |";
   out += "\n|---|";
@@ -378,6 +387,7 @@ std::string render_json(const Report& r) {
            {"column", cell.column},
            {"config", cell.config ? json(cell_config_display(cell)) : json(nullptr)},
            {"set", cell.sets},
+           {"metric", spec.metric_of(cell)},
            {"hash", c.hash},
            {"status", cell.supported() ? (c.config_error.empty() ? "ok" : "config error")
                                        : cell.status},

@@ -205,7 +205,8 @@ TableSpec load_spec(const std::filesystem::path& path) {
         r.add(e, p, "expected a mapping, got " + e.describe());
         continue;
       }
-      r.check_keys(e, p, {"row", "column", "config", "set", "paper", "paper_mark", "status"});
+      r.check_keys(e, p,
+                   {"row", "column", "config", "set", "paper", "paper_mark", "status", "metric"});
       Cell c;
       c.where = e.where();
       c.row = r.string(e, p, "row", true).value_or("");
@@ -228,6 +229,7 @@ TableSpec load_spec(const std::filesystem::path& path) {
       if (const Node* pv = e.find("paper")) c.paper = r.number(*pv, p + ".paper");
       c.paper_mark = read_mark(r, e, p);
       c.status = r.string(e, p, "status", false).value_or("");
+      c.metric = r.string(e, p, "metric", false).value_or("");
       if (!c.config && c.status.empty())
         r.add(e, p, "a cell without a config needs a status saying why (e.g. 'unsupported (needs FastAA)')");
       spec.cells.push_back(std::move(c));

@@ -27,6 +27,9 @@ struct Cell {
   Mark paper_mark = Mark::None;
   std::string status;                  // "" (supported) or why not, e.g. "unsupported (needs FastAA)"
   std::string where;                   // file:line of the cell, for messages
+  // The metric of this cell when it differs from the table's (tables whose cells are
+  // different quantities: iterations, λ_max, condition number). Empty: the table's.
+  std::string metric;
   // A cell runs when it has a config and no status (a status keeps the config for later).
   bool supported() const { return config.has_value() && status.empty(); }
 };
@@ -45,6 +48,8 @@ struct TableSpec {
   std::vector<std::string> plot_series;    // history.jsonl keys to plot (figure specs)
   std::string note;
 
+  // The metric a cell reads: its own, else the table's.
+  const std::string& metric_of(const Cell& c) const { return c.metric.empty() ? metric : c.metric; }
   // nullptr when the (row, column) pair has no cell.
   const Cell* find(const std::string& row, const std::string& column) const;
 };

@@ -4,6 +4,8 @@
 
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 
 #include <mutex>
 
@@ -38,6 +40,30 @@ void set_rng_state(const at::Tensor& state) {
   auto gen = at::cuda::detail::getDefaultCUDAGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
+}
+
+namespace {
+const c10::cuda::CUDACachingAllocator::Stat& allocated_stat(
+    const c10::cuda::CUDACachingAllocator::DeviceStats& stats) {
+  return stats.allocated_bytes[static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)];
+}
+}  // namespace
+
+int64_t memory_allocated() {
+  if (!torch::cuda::is_available()) return 0;
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
+  return allocated_stat(stats).current;
+}
+
+int64_t max_memory_allocated() {
+  if (!torch::cuda::is_available()) return 0;
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
+  return allocated_stat(stats).peak;
+}
+
+void reset_peak_memory() {
+  if (torch::cuda::is_available())
+    c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device());
 }
 
 }  // namespace normexp::cuda

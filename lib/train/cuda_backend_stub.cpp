@@ -22,5 +22,8 @@ void clear_autocast_cache() {}
 void set_cudnn_benchmark(bool) {}
 at::Tensor rng_state() { return {}; }
 void set_rng_state(const at::Tensor&) {}
+int64_t memory_allocated() { return 0; }
+int64_t max_memory_allocated() { return 0; }
+void reset_peak_memory() {}
 
 }  // namespace normexp::cuda

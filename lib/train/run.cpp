@@ -41,14 +41,8 @@ const char* status_name(RunStatus s) {
 }
 
 Built build(const config::Experiment& exp, const c10::Device& device) {
-  std::vector<ConfigIssue> issues;
-  auto collect = [&](auto&& fn) {
-    try {
-      fn();
-    } catch (const ConfigError& e) {
-      issues.insert(issues.end(), e.issues().begin(), e.issues().end());
-    }
-  };
+  IssueCollector collect;
+
   const Params& data_p = exp.section("data");
   const Params& model_p = exp.section("model");
   const Params& norm_p = exp.section("norm");
@@ -59,6 +53,7 @@ Built build(const config::Experiment& exp, const c10::Device& device) {
   Built b;
   collect([&] { b.dataset = registry::datasets().get(data_p.get_string("name")).make(data_p); });
   collect([&] { b.scheme = registry::norms().get(norm_p.get_string("name")).make(norm_p); });
+  collect([&] { pipeline_from_config(data_p); });  // an unreadable data.policy
   if (b.dataset && b.scheme) {
     collect([&] {
       b.model = registry::models().get(model_p.get_string("name"))
@@ -69,7 +64,7 @@ Built build(const config::Experiment& exp, const c10::Device& device) {
     const int64_t n = b.dataset->train_size(), batch = train_p.get_int("batch_size");
     b.steps_per_epoch = train_p.get_bool("drop_last") ? n / batch : (n + batch - 1) / batch;
     if (b.steps_per_epoch == 0)
-      issues.push_back({train_p.where("batch_size"), "train.batch_size",
+      collect.add({train_p.where("batch_size"), "train.batch_size",
                         fmt::format("{} is larger than the training set ({} images) with "
                                     "train.drop_last: no step per epoch",
                                     batch, n)});
@@ -90,7 +85,7 @@ Built build(const config::Experiment& exp, const c10::Device& device) {
       b.optimizer = registry::optimizers().get(optim_p.get_string("name")).make(optim_p, params);
     });
   }
-  if (!issues.empty()) throw ConfigError(std::move(issues));
+  collect.throw_if_any();
   return b;
 }
 
@@ -106,24 +101,18 @@ extern "C" void on_stop_signal(int sig) {
   if (g_stop_signal != 0) std::_Exit(128 + sig);
   g_stop_signal = sig;
 }
+}  // namespace
 
-// Installs SIGINT/SIGTERM handlers for the duration of a run, restores the old ones after.
-class SignalScope {
- public:
-  SignalScope() {
-    g_stop_signal = 0;
-    old_int_ = std::signal(SIGINT, on_stop_signal);
-    old_term_ = std::signal(SIGTERM, on_stop_signal);
-  }
-  ~SignalScope() {
-    std::signal(SIGINT, old_int_);
-    std::signal(SIGTERM, old_term_);
-  }
-
- private:
-  void (*old_int_)(int);
-  void (*old_term_)(int);
-};
+SignalScope::SignalScope() {
+  g_stop_signal = 0;
+  old_int_ = std::signal(SIGINT, on_stop_signal);
+  old_term_ = std::signal(SIGTERM, on_stop_signal);
+}
+SignalScope::~SignalScope() {
+  std::signal(SIGINT, old_int_);
+  std::signal(SIGTERM, old_term_);
+}
+bool SignalScope::stop_requested() { return g_stop_signal != 0; }
 
 std::string iso_time_now() {
   const std::time_t t = std::time(nullptr);
@@ -134,8 +123,6 @@ std::string iso_time_now() {
   return buf;
 }
 
-// Claims the run directory: creating the leaf is atomic, so two runs started at once with the
-// same config and seed cannot both write there.
 void claim_dir(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir.parent_path(), ec);
@@ -154,6 +141,20 @@ void claim_dir(const std::filesystem::path& dir) {
   }
 }
 
+void setup_torch(const config::Experiment& exp, const c10::Device& device) {
+  const Params& train = exp.section("train");
+  // Debian's LibTorch starts with one intra-op thread; use every core unless told otherwise.
+  const auto threads = train.get_int("threads") > 0
+                           ? train.get_int("threads")
+                           : std::max<int64_t>(1, std::thread::hardware_concurrency());
+  torch::set_num_threads(static_cast<int>(threads));
+  const bool deterministic = train.get_bool("deterministic");
+  at::globalContext().setDeterministicAlgorithms(deterministic, /*warn_only=*/false);
+  if (device.is_cuda()) cuda::set_cudnn_benchmark(!deterministic);
+  torch::manual_seed(static_cast<uint64_t>(exp.seed));
+}
+
+namespace {
 // The state of the epoch in progress; saved in checkpoints so that a run interrupted
 // mid-epoch resumes at the next batch with the same data order and the same running sums.
 struct EpochState {
@@ -180,8 +181,7 @@ class Run {
                    device_.str());
       bf16_ = false;
     }
-    pipeline_.augment = data_p.get_string("augment") == "standard";
-    pipeline_.normalize = data_p.get_bool("normalize");
+    pipeline_ = pipeline_from_config(data_p);
     pipeline_.mean = data.mean;
     pipeline_.std = data.std;
     pipeline_.channels_last = train.get_bool("channels_last");
@@ -332,7 +332,7 @@ class Run {
   }
 
   bool stop_requested() const {
-    return g_stop_signal != 0 ||
+    return SignalScope::stop_requested() ||
            (options_.interrupt_at_step > 0 && step_ >= options_.interrupt_at_step);
   }
 
@@ -401,6 +401,7 @@ class Run {
          seen ? 100.0 * (1.0 - static_cast<double>(state_.correct.item<int64_t>()) / seen) : 0.0},
         {"test_loss", test.loss},
         {"test_err", test.top1_err},
+        {"test_acc", 100.0 - test.top1_err},  // file 000 reports accuracy
         {"test_top5_err", test.top5_err},
         {"epoch_time_s", train_time + eval_time},
         {"train_time_s", train_time},
@@ -527,17 +528,8 @@ class Run {
 }  // namespace
 
 RunResult run(const config::Experiment& exp, const RunOptions& options) {
-  const Params& train = exp.section("train");
-  // Debian's LibTorch starts with one intra-op thread; use every core unless told otherwise.
-  const auto threads = train.get_int("threads") > 0
-                           ? train.get_int("threads")
-                           : std::max<int64_t>(1, std::thread::hardware_concurrency());
-  torch::set_num_threads(static_cast<int>(threads));
-  const c10::Device device = resolve_device(train);
-  const bool deterministic = train.get_bool("deterministic");
-  at::globalContext().setDeterministicAlgorithms(deterministic, /*warn_only=*/false);
-  if (device.is_cuda()) cuda::set_cudnn_benchmark(!deterministic);
-  torch::manual_seed(static_cast<uint64_t>(exp.seed));
+  const c10::Device device = resolve_device(exp.section("train"));
+  setup_torch(exp, device);
 
   Built built = build(exp, device);  // every config problem surfaces before anything is written
   const auto dir = run_dir(exp);

@@ -66,4 +66,26 @@ struct RunOptions {
 // written every train.checkpoint_every epochs and at the end.
 RunResult run(const config::Experiment& exp, const RunOptions& options = {});
 
+// Shared with the other tasks (lib/experiments).
+// Creates the run directory; RunExistsError (with the old run's status) when it exists.
+// Creating the leaf is atomic, so two runs started at once cannot both write there.
+void claim_dir(const std::filesystem::path& dir);
+// Threads, deterministic algorithms, cuDNN benchmark and the seed, from the train section.
+void setup_torch(const config::Experiment& exp, const c10::Device& device);
+std::string iso_time_now();  // UTC, ISO 8601
+// SIGINT/SIGTERM handlers for the duration of a run (old ones restored after): the first
+// signal sets stop_requested(), a second one exits at once.
+class SignalScope {
+ public:
+  SignalScope();
+  ~SignalScope();
+  SignalScope(const SignalScope&) = delete;
+  SignalScope& operator=(const SignalScope&) = delete;
+  static bool stop_requested();
+
+ private:
+  void (*old_int_)(int);
+  void (*old_term_)(int);
+};
+
 }  // namespace normexp::train

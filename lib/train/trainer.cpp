@@ -2,13 +2,39 @@
 
 #include <torch/torch.h>
 
+#include "core/error.h"
 #include "train/cuda_backend.h"
 
 namespace normexp::train {
 
-at::Tensor BatchPipeline::prepare(const at::Tensor& images, bool train) const {
+BatchPipeline pipeline_from_config(const config::Params& data) {
+  BatchPipeline p;
+  const std::string& mode = data.get_string("augment");
+  p.augment = mode != "none";
+  p.normalize = data.get_bool("normalize");
+  p.cutout = data.get_int("cutout");
+  if (mode == "fastaa") {
+    try {
+      p.policy = std::make_shared<const data::FastAutoAugment>(
+          data::load_policy(data.get_string("policy")));
+    } catch (const std::invalid_argument& e) {
+      throw data.error("policy", e.what());
+    } catch (const RunError& e) {
+      throw data.error("policy", e.what());
+    }
+  }
+  return p;
+}
+
+at::Tensor BatchPipeline::augment_uint8(const at::Tensor& images) const {
   at::Tensor x = images;
-  if (train && augment) x = data::random_hflip(data::random_crop(x, pad));
+  if (policy) x = (*policy)(x);
+  if (augment) x = data::random_hflip(data::random_crop(x, pad));
+  return x;
+}
+
+at::Tensor BatchPipeline::prepare(const at::Tensor& images, bool train) const {
+  at::Tensor x = train ? augment_uint8(images) : images;
   if (normalize) {
     if (!scale_.defined() || scale_.device() != x.device())
       std::tie(scale_, shift_) = data::normalize_affine(mean, std, x.device());
@@ -18,6 +44,8 @@ at::Tensor BatchPipeline::prepare(const at::Tensor& images, bool train) const {
   } else {
     x = x.to(torch::kFloat).div_(255.0);
   }
+  // Zero in normalized space (the training mean), as DeVries & Taylor's Cutout does.
+  if (train && cutout > 0) x = data::random_cutout(x, cutout);
   if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   return x;
 }

@@ -161,3 +161,49 @@ TEST(Models, WrnShortcutIsIdentityOrA1x1ConvOnThePreActivatedInput) {
 
 }  // namespace
 }  // namespace normexp
+
+namespace normexp {
+namespace {
+
+// torchvision's resnet18 / resnet50 (1000 classes): 11,689,512 and 25,557,032 parameters.
+TEST(Models, ResNetV1ParameterCountsMatchTorchvision) {
+  EXPECT_EQ(build("name: resnet_v1, depth: 18", "name: bn", 1000).num_parameters, 11689512);
+  EXPECT_EQ(build("name: resnet_v1, depth: 50", "name: bn", 1000).num_parameters, 25557032);
+}
+
+// ViT-B/16 at 224 px, 1000 classes: 86,567,656 parameters (timm's vit_base_patch16_224).
+TEST(Models, VitB16ParameterCount) {
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(
+      dir, "data: {name: synthetic, classes: 1000, resolution: 224, train_size: 16, test_size: 8}\n"
+           "model: {name: vit, preset: vit_b16}\nnorm: {name: ln}\n");
+  EXPECT_EQ(train::build(exp, kCpu).num_parameters, 86567656);
+}
+
+TEST(Models, ResNetV1StemsAndVitShapes) {
+  // The ImageNet stem divides the resolution by 32, the CIFAR stem by 8.
+  for (const char* stem : {"imagenet", "cifar"}) {
+    auto b = build(std::string("name: resnet_v1, depth: 50, width: 8, stem: ") + stem, "name: bcn");
+    auto y = b.model->forward(torch::randn({2, 3, 32, 32}));
+    EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 10}));
+    EXPECT_EQ(b.model->feature_dim(), 8 * 8 * 4);
+  }
+  auto vit = build("name: vit, dim: 48, depth: 2, heads: 3, mlp_dim: 96, embed_norm: true",
+                   "name: bcn");
+  EXPECT_EQ(vit.model->forward(torch::randn({2, 3, 32, 32})).sizes(),
+            (std::vector<int64_t>{2, 10}));
+  EXPECT_EQ(vit.model->feature_dim(), 48);
+}
+
+TEST(Models, VitOptionsAreChecked) {
+  auto issue = single_issue("name: vit, patch: 5", "name: ln");
+  EXPECT_EQ(issue.path, "model.patch");
+  EXPECT_NE(issue.message.find("does not divide"), std::string::npos) << issue.message;
+  issue = single_issue("name: vit, dim: 50, heads: 4", "name: ln");
+  EXPECT_EQ(issue.path, "model.heads");
+  issue = single_issue("name: resnet_v1, depth: 20", "name: bn");
+  EXPECT_EQ(issue.path, "model.depth");
+}
+
+}  // namespace
+}  // namespace normexp

@@ -59,6 +59,41 @@ TEST(Sgd, NesterovAndDecayOfNormParamsWhenAsked) {
   EXPECT_NEAR(gamma.item<double>(), 0.55, 1e-6);  // float32
 }
 
+// Adam's first two steps in closed form: m_hat / sqrt(v_hat) = g/|g| at step 1; decoupled
+// decay p *= 1 - lr*wd on weights only; state round-trips through state()/load_state().
+TEST(AdamW, StepsMatchClosedFormAndStateRoundTrips) {
+  auto w = torch::tensor({{1.0, -2.0}}, torch::kDouble);
+  auto b = torch::tensor({0.5}, torch::kDouble);
+  AdamWOptions o;
+  o.weight_decay = 0.1;
+  o.eps = 0.0;
+  AdamW opt({param("w", w, nn::ParamRole::Weight), param("b", b, nn::ParamRole::Bias)}, o);
+  w.mutable_grad() = torch::tensor({{0.3, -4.0}}, torch::kDouble);
+  b.mutable_grad() = torch::tensor({-2.0}, torch::kDouble);
+  opt.step(0.01);
+  // w = w*(1 - 0.001) - 0.01*sign(g); b has no decay.
+  EXPECT_NEAR(w[0][0].item<double>(), 1.0 * 0.999 - 0.01, 1e-12);
+  EXPECT_NEAR(w[0][1].item<double>(), -2.0 * 0.999 + 0.01, 1e-12);
+  EXPECT_NEAR(b[0].item<double>(), 0.5 + 0.01, 1e-12);
+  // Step 2 with gradient g2: m = 0.9*0.1*g1 + 0.1*g2 ... bias-corrected by 1 - 0.9^2 etc.
+  const double g1 = -2.0, g2 = 1.0;
+  b.mutable_grad() = torch::tensor({g2}, torch::kDouble);
+  std::map<std::string, torch::Tensor> map;
+  for (const auto& [k, v] : opt.state()) map[k] = v.clone();  // state() is live, not a copy
+  opt.step(0.01);
+  const double m = (0.9 * 0.1 * g1 + 0.1 * g2) / (1 - 0.81);
+  const double v = (0.999 * 0.001 * g1 * g1 + 0.001 * g2 * g2) / (1 - 0.999 * 0.999);
+  EXPECT_NEAR(b[0].item<double>(), 0.51 - 0.01 * m / std::sqrt(v), 1e-12);
+  // A fresh optimizer loaded with the step-1 state repeats step 2 exactly.
+  auto b2 = torch::tensor({0.51}, torch::kDouble);
+  auto w2 = w.detach().clone();
+  AdamW again({param("w", w2, nn::ParamRole::Weight), param("b", b2, nn::ParamRole::Bias)}, o);
+  again.load_state(map);
+  b2.mutable_grad() = torch::tensor({g2}, torch::kDouble);
+  again.step(0.01);
+  EXPECT_NEAR(b2[0].item<double>(), b[0].item<double>(), 1e-12);
+}
+
 TEST(LrSchedule, CosineWarmupAndMultistep) {
   testing::TempDir dir;
   auto exp = testing::experiment_from(dir, testing::kTinyYaml, {"schedule.min_lr=0.01"});

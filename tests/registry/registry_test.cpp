@@ -20,6 +20,8 @@ std::string small_model_options(const std::string& model) {
   if (model == "cnn9") return ", width: 0.25";
   if (model == "resnet") return ", depth: 8";
   if (model == "wrn") return ", depth: 10, width: 1";
+  if (model == "resnet_v1") return ", depth: 18, width: 16";
+  if (model == "vit") return ", dim: 32, depth: 1, heads: 2, mlp_dim: 64";
   return "";
 }
 
@@ -32,10 +34,25 @@ TEST(Registry, EveryModelWithEveryNormSchemeRunsForward) {
       auto exp = testing::experiment_from(
           dir, "data: {name: synthetic, classes: 7, resolution: 8, train_size: 16, test_size: 8}\n"
                "model: {name: " + model + small_model_options(model) + "}\nnorm: {name: " + norm + "}\n");
+      // Transformers need a norm for token features: ln, bcn and none have one.
+      const bool token_norm = norm == "ln" || norm == "bcn" || norm == "none";
+      if (model == "vit" && !token_norm) {
+        try {
+          train::build(exp, kCpu);
+          ADD_FAILURE() << "vit built with " << norm;
+        } catch (const ConfigError& e) {
+          EXPECT_NE(std::string(e.what()).find("token features"), std::string::npos) << e.what();
+        }
+        ++combos;
+        continue;
+      }
       auto b = train::build(exp, kCpu);
-      auto y = b.model->forward(torch::randn({3, 3, 8, 8}));
+      auto x = torch::randn({3, 3, 8, 8});
+      auto y = b.model->forward(x);
       EXPECT_EQ(y.sizes(), (std::vector<int64_t>{3, 7}));
       EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
+      EXPECT_EQ(b.model->features(x).sizes(),
+                (std::vector<int64_t>{3, b.model->feature_dim()}));
       ++combos;
     }
   }

@@ -164,6 +164,41 @@ TEST_F(Fixture, LatexIsBalancedAndEscaped) {
   EXPECT_NE(tex.find("\\textbf{11.50} (1)"), std::string::npos) << tex;
 }
 
+// Tables whose cells are different quantities of the same runs (file 002 Exp. 2: iterations,
+// λ_max, condition number): a cell's `metric` overrides the table's.
+TEST_F(Fixture, PerCellMetricOverridesTheTables) {
+  const auto path = dir_.write("mixed.yaml", R"(title: mixed
+source: {paper: "002_test.txt", table: "Exp. 2"}
+metric: final.test_err
+rows: [r]
+columns: [err, epoch, missing]
+cells:
+  - {row: r, column: err, config: tiny.yaml}
+  - {row: r, column: epoch, config: tiny.yaml, metric: final.epoch, paper: 2}
+  - {row: r, column: missing, config: tiny.yaml, metric: final.nothing}
+)");
+  const auto spec = report::load_spec(path);
+  EXPECT_EQ(spec.metric_of(spec.cells[0]), "final.test_err");
+  EXPECT_EQ(spec.metric_of(spec.cells[1]), "final.epoch");
+  const auto r = make(spec);
+  EXPECT_DOUBLE_EQ(r.find("r", "err")->stats.mean, (10.0 + 12.0 + 17.0) / 3);
+  EXPECT_EQ(r.find("r", "epoch")->stats.n, 3);
+  EXPECT_DOUBLE_EQ(r.find("r", "epoch")->stats.mean, 2.0);
+  EXPECT_EQ(r.find("r", "missing")->stats.n, 0);
+  EXPECT_EQ(r.find("r", "missing")->other.at("completed without final.nothing"), 3);
+  EXPECT_NE(report::render_markdown(r).find("(r, epoch) `final.epoch`"), std::string::npos);
+  EXPECT_EQ(json::parse(report::render_json(r))["cells"][1]["metric"], "final.epoch");
+  // A misspelled key is still caught.
+  const auto bad = dir_.write("bad.yaml", R"(title: bad
+source: {paper: "002_test.txt", table: "Exp. 2"}
+rows: [r]
+columns: [c]
+cells:
+  - {row: r, column: c, config: tiny.yaml, metrc: final.epoch}
+)");
+  EXPECT_THROW(report::load_spec(bad), ConfigError);
+}
+
 TEST_F(Fixture, UnmatchedRunsAndGlobalSetsChangeHashes) {
   const auto spec = report::load_spec(spec_path_);
   report::ReportOptions o;
@@ -267,7 +302,9 @@ TEST(Specs, AllLoadAndResolve) {
             << e.path() << " " << cell.where;
       }
   }
-  EXPECT_EQ(specs, 6);
+  // Several issues add specs (ikami_*, akbar_*, than_*, ...): every one must load; the exact
+  // count is not this test's business.
+  EXPECT_GE(specs, 6);
 }
 
 const report::Cell& cell_of(const report::TableSpec& s, const std::string& row,
@@ -284,15 +321,15 @@ TEST(Specs, PaperNumbersMatchFile004) {
   EXPECT_DOUBLE_EQ(*cell_of(t1, "c100_std_wrn28_10", "gn").paper, 22.63);
   EXPECT_EQ(cell_of(t1, "c10_std_cnn9", "bn").paper_mark, report::Mark::Best);
   EXPECT_EQ(cell_of(t1, "c10_std_cnn9", "ws_bn").paper_mark, report::Mark::Second);
-  EXPECT_FALSE(cell_of(t1, "c100_faa_wrn28_10", "cwo").supported());
+  EXPECT_TRUE(cell_of(t1, "c100_faa_wrn28_10", "cwo").supported());  // FastAA (issue 8)
   EXPECT_DOUBLE_EQ(*cell_of(t1, "c100_faa_wrn28_10", "cwo").paper, 16.40);
   int supported = 0;
   for (const auto& c : t1.cells) supported += c.supported();
-  EXPECT_EQ(supported, 30);
+  EXPECT_EQ(supported, 60);
 
   const auto t2 = report::load_spec(tables / "ikami_table2.yaml");
   EXPECT_DOUBLE_EQ(*cell_of(t2, "c100", "cwo_b4").paper, 15.12);
-  EXPECT_FALSE(cell_of(t2, "c100", "cwo_b4").supported());
+  EXPECT_TRUE(cell_of(t2, "c100", "cwo_b4").supported());
 
   const auto t3 = report::load_spec(tables / "ikami_table3.yaml");
   EXPECT_DOUBLE_EQ(*cell_of(t3, "c10_center", "sigma10").paper, 4.66);

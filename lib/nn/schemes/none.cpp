@@ -19,6 +19,10 @@ class NoneScheme : public NormScheme {
   torch::nn::AnyModule norm(int64_t, const std::string&) override {
     return torch::nn::AnyModule(torch::nn::Identity());
   }
+
+  torch::nn::AnyModule token_norm(int64_t, const std::string&) override {
+    return torch::nn::AnyModule(torch::nn::Identity());
+  }
 };
 }  // namespace
 

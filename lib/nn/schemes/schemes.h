@@ -40,4 +40,14 @@ std::unique_ptr<NormScheme> make_ws_gn(const config::Params& p);
 std::vector<config::OptionSpec> none_options();
 std::unique_ptr<NormScheme> make_none(const config::Params& p);
 
+// ln: conv (no bias) -> LayerNorm over each sample's (C, H, W) (GroupNorm with one group, as
+// in Wu & He 2018's LN baseline); in transformers LayerNorm over the token width.
+std::vector<config::OptionSpec> ln_options();
+std::unique_ptr<NormScheme> make_ln(const config::Params& p);
+
+// bcn (file 000): conv (no bias) -> Band-Constrained Normalization over the channel vector of
+// each position; in transformers BCN over the token width (nn/bcn.h).
+std::vector<config::OptionSpec> bcn_options();
+std::unique_ptr<NormScheme> make_bcn(const config::Params& p);
+
 }  // namespace normexp::nn

@@ -1,0 +1,302 @@
+#include "experiments/simclr.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "data/augment.h"
+#include "nn/params.h"
+#include "registry/builtin.h"
+#include "train/cuda_backend.h"
+#include "train/run.h"
+
+namespace normexp::experiments {
+
+using config::Params;
+namespace F = torch::nn::functional;
+
+at::Tensor nt_xent(const at::Tensor& z1, const at::Tensor& z2, double temperature) {
+  const int64_t n = z1.size(0);
+  auto z = F::normalize(torch::cat({z1, z2}), F::NormalizeFuncOptions().dim(1));
+  auto sim = torch::matmul(z, z.t()) / temperature;
+  // A sample is never its own negative.
+  sim = sim.masked_fill(torch::eye(2 * n, torch::TensorOptions().dtype(torch::kBool).device(z.device())),
+                        -std::numeric_limits<float>::infinity());
+  auto idx = torch::arange(2 * n, torch::TensorOptions().dtype(torch::kLong).device(z.device()));
+  auto target = torch::remainder(idx + n, 2 * n);
+  return F::cross_entropy(sim, target);
+}
+
+double knn_accuracy(const at::Tensor& train, const at::Tensor& train_labels,
+                    const at::Tensor& test, const at::Tensor& test_labels, int64_t k,
+                    int64_t classes, double temperature) {
+  torch::NoGradGuard no_grad;
+  k = std::min<int64_t>(k, train.size(0));
+  auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(test.device()));
+  for (int64_t i = 0; i < test.size(0); i += 256) {
+    auto q = test.slice(0, i, i + 256);
+    auto sim = torch::matmul(q, train.t());  // (b, n_train)
+    auto [top, idx] = sim.topk(k, 1);
+    auto weights = (top / temperature).exp();
+    auto votes = torch::zeros({q.size(0), classes}, q.options());
+    votes.scatter_add_(1, train_labels.index_select(0, idx.flatten()).view(idx.sizes()), weights);
+    correct += votes.argmax(1).eq(test_labels.slice(0, i, i + 256)).sum();
+  }
+  return 100.0 * static_cast<double>(correct.item<int64_t>()) / std::max<int64_t>(1, test.size(0));
+}
+
+namespace {
+at::Tensor gray(const at::Tensor& x) {  // (N, 3, H, W) -> (N, 1, H, W), PIL's "L" weights
+  return x.select(1, 0).unsqueeze(1) * 0.299 + x.select(1, 1).unsqueeze(1) * 0.587 +
+         x.select(1, 2).unsqueeze(1) * 0.114;
+}
+
+// Per-image uniform draws in [lo, hi), shaped (N, 1, 1, 1) for broadcasting.
+at::Tensor draw(int64_t n, double lo, double hi, const at::TensorOptions& o) {
+  return torch::empty({n, 1, 1, 1}, o).uniform_(lo, hi);
+}
+}  // namespace
+
+at::Tensor simclr_view(const at::Tensor& images, double crop_min) {
+  const int64_t n = images.size(0), c = images.size(1);
+  const auto o = torch::TensorOptions().dtype(torch::kFloat).device(images.device());
+  auto x = images.to(torch::kFloat).div_(255.0);
+  // Random resized crop + flip as one affine resampling per image.
+  auto scale = torch::empty({n}, o).uniform_(crop_min, 1.0);
+  auto log_ratio = torch::empty({n}, o).uniform_(std::log(3.0 / 4.0), std::log(4.0 / 3.0));
+  auto ratio = log_ratio.exp();
+  auto w = torch::sqrt(scale * ratio).clamp_max(1.0);
+  auto h = torch::sqrt(scale / ratio).clamp_max(1.0);
+  auto cx = (torch::rand({n}, o) * 2 - 1) * (1 - w);
+  auto cy = (torch::rand({n}, o) * 2 - 1) * (1 - h);
+  auto flip = torch::where(torch::rand({n}, o) < 0.5, torch::ones({n}, o), -torch::ones({n}, o));
+  auto zero = torch::zeros({n}, o);
+  auto theta = torch::stack({torch::stack({w * flip, zero, cx}, 1), torch::stack({zero, h, cy}, 1)}, 1);
+  auto grid = F::affine_grid(theta, {n, c, images.size(2), images.size(3)}, /*align_corners=*/false);
+  x = F::grid_sample(x, grid, F::GridSampleFuncOptions().mode(torch::kBilinear).align_corners(false));
+  if (c == 3) {
+    // Colour jitter with probability 0.8: brightness, contrast, saturation (strength 0.4).
+    auto apply = (torch::rand({n, 1, 1, 1}, o) < 0.8).to(torch::kFloat);
+    auto j = x * draw(n, 0.6, 1.4, o);
+    j = j.clamp(0, 1);
+    auto m = gray(j).mean({2, 3}, true);
+    j = ((j - m) * draw(n, 0.6, 1.4, o) + m).clamp(0, 1);
+    auto g = gray(j);
+    j = ((j - g) * draw(n, 0.6, 1.4, o) + g).clamp(0, 1);
+    x = apply * j + (1 - apply) * x;
+    // Grayscale with probability 0.2.
+    auto to_gray = (torch::rand({n, 1, 1, 1}, o) < 0.2).to(torch::kFloat);
+    x = to_gray * gray(x).expand_as(x) + (1 - to_gray) * x;
+  }
+  return x;
+}
+
+std::vector<config::OptionSpec> simclr_options() {
+  using namespace config;
+  return {
+      opt_float("temperature", 0.5, "NT-Xent temperature (SimCLR's CIFAR setting: 0.5)",
+                greater_than(0)),
+      opt_int("proj_hidden", 2048, "projection head hidden width", at_least(1)),
+      opt_int("proj_dim", 128, "projection output width (SimCLR: 128)", at_least(1)),
+      opt_float("crop_min", 0.08, "smallest random-resized-crop area fraction", between(0, 1, true, false)),
+      opt_int("knn_k", 200, "neighbours of the kNN read-out (Wu et al. 2018: 200)", at_least(1)),
+      opt_int("eval_every", 10, "kNN accuracy every N epochs (and at the end)", at_least(1)),
+      opt_float("target_acc", 70.0, "report the first epoch whose kNN accuracy reaches this (%)",
+                between(0, 100)),
+      opt_int("linear_epochs", 100, "linear evaluation: epochs over the frozen features",
+              at_least(1)),
+      opt_float("linear_lr", 0.1, "linear evaluation: SGD learning rate (cosine to 0)",
+                greater_than(0)),
+      opt_int("knn_train_limit", 0,
+              "use only the first N training images as kNN/linear-eval training set (0: all)",
+              at_least(0)),
+  };
+}
+
+namespace {
+struct SimclrParts {
+  train::Built b;  // dataset, scheme, encoder (as `model`), optimizer over encoder + head
+  torch::nn::Sequential head{nullptr};
+};
+
+SimclrParts build_simclr(const config::Experiment& exp, const c10::Device& device) {
+  SimclrParts parts;
+  // train::build makes the dataset, scheme, model, schedule and an optimizer over the model's
+  // parameters; the optimizer is rebuilt below over encoder + projection head.
+  parts.b = train::build(exp, device);
+  const Params& t = exp.section("task");
+  int64_t f = 0;
+  try {
+    f = parts.b.model->feature_dim();
+  } catch (const std::logic_error&) {
+    throw ConfigError(exp.section("model").where("name"), "model.name",
+                      "model '" + exp.section("model").get_string("name") +
+                          "' exposes no pooled features for SimCLR");
+  }
+  parts.head = torch::nn::Sequential(
+      torch::nn::Linear(f, t.get_int("proj_hidden")), torch::nn::ReLU(),
+      torch::nn::Linear(t.get_int("proj_hidden"), t.get_int("proj_dim")));
+  parts.head->to(device);
+  auto params = nn::classify_parameters(*parts.b.model);
+  auto head_params = nn::classify_parameters(*parts.head);
+  for (auto& p : head_params) p.name = "head." + p.name;
+  params.insert(params.end(), head_params.begin(), head_params.end());
+  const Params& optim_p = exp.section("optim");
+  parts.b.optimizer = registry::optimizers().get(optim_p.get_string("name")).make(optim_p, params);
+  return parts;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
+void check_simclr(const config::Experiment& exp) { build_simclr(exp, c10::Device(c10::kCPU)); }
+
+TaskResult run_simclr(TaskContext& ctx) {
+  const Params& t = ctx.task();
+  const Params& train = ctx.exp.section("train");
+  auto parts = build_simclr(ctx.exp, ctx.device);
+  auto& model = *parts.b.model;
+  auto data = parts.b.dataset->load();
+  const bool bf16 = train.get_bool("bf16") && ctx.device.is_cuda();
+  const int64_t epochs = train.get_int("epochs");
+  const double tau = t.get_float("temperature"), crop_min = t.get_float("crop_min");
+  auto [scale, shift] = data::normalize_affine(data.mean, data.std, ctx.device);
+  auto train_x = data.train_x.to(ctx.device), train_y = data.train_y.to(ctx.device);
+  auto test_x = data.test_x.to(ctx.device), test_y = data.test_y.to(ctx.device);
+  if (t.get_int("knn_train_limit") > 0) {
+    train_x = train_x.slice(0, 0, t.get_int("knn_train_limit"));
+    train_y = train_y.slice(0, 0, t.get_int("knn_train_limit"));
+  }
+  data::DeviceLoader loader(data.train_x.to(ctx.device), data.train_y.to(ctx.device),
+                            train.get_int("batch_size"), /*shuffle=*/true, /*drop_last=*/true);
+  if (loader.num_batches() == 0)
+    throw ConfigError(train.where("batch_size"), "train.batch_size",
+                      "larger than the training set: no SimCLR batch");
+
+  // Frozen, unaugmented, L2-normalized encoder features.
+  auto features = [&](const torch::Tensor& x) {
+    torch::NoGradGuard g;
+    model.eval();
+    std::vector<torch::Tensor> out;
+    for (int64_t i = 0; i < x.size(0); i += 500) {
+      auto in = torch::addcmul(shift, x.slice(0, i, i + 500).to(torch::kFloat).div(255.0), scale);
+      if (bf16) cuda::set_bf16_autocast(true);
+      out.push_back(model.features(in).to(torch::kFloat));
+      if (bf16) cuda::set_bf16_autocast(false);
+    }
+    model.train();
+    return torch::cat(out);
+  };
+  const int64_t classes = data.shape.classes;
+  auto knn = [&] {
+    auto norm = F::NormalizeFuncOptions().dim(1);
+    return knn_accuracy(F::normalize(features(train_x), norm), train_y,
+                        F::normalize(features(test_x), norm), test_y, t.get_int("knn_k"), classes);
+  };
+
+  nlohmann::json history = nlohmann::json::array();
+  std::string history_text;
+  nlohmann::json epochs_to_target = nullptr;
+  int64_t step = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  model.train();
+  parts.head->train();
+  for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
+    loader.new_epoch();
+    auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(ctx.device));
+    for (int64_t i = 0; i < loader.num_batches(); ++i) {
+      auto [images, labels] = loader.batch(i);
+      (void)labels;
+      auto v1 = torch::addcmul(shift, simclr_view(images, crop_min), scale);
+      auto v2 = torch::addcmul(shift, simclr_view(images, crop_min), scale);
+      if (bf16) cuda::set_bf16_autocast(true);
+      auto z = parts.head->forward(model.features(torch::cat({v1, v2}))).to(torch::kFloat);
+      if (bf16) cuda::set_bf16_autocast(false);
+      auto loss = nt_xent(z.slice(0, 0, images.size(0)), z.slice(0, images.size(0)), tau);
+      parts.b.optimizer->zero_grad();
+      loss.backward();
+      parts.b.optimizer->step(parts.b.schedule->lr_at(step++));
+      if (bf16) cuda::clear_autocast_cache();
+      loss_sum += loss.detach().to(torch::kDouble);
+    }
+    const double train_loss = loss_sum.item<double>() / loader.num_batches();
+    if (!std::isfinite(train_loss)) {
+      TaskResult r;
+      r.status = TaskStatus::Diverged;
+      r.results = {{"diverged_epoch", epoch}, {"history", history}};
+      return r;
+    }
+    nlohmann::json row = {{"epoch", epoch}, {"step", step}, {"train_loss", train_loss}};
+    if (epoch % t.get_int("eval_every") == 0 || epoch == epochs) {
+      const double acc = knn();
+      row["knn_acc"] = acc;
+      if (epochs_to_target.is_null() && acc >= t.get_float("target_acc")) epochs_to_target = epoch;
+    }
+    row["elapsed_s"] = seconds_since(t0);
+    history.push_back(row);
+    history_text += row.dump() + "\n";
+    ctx.write_file("history.jsonl", history_text);
+    ctx.write_partial({{"history", history}});
+    if (ctx.progress_mode() != "none")
+      spdlog::info("epoch {}/{}  NT-Xent {:.4f}{}  {:.1f}s", epoch, epochs, train_loss,
+                   row.contains("knn_acc") ? fmt::format("  kNN {:.2f}%", row["knn_acc"].get<double>()) : "",
+                   seconds_since(t0));
+    if (ctx.stop_requested() && epoch < epochs) {
+      TaskResult r;
+      r.status = TaskStatus::Interrupted;
+      r.results = {{"history", history}};
+      return r;
+    }
+  }
+
+  // Linear evaluation on frozen features (full-batch features, minibatch SGD, cosine).
+  auto ftr = features(train_x), fte = features(test_x);
+  torch::nn::Linear linear(ftr.size(1), classes);
+  linear->to(ctx.device);
+  torch::optim::SGD sgd(linear->parameters(), torch::optim::SGDOptions(t.get_float("linear_lr")).momentum(0.9));
+  const int64_t lin_epochs = t.get_int("linear_epochs"), n = ftr.size(0), bs = 256;
+  // Standardized features: the linear probe then needs no per-model learning-rate tuning.
+  auto mu = ftr.mean(0, true), sd = ftr.std(0, true, true) + 1e-6;
+  ftr = (ftr - mu) / sd;
+  fte = (fte - mu) / sd;
+  const int64_t steps = lin_epochs * ((n + bs - 1) / bs);
+  int64_t s = 0;
+  for (int64_t e = 0; e < lin_epochs; ++e) {
+    auto order = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong).device(ctx.device));
+    for (int64_t i = 0; i < n; i += bs, ++s) {
+      auto idx = order.slice(0, i, i + bs);
+      for (auto& g : sgd.param_groups())
+        static_cast<torch::optim::SGDOptions&>(g.options()).lr(
+            t.get_float("linear_lr") * 0.5 * (1 + std::cos(M_PI * s / steps)));
+      auto loss = F::cross_entropy(linear->forward(ftr.index_select(0, idx)), train_y.index_select(0, idx));
+      sgd.zero_grad();
+      loss.backward();
+      sgd.step();
+    }
+  }
+  double linear_acc = 0;
+  {
+    torch::NoGradGuard g;
+    linear_acc = 100.0 * linear->forward(fte).argmax(1).eq(test_y).sum().item<int64_t>() /
+                 static_cast<double>(fte.size(0));
+  }
+  TaskResult r;
+  r.results = {
+      {"linear_acc", linear_acc},
+      {"knn_acc", history.back().value("knn_acc", 0.0)},
+      {"epochs_to_target", epochs_to_target},
+      {"target_acc", t.get_float("target_acc")},
+      {"train_time_s", seconds_since(t0)},
+      {"history", history},
+  };
+  return r;
+}
+
+}  // namespace normexp::experiments

@@ -1,0 +1,45 @@
+#pragma once
+// File 000 §5.3: contrastive pretraining (SimCLR, Chen et al. 2020) with NT-Xent, then the
+// two standard read-outs of the frozen encoder: kNN accuracy and linear evaluation.
+//
+// Encoder: any registered model's pooled features (models::ModelImpl::features) built with
+// the `norm` scheme, so BN vs BCN is one key. Projection head: Linear-ReLU-Linear (SimCLR
+// v1; no norm, so only the encoder's normalization differs between runs).
+// Views: two independent augmentations of every image, batched on the device: random resized
+// crop (scale [crop_min, 1], aspect ratio [3/4, 4/3], bilinear), horizontal flip, colour
+// jitter with probability 0.8 (brightness, contrast, saturation 0.4 each, applied in that
+// order; SimCLR's hue jitter is left out), grayscale with probability 0.2, then the data's
+// per-channel normalization. No blur (SimCLR's CIFAR setting).
+// kNN: cosine similarity of L2-normalized encoder features of the (unaugmented) test images
+// to the training images, k neighbours voting with weights exp(sim / 0.1) (Wu et al. 2018).
+// Linear evaluation: a linear classifier on frozen, unaugmented features, trained with SGD.
+// "Epochs to target": the first epoch whose kNN accuracy reaches task.target_acc (the paper
+// does not say which accuracy it tracks; kNN is what can be measured every few epochs).
+//
+// Long runs restart from the beginning on --resume (no mid-run checkpoint yet).
+
+#include <ATen/core/Tensor.h>
+
+#include "config/schema.h"
+#include "experiments/task.h"
+
+namespace normexp::experiments {
+
+// NT-Xent over 2N projections: rows i and i + N are the positive pair; every other row of the
+// batch is a negative. z need not be normalized (it is, here).
+at::Tensor nt_xent(const at::Tensor& z1, const at::Tensor& z2, double temperature);
+
+// Weighted kNN accuracy (%) of `test` features against `train` features (both L2-normalized
+// rows); labels int64. Computed in chunks of test rows.
+double knn_accuracy(const at::Tensor& train, const at::Tensor& train_labels,
+                    const at::Tensor& test, const at::Tensor& test_labels, int64_t k,
+                    int64_t classes, double temperature = 0.1);
+
+// Two-view augmentation of uint8 (N, C, H, W) images to float, before normalization.
+at::Tensor simclr_view(const at::Tensor& images, double crop_min);
+
+std::vector<config::OptionSpec> simclr_options();
+TaskResult run_simclr(TaskContext& ctx);
+void check_simclr(const config::Experiment& exp);
+
+}  // namespace normexp::experiments

@@ -1,0 +1,139 @@
+#include "nn/bcn.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace normexp::nn {
+
+BcnStats parse_bcn_stats(const std::string& s) {
+  if (s == "tokens") return BcnStats::Tokens;
+  if (s == "batch") return BcnStats::Batch;
+  if (s == "literal") return BcnStats::Literal;
+  if (s == "none") return BcnStats::None;
+  throw std::invalid_argument("unknown BCN stats '" + s + "' (tokens, batch, literal, none)");
+}
+
+BcnBound parse_bcn_bound(const std::string& s) {
+  if (s == "tanh") return BcnBound::Tanh;
+  if (s == "clip") return BcnBound::Clip;
+  throw std::invalid_argument("unknown BCN bound '" + s + "' (tanh, clip)");
+}
+
+torch::Tensor bcn_scale(const torch::Tensor& m_tilde, double alpha, BcnBound bound) {
+  auto b = bound == BcnBound::Tanh ? torch::tanh(m_tilde) : torch::clamp(m_tilde, -1.0, 1.0);
+  return (1.0 - alpha) + alpha * (b + 1.0) * 0.5;
+}
+
+BcnImpl::BcnImpl(BcnOptions options) : options_(options) {
+  if (!(options_.alpha > 0.0 && options_.alpha < 1.0))
+    throw std::invalid_argument("BCN alpha must be in (0, 1), got " +
+                                std::to_string(options_.alpha));
+  if (options_.features < 1) throw std::invalid_argument("BCN needs features >= 1");
+  reset();
+}
+
+void BcnImpl::reset() {
+  mag_weight = register_parameter("mag_weight", torch::ones({1}),
+                                  options_.stats != BcnStats::None);
+  mag_bias = register_parameter("mag_bias", torch::zeros({1}), options_.stats != BcnStats::None);
+  if (options_.affine) {
+    weight = register_parameter("weight", torch::ones({options_.features}));
+    bias = register_parameter("bias", torch::zeros({options_.features}));
+  }
+  if (options_.stats == BcnStats::Batch) {
+    running_mean = register_buffer("running_mean", torch::zeros({1}));
+    running_var = register_buffer("running_var", torch::ones({1}));
+  }
+}
+
+namespace {
+// The axes of a magnitude tensor (feature axis already reduced to size 1) that one group of
+// statistics spans.
+std::vector<int64_t> group_dims(int64_t ndim, int64_t feature_dim, bool with_batch) {
+  std::vector<int64_t> dims;
+  for (int64_t d = with_batch ? 0 : 1; d < ndim; ++d)
+    if (d != feature_dim) dims.push_back(d);
+  return dims;
+}
+}  // namespace
+
+torch::Tensor BcnImpl::core(const torch::Tensor& input) {
+  const auto in_dtype = input.scalar_type();
+  // Statistics and scale in float32 (bf16 autocast may hand us bf16); double stays double.
+  const torch::Tensor x = in_dtype == torch::kDouble ? input : input.to(torch::kFloat);
+  const int64_t ndim = x.dim();
+  TORCH_CHECK(ndim >= 2, "BCN expects (N, ..., features) or (N, C, ...) inputs, got ",
+              x.sizes());
+  const int64_t fdim = options_.layout == BcnLayout::Channels ? 1 : ndim - 1;
+  TORCH_CHECK(x.size(fdim) == options_.features, "BCN built for ", options_.features,
+              " features, input has ", x.size(fdim), " on dim ", fdim);
+
+  // ||x|| = a * ||x / a|| with a = max|x_i| treated as a constant (exact, see the header).
+  const auto a = x.detach().abs().amax({fdim}, /*keepdim=*/true);
+  const auto nonzero = a > 0;
+  const auto a_safe = torch::where(nonzero, a, torch::ones_like(a));
+  const auto xs = x / a_safe;
+  const auto n = xs.norm(2, {fdim}, /*keepdim=*/true);
+  const auto n_safe = torch::where(nonzero, n, torch::ones_like(n));
+  const double uniform = 1.0 / std::sqrt(static_cast<double>(options_.features));
+  const auto dir = torch::where(nonzero, xs / n_safe, torch::full_like(xs, uniform));
+  const auto m = a_safe * n * nonzero.to(n.scalar_type());  // ||x||, exactly 0 for x = 0
+
+  torch::Tensor m_tilde;
+  switch (options_.stats) {
+    case BcnStats::None: m_tilde = m; break;
+    case BcnStats::Literal: {
+      // nn.LayerNorm(1) on each magnitude: its mean is itself, its variance 0.
+      const auto mu = m.mean({fdim}, true);
+      const auto var = (m - mu).pow(2).mean({fdim}, true);
+      m_tilde = (m - mu) / torch::sqrt(var + options_.eps) * mag_weight + mag_bias;
+      break;
+    }
+    case BcnStats::Tokens:
+    case BcnStats::Batch: {
+      const bool batch = options_.stats == BcnStats::Batch;
+      const auto dims = group_dims(ndim, fdim, batch);
+      torch::Tensor mu, var;
+      if (dims.empty()) {  // (N, D) input with per-sample groups: one magnitude per group
+        mu = m;
+        var = torch::zeros_like(m);
+      } else if (batch && !is_training()) {
+        mu = running_mean.to(m.scalar_type());
+        var = running_var.to(m.scalar_type());
+      } else {
+        mu = m.mean(dims, /*keepdim=*/true);
+        var = (m - mu).pow(2).mean(dims, /*keepdim=*/true);
+        if (batch) {
+          torch::NoGradGuard no_grad;
+          const double k = options_.momentum;
+          running_mean.mul_(1 - k).add_(mu.detach().reshape({1}).to(running_mean.dtype()), k);
+          running_var.mul_(1 - k).add_(var.detach().reshape({1}).to(running_var.dtype()), k);
+        }
+      }
+      m_tilde = (m - mu) / torch::sqrt(var + options_.eps) * mag_weight + mag_bias;
+      break;
+    }
+  }
+  const auto s = bcn_scale(m_tilde, options_.alpha, options_.bound);
+  last_scale_ = s.detach();
+  return dir * s;
+}
+
+torch::Tensor BcnImpl::forward(const torch::Tensor& x) {
+  auto y = core(x);
+  if (options_.scale_by_sqrt_dim) y = y * std::sqrt(static_cast<double>(options_.features));
+  if (options_.affine) {
+    if (options_.layout == BcnLayout::Channels) {
+      std::vector<int64_t> shape(y.dim(), 1);
+      shape[1] = options_.features;
+      y = y * weight.view(shape) + bias.view(shape);
+    } else {
+      y = y * weight + bias;
+    }
+  }
+  return x.scalar_type() == torch::kDouble ? y : y.to(x.scalar_type());
+}
+
+}  // namespace normexp::nn

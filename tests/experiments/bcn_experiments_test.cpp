@@ -1,0 +1,175 @@
+// File 000's experiments: the probe generator, attention entropy, NT-Xent, kNN, the SimCLR
+// views, the overhead benchmark, and the probe and SimCLR tasks end to end through the CLI.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/fs.h"
+#include "experiments/overhead.h"
+#include "experiments/probe.h"
+#include "experiments/simclr.h"
+#include "support/cli.h"
+#include "support/ml_support.h"
+
+namespace normexp::experiments {
+namespace {
+
+TEST(Probe, LabelsDependOnlyOnMagnitudes) {
+  auto d = make_probe_data(500, 16, 8, 0.5, 2.0, 7);
+  ASSERT_EQ(d.tokens.sizes(), (std::vector<int64_t>{500, 16, 8}));
+  // The label is the largest token.
+  EXPECT_TRUE(d.labels.equal(d.tokens.norm(2, {-1}).argmax(1)));
+  // Re-drawing every direction (keeping magnitudes) keeps every label; changing only the
+  // magnitudes changes them.
+  auto u = torch::randn({500, 16, 8});
+  auto redrawn = u / u.norm(2, {-1}, true) * d.tokens.norm(2, {-1}, true);
+  EXPECT_TRUE(redrawn.norm(2, {-1}).argmax(1).equal(d.labels));
+  auto remag =
+      d.tokens / d.tokens.norm(2, {-1}, true) * torch::rand({500, 16, 1}).mul(1.5).add(0.5);
+  EXPECT_GT(remag.norm(2, {-1}).argmax(1).ne(d.labels).sum().item<int64_t>(), 400);
+  // Magnitudes are in range, labels cover every position about evenly (chance 1/16).
+  EXPECT_GE(d.magnitudes.min().item<double>(), 0.5);
+  EXPECT_LE(d.magnitudes.max().item<double>(), 2.0);
+  auto counts = torch::bincount(d.labels, {}, 16);
+  EXPECT_GT(counts.min().item<int64_t>(), 10);
+  // Same seed, same data; another seed, other data.
+  EXPECT_TRUE(make_probe_data(500, 16, 8, 0.5, 2.0, 7).tokens.equal(d.tokens));
+  EXPECT_FALSE(make_probe_data(500, 16, 8, 0.5, 2.0, 8).tokens.equal(d.tokens));
+}
+
+TEST(Probe, AttentionEntropyOfKnownDistributions) {
+  auto uniform = torch::full({2, 8}, 1.0 / 8);
+  EXPECT_NEAR(attention_entropy(uniform)[0].item<double>(), std::log(8.0), 1e-6);
+  auto onehot = torch::zeros({1, 8});
+  onehot[0][3] = 1.0;
+  EXPECT_NEAR(attention_entropy(onehot)[0].item<double>(), 0.0, 1e-12);
+  auto half = torch::tensor({{0.5, 0.5, 0.0, 0.0}});
+  EXPECT_NEAR(attention_entropy(half)[0].item<double>(), std::log(2.0), 1e-6);
+}
+
+TEST(Simclr, NtXentMatchesItsDefinition) {
+  torch::manual_seed(0);
+  auto z1 = torch::randn({3, 4}, torch::kDouble), z2 = torch::randn({3, 4}, torch::kDouble);
+  const double tau = 0.5;
+  auto z = torch::cat({z1, z2});
+  z = z / z.norm(2, {1}, true);
+  double expected = 0;
+  for (int i = 0; i < 6; ++i) {
+    const int pos = (i + 3) % 6;
+    double denom = 0;
+    for (int j = 0; j < 6; ++j)
+      if (j != i) denom += std::exp((z[i] * z[j]).sum().item<double>() / tau);
+    expected += -std::log(std::exp((z[i] * z[pos]).sum().item<double>() / tau) / denom);
+  }
+  EXPECT_NEAR(nt_xent(z1, z2, tau).item<double>(), expected / 6, 1e-10);
+  // Identical views with orthogonal samples: the loss is at its minimum for that temperature.
+  auto e = torch::eye(3, torch::kDouble);
+  EXPECT_LT(nt_xent(e, e, 0.1).item<double>(), 1e-3);
+}
+
+TEST(Simclr, KnnFindsTheNearestClass) {
+  // Two tight clusters on the unit circle; queries near each get its label.
+  auto train = torch::tensor({{1.0, 0.0}, {0.99, 0.14}, {0.0, 1.0}, {0.14, 0.99}});
+  train = train / train.norm(2, {1}, true);
+  auto labels = torch::tensor({0L, 0L, 1L, 1L});
+  auto test = torch::tensor({{0.98, 0.2}, {0.2, 0.98}, {0.9, -0.43}});
+  test = test / test.norm(2, {1}, true);
+  EXPECT_NEAR(knn_accuracy(train, labels, test, torch::tensor({0L, 1L, 0L}), 2, 2), 100.0, 1e-9);
+  EXPECT_NEAR(knn_accuracy(train, labels, test, torch::tensor({1L, 0L, 0L}), 2, 2), 100.0 / 3,
+              1e-9);
+}
+
+TEST(Simclr, ViewsKeepShapeAndRangeAndDiffer) {
+  torch::manual_seed(3);
+  auto images = torch::randint(0, 256, {64, 3, 16, 16}, torch::kUInt8);
+  auto a = simclr_view(images, 0.08), b = simclr_view(images, 0.08);
+  EXPECT_EQ(a.sizes(), images.sizes());
+  EXPECT_EQ(a.scalar_type(), torch::kFloat);
+  EXPECT_GE(a.min().item<double>(), 0.0);
+  EXPECT_LE(a.max().item<double>(), 1.0 + 1e-6);
+  EXPECT_GT((a - b).abs().mean().item<double>(), 0.01);
+  // With the whole image kept (crop_min close to 1, ratio close to 1) a view is mostly the
+  // image up to flip and colour: grayscale happens to about 20% of images.
+  auto g = simclr_view(images, 0.999);
+  auto is_gray = (g.select(1, 0) - g.select(1, 1)).abs().amax({1, 2}) < 1e-6;
+  const double frac = is_gray.to(torch::kDouble).mean().item<double>();
+  EXPECT_GT(frac, 0.05);
+  EXPECT_LT(frac, 0.45);
+}
+
+TEST(Overhead, BenchmarkReportsBothModulesPerShape) {
+  OverheadOptions o;
+  o.warmup = 1;
+  o.repeats = 3;
+  o.shapes = {"4x9x16", "2x8x4x4"};
+  auto rows = bench_norm_overhead(o);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["baseline"], "layernorm");
+  EXPECT_EQ(rows[1]["baseline"], "batchnorm2d");
+  for (const auto& r : rows) {
+    EXPECT_GT(r["forward_ms"]["bcn"].get<double>(), 0.0);
+    EXPECT_GT(r["backward_ms"]["baseline"].get<double>(), 0.0);
+    EXPECT_GT(r["forward_ms"]["ratio"].get<double>(), 0.0);
+  }
+  o.shapes = {"4x9"};
+  EXPECT_THROW(bench_norm_overhead(o), std::invalid_argument);
+}
+
+// The probe task end to end at a tiny size: results written, and a model without a norm
+// learns the task well above chance (it can read magnitudes directly).
+TEST(ProbeTask, RunsEndToEndAndWritesResults) {
+  testing::TempDir dir;
+  const auto cfg = dir.write("probe.yaml", R"(name: probe
+task: {name: magnitude_probe, tokens: 8, token_dim: 8, train_size: 1024, test_size: 256, dim: 32, depth: 1, heads: 2, mlp_dim: 64}
+norm: {name: none}
+optim: {name: adamw, lr: 3.0e-3, weight_decay: 0.0}
+schedule: {name: cosine}
+train: {epochs: 8, batch_size: 64, progress: none, threads: 2}
+)");
+  auto r = testing::normexp("run " + cfg.string() + " --output " + (dir.path() / "res").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto m = nlohmann::json::parse(
+      read_file(dir.path() / "res/probe" / r.out.substr(r.out.find("res/probe/") + 10, 16) /
+                "seed0/metrics.json"));
+  EXPECT_EQ(m["status"], "completed");
+  EXPECT_EQ(m["task"], "magnitude_probe");
+  const auto& res = m["results"];
+  EXPECT_GT(res["test_acc"].get<double>(), 2 * res["chance_acc"].get<double>()) << res.dump();
+  EXPECT_GT(res["attention_entropy_mean"].get<double>(), 0.0);
+  EXPECT_LE(res["attention_entropy_mean"].get<double>(), std::log(8.0) + 1e-6);
+  EXPECT_EQ(res["history"].size(), 8u);
+  EXPECT_FALSE(m["config"].contains("data"));  // the probe reads no data section
+  // Setting a section the task does not read is a config error naming it.
+  auto bad = testing::normexp("run " + cfg.string() + " --set model.name=vit --output " +
+                              (dir.path() / "res2").string());
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("does not read section 'model'"), std::string::npos) << bad.out;
+  // ln and bcn build; bn has no token norm.
+  auto bn = testing::normexp("validate " + cfg.string() + " --set norm.name=bn");
+  EXPECT_EQ(bn.code, 2) << bn.out;
+  EXPECT_NE(bn.out.find("token features"), std::string::npos) << bn.out;
+  EXPECT_EQ(testing::normexp("validate " + cfg.string() + " --set norm.name=bcn").code, 0);
+}
+
+TEST(SimclrTask, RunsEndToEndOnTinySyntheticData) {
+  testing::TempDir dir;
+  const auto cfg = dir.write("simclr.yaml", R"(name: simclr
+task: {name: simclr, proj_hidden: 32, proj_dim: 16, eval_every: 1, linear_epochs: 5, knn_k: 5, target_acc: 0.0}
+data: {name: synthetic, classes: 4, train_size: 128, test_size: 64, resolution: 8}
+model: {name: cnn9, width: 0.125}
+norm: {name: bcn}
+optim: {name: sgd, lr: 0.05}
+train: {epochs: 2, batch_size: 32, progress: none, threads: 2}
+)");
+  auto r = testing::normexp("run " + cfg.string() + " --output " + (dir.path() / "res").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("linear_acc"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("epochs_to_target: 1"), std::string::npos) << r.out;  // target 0%
+}
+
+}  // namespace
+}  // namespace normexp::experiments

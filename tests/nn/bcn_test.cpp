@@ -1,0 +1,227 @@
+// Band-Constrained Normalization (file 000): Theorem 1's band, its ablations, gradients
+// against finite differences, and safety at x = 0.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "nn/bcn.h"
+#include "support/ml_support.h"
+#include "train/run.h"
+
+namespace normexp::nn {
+namespace {
+
+BcnOptions options(int64_t d, BcnLayout layout, double alpha, BcnStats stats,
+                   BcnBound bound = BcnBound::Tanh) {
+  BcnOptions o;
+  o.features = d;
+  o.layout = layout;
+  o.alpha = alpha;
+  o.stats = stats;
+  o.bound = bound;
+  return o;
+}
+
+// Inputs Theorem 1 must hold for: (N=4, T=6, D=16) token features.
+std::vector<std::pair<std::string, torch::Tensor>> hard_inputs() {
+  torch::manual_seed(0);
+  auto r = torch::randn({4, 6, 16});
+  auto mixed = r.clone();
+  mixed.index_put_({0}, r[0] * 1e30);
+  mixed.index_put_({1}, r[1] * 1e-30);
+  mixed.index_put_({2, 0}, torch::zeros({16}));
+  mixed.index_put_({3, 1, 0}, 1e30);  // one huge entry in a normal vector
+  mixed.index_put_({3, 2, 0}, 1e-30);
+  return {{"random", r},          {"huge", r * 1e30},  {"tiny", r * 1e-30},
+          {"zero", torch::zeros_like(r)}, {"mixed", mixed}, {"scaled", r * torch::logspace(-6, 6, 6).view({1, 6, 1})}};
+}
+
+const BcnStats kAllStats[] = {BcnStats::Tokens, BcnStats::Batch, BcnStats::Literal, BcnStats::None};
+
+TEST(Bcn, Theorem1BandHoldsForEveryInputAlphaAndMode) {
+  for (double alpha : {0.05, 0.2, 0.5, 0.95}) {
+    for (auto stats : kAllStats) {
+      for (auto bound : {BcnBound::Tanh, BcnBound::Clip}) {
+        Bcn bcn(options(16, BcnLayout::Tokens, alpha, stats, bound));
+        for (bool train : {true, false}) {
+          bcn->train(train);
+          for (const auto& [name, x] : hard_inputs()) {
+            SCOPED_TRACE(name + " alpha " + std::to_string(alpha) + " stats " +
+                         std::to_string(static_cast<int>(stats)));
+            auto y = bcn->core(x);
+            ASSERT_TRUE(torch::isfinite(y).all().item<bool>());
+            auto norms = y.norm(2, {-1});
+            EXPECT_GE(norms.min().item<double>(), (1 - alpha) * (1 - 1e-6));
+            EXPECT_LE(norms.max().item<double>(), 1 + 1e-6);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Bcn, Theorem1HoldsForConvFeatureMapsAlongChannels) {
+  torch::manual_seed(0);
+  Bcn bcn(options(8, BcnLayout::Channels, 0.3, BcnStats::Tokens));
+  auto x = torch::randn({2, 8, 5, 5}) * torch::logspace(-20, 20, 5).view({1, 1, 1, 5});
+  auto norms = bcn->core(x).norm(2, {1});
+  EXPECT_GE(norms.min().item<double>(), 0.7 * (1 - 1e-6));
+  EXPECT_LE(norms.max().item<double>(), 1 + 1e-6);
+}
+
+TEST(Bcn, DirectionIsKeptAndMagnitudeOrderIsPreserved) {
+  torch::manual_seed(0);
+  Bcn bcn(options(16, BcnLayout::Tokens, 0.2, BcnStats::Tokens));
+  auto x = torch::randn({1, 10, 16}) * torch::linspace(0.1, 5.0, 10).view({1, 10, 1});
+  auto y = bcn->core(x);
+  auto cos = torch::cosine_similarity(x, y, -1);
+  EXPECT_NEAR(cos.min().item<double>(), 1.0, 1e-5);
+  // Larger inputs get larger outputs (tanh and the LayerNorm are increasing for gamma > 0).
+  auto n = y.norm(2, {-1}).squeeze(0);
+  auto order = std::get<1>(x.norm(2, {-1}).squeeze(0).sort());
+  auto sorted = n.index_select(0, order);
+  EXPECT_TRUE((sorted.slice(0, 1) > sorted.slice(0, 0, -1)).all().item<bool>());
+  // The band is used: the smallest and largest tokens land near its two ends.
+  EXPECT_LT(n.min().item<double>(), 0.87);
+  EXPECT_GT(n.max().item<double>(), 0.93);
+}
+
+TEST(Bcn, AblationsBehaveAsDocumented) {
+  torch::manual_seed(0);
+  auto x = torch::randn({4, 6, 16}) * torch::logspace(-2, 2, 6).view({1, 6, 1});
+  // Without the magnitude LayerNorm, m~ = ||x|| >= 0: only the upper half of the band is used.
+  Bcn none(options(16, BcnLayout::Tokens, 0.4, BcnStats::None));
+  EXPECT_GE(none->core(x).norm(2, {-1}).min().item<double>(), 0.8 - 1e-6);
+  // The paper's literal LayerNorm(1) is degenerate: the scale is the same for every input.
+  Bcn literal(options(16, BcnLayout::Tokens, 0.4, BcnStats::Literal));
+  auto n = literal->core(x).norm(2, {-1});
+  EXPECT_NEAR((n.max() - n.min()).item<double>(), 0.0, 1e-6);
+  EXPECT_NEAR(n.mean().item<double>(), 0.8, 1e-6);  // tanh(beta = 0) -> s = 1 - alpha/2
+  // Hard clipping saturates: with a steep magnitude LayerNorm (gamma = 5) the small tokens
+  // get s exactly 1 - alpha, the large ones exactly 1, and ||y|| then passes no gradient back
+  // (tanh, at gamma = 1, still does).
+  for (auto bound : {BcnBound::Clip, BcnBound::Tanh}) {
+    Bcn b(options(16, BcnLayout::Tokens, 0.4, BcnStats::Tokens, bound));
+    {
+      torch::NoGradGuard g;
+      b->mag_weight.fill_(bound == BcnBound::Clip ? 5.0 : 1.0);
+    }
+    auto xs = (torch::randn({1, 8, 16}) *
+               torch::tensor({1.0, 1.0, 1.0, 1.0, 10.0, 10.0, 10.0, 10.0}).view({1, 8, 1}))
+                  .requires_grad_(true);
+    auto n = b->core(xs).norm(2, {-1});
+    n.sum().backward();
+    const double grad = xs.grad().abs().max().item<double>();
+    if (bound == BcnBound::Clip) {
+      EXPECT_NEAR(n[0][0].item<double>(), 0.6, 1e-6);
+      EXPECT_NEAR(n[0][7].item<double>(), 1.0, 1e-6);
+      EXPECT_LT(grad, 1e-6);  // rounding in ||x/||x|||| only
+    } else {
+      EXPECT_GT(n[0][0].item<double>(), 0.6);
+      EXPECT_GT(grad, 1e-4);  // vs < 1e-6 when clipped
+    }
+  }
+  // The drop-in extras leave the band (that is why Theorem 1 is tested on core()).
+  auto o = options(16, BcnLayout::Tokens, 0.4, BcnStats::Tokens);
+  Bcn full(o);
+  EXPECT_GT(full->forward(x).norm(2, {-1}).min().item<double>(), 1.0);  // sqrt(16) * 0.6
+}
+
+TEST(Bcn, ZeroInputGivesNoNaNForwardOrBackward) {
+  torch::manual_seed(0);
+  for (auto stats : kAllStats) {
+    Bcn bcn(options(16, BcnLayout::Tokens, 0.2, stats));
+    auto x = torch::zeros({2, 3, 16}, torch::requires_grad());
+    auto y = bcn->forward(x);
+    (y * torch::randn_like(y)).sum().backward();
+    EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
+    EXPECT_TRUE(torch::isfinite(x.grad()).all().item<bool>());
+    for (const auto& p : bcn->parameters())
+      if (p.grad().defined()) EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>());
+  }
+}
+
+// d(sum(w * BCN(x)))/dx by autograd against central differences, in double precision.
+TEST(Bcn, BackwardAgreesWithFiniteDifferences) {
+  torch::manual_seed(1);
+  for (auto stats : kAllStats) {
+    for (auto layout : {BcnLayout::Tokens, BcnLayout::Channels}) {
+      SCOPED_TRACE(static_cast<int>(stats) * 10 + static_cast<int>(layout));
+      Bcn bcn(options(5, layout, 0.3, stats));
+      bcn->to(torch::kDouble);
+      {
+        torch::NoGradGuard g;  // non-trivial LayerNorm and affine parameters
+        bcn->mag_weight.fill_(1.3);
+        bcn->mag_bias.fill_(0.2);
+        bcn->weight.uniform_(0.5, 1.5);
+        bcn->bias.uniform_(-0.5, 0.5);
+      }
+      auto x = layout == BcnLayout::Tokens ? torch::randn({2, 4, 5}, torch::kDouble)
+                                           : torch::randn({2, 5, 2, 2}, torch::kDouble);
+      auto w = torch::randn_like(x);
+      auto f = [&](const torch::Tensor& in) { return (w * bcn->forward(in)).sum(); };
+      auto xg = x.clone().requires_grad_(true);
+      f(xg).backward();
+      auto analytic = xg.grad();
+      auto numeric = torch::zeros_like(x);
+      const double h = 1e-6;
+      auto flat = x.view({-1});
+      for (int64_t i = 0; i < flat.numel(); ++i) {
+        torch::NoGradGuard g;
+        auto xp = x.clone(), xm = x.clone();
+        xp.view({-1})[i] += h;
+        xm.view({-1})[i] -= h;
+        numeric.view({-1})[i] = (f(xp) - f(xm)) / (2 * h);
+      }
+      EXPECT_LT((analytic - numeric).abs().max().item<double>(), 1e-6)
+          << analytic << numeric;
+    }
+  }
+}
+
+// File 000 §4.1: ds/dm~ = alpha/2 sech^2(m~), so the magnitude path's factor is in (0, alpha/2].
+TEST(Bcn, ScaleDerivativeIsHalfAlphaSech2) {
+  for (double alpha : {0.1, 0.2, 0.7}) {
+    auto m = torch::linspace(-8, 8, 401, torch::kDouble).requires_grad_(true);
+    bcn_scale(m, alpha, BcnBound::Tanh).sum().backward();
+    auto g = m.grad();
+    auto expected = alpha / 2 / torch::cosh(m.detach()).pow(2);
+    EXPECT_LT((g - expected).abs().max().item<double>(), 1e-12);
+    EXPECT_LE(g.max().item<double>(), alpha / 2 + 1e-15);
+    EXPECT_NEAR(g.max().item<double>(), alpha / 2, 1e-12);  // at m~ = 0
+    EXPECT_GT(g.min().item<double>(), 0.0);
+  }
+}
+
+TEST(Bcn, BatchStatisticsUseRunningEstimatesInEval) {
+  torch::manual_seed(0);
+  Bcn bcn(options(8, BcnLayout::Tokens, 0.2, BcnStats::Batch));
+  auto x = torch::randn({16, 4, 8}) * 3;
+  for (int i = 0; i < 200; ++i) bcn->core(x);
+  const double mean_m = x.norm(2, {-1}).mean().item<double>();
+  EXPECT_NEAR(bcn->running_mean.item<double>(), mean_m, 1e-3 * mean_m);
+  bcn->eval();
+  // A single token in eval is scaled by the population statistics, as in training.
+  auto train_y = (bcn->train(), bcn->core(x));
+  bcn->eval();
+  auto eval_y = bcn->core(x);
+  EXPECT_LT((train_y - eval_y).abs().max().item<double>(), 1e-3);
+}
+
+TEST(Bcn, AlphaOutsideTheOpenIntervalIsAConfigError) {
+  testing::TempDir dir;
+  for (const char* alpha : {"0", "1", "1.5", "-0.1"}) {
+    try {
+      testing::experiment_from(dir, std::string("norm: {name: bcn, alpha: ") + alpha + "}\n");
+      ADD_FAILURE() << "alpha " << alpha << " accepted";
+    } catch (const ConfigError& e) {
+      ASSERT_EQ(e.issues().size(), 1u);
+      EXPECT_EQ(e.issues()[0].path, "norm.alpha");
+    }
+  }
+  EXPECT_THROW(Bcn(options(4, BcnLayout::Tokens, 1.0, BcnStats::Tokens)), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace normexp::nn

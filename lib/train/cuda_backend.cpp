@@ -43,22 +43,22 @@ void set_rng_state(const at::Tensor& state) {
 }
 
 namespace {
-const c10::cuda::CUDACachingAllocator::Stat& allocated_stat(
-    const c10::cuda::CUDACachingAllocator::DeviceStats& stats) {
-  return stats.allocated_bytes[static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE)];
-}
+// allocated_bytes[StatType::AGGREGATE]: index 0. DeviceStats and StatType moved from
+// c10::cuda::CUDACachingAllocator to c10::CachingDeviceAllocator in LibTorch 2.6, so neither
+// is named here (auto + the index work with both).
+constexpr size_t kAggregate = 0;
 }  // namespace
 
 int64_t memory_allocated() {
   if (!torch::cuda::is_available()) return 0;
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
-  return allocated_stat(stats).current;
+  return stats.allocated_bytes[kAggregate].current;
 }
 
 int64_t max_memory_allocated() {
   if (!torch::cuda::is_available()) return 0;
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
-  return allocated_stat(stats).peak;
+  return stats.allocated_bytes[kAggregate].peak;
 }
 
 void reset_peak_memory() {

@@ -128,7 +128,7 @@ std::vector<double> lanczos(const LinearOp& op, at::Tensor v0, int64_t k) {
       T[i + 1][i] = beta[i];
     }
   }
-  auto eig = torch::linalg::eigvalsh(T, "L");
+  auto eig = at::linalg_eigvalsh(T, "L");
   std::vector<double> out(eig.data_ptr<double>(), eig.data_ptr<double>() + m);
   std::sort(out.begin(), out.end());
   return out;

@@ -440,7 +440,7 @@ TaskResult hessian_mlp(TaskContext& ctx) {
     if (!nonfinite) {
       analysis::HessianOperator H(loss_fn, params);
       auto dense = H.dense();
-      auto eig = torch::linalg::eigvalsh(dense, "L").contiguous();
+      auto eig = at::linalg_eigvalsh(dense, "L").contiguous();
       std::vector<double> eigs(eig.data_ptr<double>(), eig.data_ptr<double>() + eig.numel());
       const auto s = analysis::summarize_spectrum(eigs, p.get_float("zero_threshold"));
       auto v0 = randn(gen, {H.dim()});

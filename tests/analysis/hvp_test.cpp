@@ -66,7 +66,7 @@ struct Quadratic {
   explicit Quadratic(const std::vector<double>& eigs) {
     torch::manual_seed(11);
     const int64_t n = static_cast<int64_t>(eigs.size());
-    auto q = std::get<0>(torch::linalg::qr(torch::randn({n, n}, torch::kDouble)));
+    auto q = std::get<0>(at::linalg_qr(torch::randn({n, n}, torch::kDouble)));
     a = q.matmul(torch::diag(torch::tensor(eigs, torch::kDouble))).matmul(q.t());
     x = torch::randn({n}, torch::kDouble).requires_grad_();
   }

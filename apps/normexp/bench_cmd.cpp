@@ -1,4 +1,5 @@
 #include "bench_cmd.h"
+#include "guarded.h"
 
 #include <torch/torch.h>
 
@@ -45,7 +46,7 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(0, 4096));
   norms->add_option("--out", a->out, "also write the JSON here");
   norms->callback([a, &exit_code] {
-    try {
+    exit_code = guarded([&] {
       torch::set_num_threads(static_cast<int>(
           a->threads > 0 ? a->threads
                          : std::max<int64_t>(1, std::thread::hardware_concurrency())));
@@ -80,11 +81,7 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
             pct(r["forward_memory_bytes"]["ratio"].get<double>()));
       }
       if (!a->out.empty()) write_file_atomic(a->out, j.dump(2) + "\n");
-      exit_code = 0;
-    } catch (const std::exception& e) {
-      std::cerr << "normexp bench norms: " << e.what() << "\n";
-      exit_code = 1;
-    }
+    });
   });
 }
 

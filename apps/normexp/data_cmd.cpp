@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "guarded.h"
 #include "core/png.h"
 #include "data/cifar.h"
 #include "data/prepare.h"
@@ -48,24 +49,6 @@ void print_ready(const data::CifarVariant v, const std::filesystem::path& dir,
   std::cout << data::cifar_name(v) << " ready in " << dir.string() << "\n"
             << "use it with  data: {name: " << data::cifar_name(v) << ", root: " << root
             << "}\n";
-}
-
-// Runs one data command, turning every error into a message and an exit code: 2 for a bad
-// config, 1 for anything else (the same mapping main uses).
-template <class F>
-int guarded(F&& fn) {
-  try {
-    fn();
-    return 0;
-  } catch (const ConfigError& e) {
-    std::cerr << "normexp: invalid configuration (" << e.issues().size() << " problem"
-              << (e.issues().size() == 1 ? "" : "s") << "):\n";
-    for (const auto& issue : e.issues()) std::cerr << "  " << issue.str() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "normexp: error: " << e.what() << "\n";
-    return 1;
-  }
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "registry/builtin.h"
 #include "train/device.h"
 #include "bench_cmd.h"
+#include "guarded.h"
 #include "experiments/task.h"
 #include "train/run.h"
 
@@ -202,9 +203,7 @@ int main(int argc, char** argv) {
     if (*validate) return cmd_validate(val_args);
     if (*list) return cmd_list(list_kind);
   } catch (const ConfigError& e) {
-    std::cerr << "normexp: invalid configuration (" << e.issues().size() << " problem"
-              << (e.issues().size() == 1 ? "" : "s") << "):\n";
-    for (const auto& issue : e.issues()) std::cerr << "  " << issue.str() << "\n";
+    print_config_error(e);
     return kExitConfig;
   } catch (const RunExistsError& e) {
     std::cerr << "normexp: " << e.what() << "\n";

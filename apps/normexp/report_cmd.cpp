@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "registry/builtin.h"
+#include "guarded.h"
 #include "report/report.h"
 
 namespace normexp {
@@ -21,23 +22,6 @@ struct ReportArgs {
               plot_dir, seeds = "0", binary = "normexp";
   bool unmatched = false, slurm = false;
 };
-
-// Same messages and codes as main's handlers (2 config, 1 anything else).
-template <class F>
-int guarded(F&& fn) {
-  try {
-    fn();
-    return 0;
-  } catch (const ConfigError& e) {
-    std::cerr << "normexp: invalid configuration (" << e.issues().size() << " problem"
-              << (e.issues().size() == 1 ? "" : "s") << "):\n";
-    for (const auto& issue : e.issues()) std::cerr << "  " << issue.str() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "normexp: error: " << e.what() << "\n";
-    return 1;
-  }
-}
 
 report::TableSpec load(const ReportArgs& a, const std::string& table) {
   return report::load_spec(report::resolve_spec_path(table, a.tables_dir));

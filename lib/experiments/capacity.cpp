@@ -13,6 +13,7 @@
 #include "data/augment.h"
 #include "nn/params.h"
 #include "registry/builtin.h"
+#include "train/run.h"
 #include "train/trainer.h"
 
 namespace normexp::experiments {
@@ -23,47 +24,19 @@ using nlohmann::json;
 namespace {
 
 struct Parts {
-  std::unique_ptr<data::Dataset> dataset;
-  analysis::ProbedScheme* scheme = nullptr;  // owned by `owner`
-  std::unique_ptr<nn::NormScheme> owner;
-  models::ModelPtr model;
-  std::unique_ptr<optim::Optimizer> optimizer;
-  std::unique_ptr<optim::LrSchedule> schedule;
-  int64_t steps_per_epoch = 0, parameters = 0;
+  train::Built b;
+  analysis::ProbedScheme* scheme = nullptr;  // owned by b.scheme
 };
 
-// What train::build does, with the scheme wrapped in a ProbedScheme before the model asks it
-// for layers.
+// train::build with the scheme wrapped in a ProbedScheme before the model asks it for layers.
 Parts build(const config::Experiment& exp, const c10::Device& device) {
-  const Params& data_p = exp.section("data");
-  const Params& model_p = exp.section("model");
-  const Params& norm_p = exp.section("norm");
-  const Params& optim_p = exp.section("optim");
-  const Params& sched_p = exp.section("schedule");
-  const Params& train_p = exp.section("train");
-  Parts b;
-  b.dataset = registry::datasets().get(data_p.get_string("name")).make(data_p);
-  auto probed = std::make_unique<analysis::ProbedScheme>(
-      registry::norms().get(norm_p.get_string("name")).make(norm_p));
-  b.scheme = probed.get();
-  b.owner = std::move(probed);
-  b.model = registry::models()
-                .get(model_p.get_string("name"))
-                .make(model_p, b.dataset->shape(), *b.owner);
-  const int64_t n = b.dataset->train_size(), batch = train_p.get_int("batch_size");
-  b.steps_per_epoch =
-      std::max<int64_t>(1, train_p.get_bool("drop_last") ? n / batch : (n + batch - 1) / batch);
-  double lr = optim_p.get_float("lr");
-  if (optim_p.has("scale_lr") && optim_p.get_bool("scale_lr"))
-    lr *= static_cast<double>(batch) / optim_p.get_int("base_batch");
-  b.schedule = registry::lr_schedules()
-                   .get(sched_p.get_string("name"))
-                   .make(sched_p, {lr, b.steps_per_epoch, train_p.get_int("epochs")});
-  b.model->to(device);
-  auto params = nn::classify_parameters(*b.model);
-  for (const auto& p : params) b.parameters += p.tensor.numel();
-  b.optimizer = registry::optimizers().get(optim_p.get_string("name")).make(optim_p, params);
-  return b;
+  Parts parts;
+  parts.b = train::build(exp, device, [&](std::unique_ptr<nn::NormScheme> inner) {
+    auto probed = std::make_unique<analysis::ProbedScheme>(std::move(inner));
+    parts.scheme = probed.get();
+    return std::unique_ptr<nn::NormScheme>(std::move(probed));
+  });
+  return parts;
 }
 
 bool is_identity(const analysis::ProbeImpl& p) {
@@ -96,9 +69,10 @@ TaskResult capacity(TaskContext& ctx) {
   const Params& task = ctx.task();
   const Params& train_p = exp.section("train");
   const Params& data_p = exp.section("data");
-  Parts b = build(exp, ctx.device);
+  Parts parts = build(exp, ctx.device);
+  auto& b = parts.b;
   auto& model = *b.model;
-  auto& scheme = *b.scheme;
+  auto& scheme = *parts.scheme;
   data::ImageData data = b.dataset->load();
 
   train::BatchPipeline pipeline = train::pipeline_from_config(data_p);
@@ -121,7 +95,7 @@ TaskResult capacity(TaskContext& ctx) {
   const int64_t spectral_iters = task.get_int("spectral_iters");
   const bool log = ctx.progress_mode() != "none";
   spdlog::info("capacity: {} on {}: {} parameters, {} norm positions ({} normalized), {} convs",
-               exp.section("model").get_string("name"), data.description, b.parameters,
+               exp.section("model").get_string("name"), data.description, b.num_parameters,
                scheme.norm_probes().size(), normalized, scheme.conv_probes().size());
 
   std::vector<json> history;
@@ -195,7 +169,7 @@ TaskResult capacity(TaskContext& ctx) {
     r["norm_positions"] = scheme.norm_probes().size();
     r["normalized_layers"] = normalized;
     r["weight_layers"] = scheme.conv_probes().size() + 1;
-    r["parameters"] = b.parameters;
+    r["parameters"] = b.num_parameters;
     r["epochs_completed"] = history.size() - 1;
     return r;
   };

@@ -92,9 +92,7 @@ ProbeParts build_probe(const config::Experiment& exp, const c10::Device& device)
   }
   const Params& optim_p = exp.section("optim");
   const Params& sched = exp.section("schedule");
-  double lr = optim_p.get_float("lr");
-  if (optim_p.has("scale_lr") && optim_p.get_bool("scale_lr"))
-    lr *= static_cast<double>(batch) / optim_p.get_int("base_batch");
+  const double lr = optim::scaled_lr(optim_p, batch);
   collect([&] {
     parts.schedule = registry::lr_schedules().get(sched.get_string("name"))
                          .make(sched, {lr, parts.steps_per_epoch, train.get_int("epochs")});

@@ -10,6 +10,10 @@
 
 namespace normexp::optim {
 
+// optim.lr, times batch_size / base_batch when the optimizer's scale_lr is on (the linear
+// scaling rule; file 004 Table 2: lr = eta * B / 128).
+double scaled_lr(const config::Params& optim, int64_t batch_size);
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;

@@ -12,6 +12,13 @@ void Optimizer::zero_grad() {
   }
 }
 
+double scaled_lr(const config::Params& optim, int64_t batch_size) {
+  double lr = optim.get_float("lr");
+  if (optim.has("scale_lr") && optim.get_bool("scale_lr"))
+    lr *= static_cast<double>(batch_size) / optim.get_int("base_batch");
+  return lr;
+}
+
 at::Tensor Optimizer::step_gradient(const nn::ParamInfo& info) {
   auto g = info.tensor.grad();
   if (info.role == nn::ParamRole::Constrained && info.constraint.center) {

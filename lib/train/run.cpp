@@ -40,7 +40,8 @@ const char* status_name(RunStatus s) {
   return "?";
 }
 
-Built build(const config::Experiment& exp, const c10::Device& device) {
+Built build(const config::Experiment& exp, const c10::Device& device,
+            const SchemeDecorator& decorate) {
   IssueCollector collect;
 
   const Params& data_p = exp.section("data");
@@ -52,7 +53,10 @@ Built build(const config::Experiment& exp, const c10::Device& device) {
 
   Built b;
   collect([&] { b.dataset = registry::datasets().get(data_p.get_string("name")).make(data_p); });
-  collect([&] { b.scheme = registry::norms().get(norm_p.get_string("name")).make(norm_p); });
+  collect([&] {
+    b.scheme = registry::norms().get(norm_p.get_string("name")).make(norm_p);
+    if (decorate) b.scheme = decorate(std::move(b.scheme));
+  });
   collect([&] { pipeline_from_config(data_p); });  // an unreadable data.policy
   if (b.dataset && b.scheme) {
     collect([&] {
@@ -69,9 +73,7 @@ Built build(const config::Experiment& exp, const c10::Device& device) {
                                     "train.drop_last: no step per epoch",
                                     batch, n)});
   }
-  b.lr = optim_p.get_float("lr");
-  if (optim_p.has("scale_lr") && optim_p.get_bool("scale_lr"))
-    b.lr *= static_cast<double>(train_p.get_int("batch_size")) / optim_p.get_int("base_batch");
+  b.lr = optim::scaled_lr(optim_p, train_p.get_int("batch_size"));
   collect([&] {
     optim::ScheduleContext ctx{b.lr, std::max<int64_t>(1, b.steps_per_epoch),
                                train_p.get_int("epochs")};

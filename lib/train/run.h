@@ -5,6 +5,7 @@
 // that dies leaves the history up to its last epoch with status "running".
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -36,8 +37,14 @@ struct Built {
   int64_t num_parameters = 0;
 };
 
+// Wraps the configured norm scheme before the model asks it for layers (e.g. a scheme that
+// records statistics at every norm position, analysis::ProbedScheme).
+using SchemeDecorator =
+    std::function<std::unique_ptr<nn::NormScheme>(std::unique_ptr<nn::NormScheme>)>;
+
 // Builds on `device` (the model is moved there before the optimizer takes its parameters).
-Built build(const config::Experiment& exp, const c10::Device& device);
+Built build(const config::Experiment& exp, const c10::Device& device,
+            const SchemeDecorator& decorate = {});
 
 std::filesystem::path run_dir(const config::Experiment& exp);
 

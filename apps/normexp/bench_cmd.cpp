@@ -11,7 +11,10 @@
 
 #include "core/fs.h"
 #include "core/torch_info.h"
+#include "config/experiment.h"
 #include "experiments/overhead.h"
+#include "registry/builtin.h"
+#include "train/bench.h"
 #include "train/device.h"
 
 namespace normexp {
@@ -23,11 +26,91 @@ struct NormBenchArgs {
   int64_t repeats = 20, warmup = 3, threads = 0;
   bool bf16 = false;
 };
+
+struct TrainBenchArgs {
+  std::vector<std::string> configs, sets;
+  std::string device, out;
+  train::BenchOptions options;
+};
+
+void print_train_bench(const nlohmann::json& rows) {
+  std::cout << fmt::format("{:<28} {:>6} {:>5} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7}\n",
+                           "config", "batch", "bf16", "graphs", "img/s", "mean ms", "p50 ms",
+                           "p95 ms", "peak MiB", "TFLOP/s", "ratio");
+  for (const auto& r : rows) {
+    const auto& peak = r["peak_memory_bytes"];
+    const std::string graphs =
+        r["cuda_graphs"].get<std::string>().rfind("captured", 0) == 0 ? "replay" : "eager";
+    std::cout << fmt::format(
+        "{:<28} {:>6} {:>5} {:>9} {:>10.1f} {:>8.3f} {:>8.3f} {:>8.3f} {:>9} {:>8.2f} {:>7.3f}\n",
+        r["name"].get<std::string>(), r["batch_size"].get<int64_t>(),
+        r["bf16"].get<bool>() ? "yes" : "no", graphs, r["images_per_s"].get<double>(),
+        r["step_ms"]["mean"].get<double>(), r["step_ms"]["p50"].get<double>(),
+        r["step_ms"]["p95"].get<double>(),
+        peak.is_null() ? std::string("-") : fmt::format("{:.0f}", peak.get<double>() / 1048576.0),
+        r["train_tflop_per_s"].get<double>(), r["relative_to_first"].get<double>());
+  }
+  if (!rows.empty())
+    std::cout << fmt::format("# {} (LibTorch {}); {} timed steps per config; TFLOP/s = 6 x "
+                             "forward MACs x images/s\n",
+                             rows[0]["device"].get<std::string>(),
+                             rows[0]["versions"]["libtorch"].get<std::string>(),
+                             rows[0]["steps"].get<int64_t>());
+}
 }  // namespace
 
 void add_bench_commands(CLI::App& app, int& exit_code) {
-  auto* bench = app.add_subcommand("bench", "benchmarks (results as JSON, ratios side by side)");
-  bench->require_subcommand(1);
+  auto* bench = app.add_subcommand(
+      "bench",
+      "training-step speed of one or more configs (images/s, step time mean/p50/p95, peak GPU "
+      "memory, TFLOP/s; configs interleaved round by round so ratios are side by side), or a "
+      "micro-benchmark subcommand");
+  bench->require_subcommand(0, 1);
+  auto t = std::make_shared<TrainBenchArgs>();
+  bench->add_option("config", t->configs,
+                    "experiment YAML file(s); synthetic data of the dataset's shape stands in for "
+                    "the images, so no dataset is needed")
+      ->check(CLI::ExistingFile);
+  bench->add_option("--set", t->sets,
+                    "override a config key in every config, as in normexp run (repeatable)")
+      ->allow_extra_args(false);
+  bench->add_option("--device", t->device, "auto, cpu or cuda (default: each config's)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  bench->add_option("--warmup", t->options.warmup,
+                    "untimed steps per config first (includes the CUDA graph capture)")
+      ->check(CLI::Range(0, 1000000));
+  bench->add_option("--steps", t->options.steps, "timed steps per config and round")
+      ->check(CLI::Range(1, 1000000));
+  bench->add_option("--rounds", t->options.rounds, "rounds over all configs (interleaved)")
+      ->check(CLI::Range(1, 10000));
+  bench->add_option("--images", t->options.images,
+                    "synthetic images resident per config (default: 8 batches)")
+      ->check(CLI::Range(0, 100000000));
+  bench->add_option("--out", t->out, "also write the JSON (an array, one object per config) here");
+  bench->footer(
+      "Examples:\n"
+      "  normexp bench configs/ikami/table1/cifar100_wrn28_10_bn.yaml --set train.bf16=true \\\n"
+      "      --set train.channels_last=true --out wrn_b128.json\n"
+      "  normexp bench bn.yaml cwo.yaml --set train.cuda_graphs=on   # cwo vs bn, side by side\n"
+      "  normexp bench norms --device cuda                          # file 000 §5.5");
+  bench->callback([t, bench, &exit_code] {
+    if (bench->get_subcommands().size() > 0) return;  // `bench norms` ran its own callback
+    if (t->configs.empty())
+      throw CLI::ValidationError("config",
+                                 "normexp bench needs one or more CONFIG files, or a subcommand "
+                                 "(norms); see normexp bench --help");
+    exit_code = guarded([&] {
+      std::vector<std::string> sets = t->sets;
+      if (!t->device.empty()) sets.push_back("train.device=" + t->device);
+      std::vector<config::Experiment> exps;
+      for (const auto& path : t->configs)
+        exps.push_back(
+            config::load_experiment(path, sets, registry::experiment_schema(), std::nullopt));
+      const auto rows = train::bench_training(exps, t->options);
+      print_train_bench(rows);
+      if (!t->out.empty()) write_file_atomic(t->out, rows.dump(2) + "\n");
+    });
+  });
   auto a = std::make_shared<NormBenchArgs>();
   auto* norms = bench->add_subcommand(
       "norms",

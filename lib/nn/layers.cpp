@@ -27,7 +27,8 @@ void project_rows_(const torch::Tensor& weight, const ConstraintSpec& spec) {
   if (spec.center) weight.sub_(weight.mean(dims, /*keepdim=*/true));
   if (spec.sphere) {
     // Sum of squares in float32 at least, so bf16/half weights still land on the sphere.
-    auto norm = weight.to(torch::kFloat).pow(2).sum(dims, /*keepdim=*/true).sqrt_();
+    const auto acc = weight.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+    auto norm = weight.to(acc).pow(2).sum(dims, /*keepdim=*/true).sqrt_();
     weight.mul_((std::sqrt(spec.c) / norm.clamp_min_(1e-12)).to(weight.scalar_type()));
   }
 }

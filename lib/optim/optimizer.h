@@ -19,6 +19,14 @@ class Optimizer {
   virtual ~Optimizer() = default;
   // One update with learning rate `lr` from the gradients in .grad().
   virtual void step(double lr) = 0;
+  // Whether step_on_device() exists: an update without host-side state that changes from
+  // step to step, so that a CUDA graph can capture it (SGD; not AdamW, whose bias correction
+  // counts steps on the host).
+  virtual bool capturable() const { return false; }
+  // The same update with the learning rate read on the device from `lr`, a 0-dim tensor of
+  // the parameters' dtype and device: a captured graph then replays with whatever value the
+  // schedule last wrote there. std::logic_error unless capturable().
+  virtual void step_on_device(const at::Tensor& lr);
   void zero_grad();
   const std::vector<nn::ParamInfo>& params() const { return params_; }
   // Internal state (e.g. momentum buffers) by name, for checkpoints; load_state restores it
@@ -53,10 +61,15 @@ class Sgd : public Optimizer {
  public:
   Sgd(std::vector<nn::ParamInfo> params, SgdOptions options);
   void step(double lr) override;
+  bool capturable() const override { return true; }
+  void step_on_device(const at::Tensor& lr) override;
   std::vector<std::pair<std::string, at::Tensor>> state() const override;
   void load_state(const std::map<std::string, at::Tensor>& state) override;
 
  private:
+  template <class Lr>
+  void update(const Lr& lr);
+
   SgdOptions options_;
   std::vector<torch::Tensor> buffers_;
 };

@@ -1,5 +1,7 @@
 #include <torch/torch.h>
 
+#include <stdexcept>
+
 #include "nn/layers.h"
 #include "optim/optimizer.h"
 
@@ -38,7 +40,22 @@ Sgd::Sgd(std::vector<nn::ParamInfo> params, SgdOptions options) : options_(optio
   buffers_.resize(params_.size());
 }
 
-void Sgd::step(double lr) {
+void Optimizer::step_on_device(const at::Tensor& lr) {
+  (void)lr;
+  throw std::logic_error("this optimizer has no device-side step (capturable() is false)");
+}
+
+namespace {
+// p -= lr * g, with lr a host number or a 0-dim device tensor (one kernel either way).
+void descend(at::Tensor& p, const at::Tensor& g, double lr) { p.add_(g, -lr); }
+void descend(at::Tensor& p, const at::Tensor& g, const at::Tensor& lr) { p.addcmul_(g, lr, -1); }
+}  // namespace
+
+void Sgd::step(double lr) { update(lr); }
+void Sgd::step_on_device(const at::Tensor& lr) { update(lr); }
+
+template <class Lr>
+void Sgd::update(const Lr& lr) {
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& info = params_[i];
@@ -57,7 +74,7 @@ void Sgd::step(double lr) {
       }
       g = options_.nesterov ? g.add(buf, options_.momentum) : buf;
     }
-    p.add_(g, -lr);
+    descend(p, g, lr);
     if (constrained) nn::project_rows_(p, info.constraint);
   }
 }

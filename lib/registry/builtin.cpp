@@ -177,7 +177,13 @@ std::vector<OptionSpec> train_options() {
       unhashed(opt_int("eval_batch_size", 500, "evaluation batch size", at_least(1))),
       unhashed(opt_string("device", "auto", "auto picks CUDA when available",
                           {"auto", "cpu", "cuda"})),
-      unhashed(opt_bool("channels_last", false, "channels_last memory format (CUDA)")),
+      unhashed(opt_bool("channels_last", false,
+                        "inputs and conv weights in channels_last layout (for CUDA tensor cores)")),
+      unhashed(opt_string("cuda_graphs", "off",
+                          "capture the whole training step as a CUDA graph after 3 eager steps "
+                          "and replay it (CUDA, SGD): auto uses graphs where possible, on also "
+                          "warns when it cannot; results match eager within bf16 tolerance",
+                          {"off", "auto", "on"})),
       unhashed(opt_int("threads", 0, "CPU threads for LibTorch (0: all cores)", at_least(0))),
       unhashed(opt_bool("deterministic", false, "deterministic algorithms only (slower on CUDA)")),
       unhashed(opt_string("progress", "auto",

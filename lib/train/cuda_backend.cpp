@@ -2,12 +2,17 @@
 
 #include <torch/torch.h>
 
+#include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 
 #include <mutex>
+#include <stdexcept>
 
 #include "core/torch_compat.h"
 
@@ -64,6 +69,96 @@ int64_t max_memory_allocated() {
 void reset_peak_memory() {
   if (torch::cuda::is_available())
     c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device());
+}
+
+bool set_autocast_cache_enabled(bool enabled) {
+  const bool was = at::autocast::is_autocast_cache_enabled();
+  at::autocast::set_autocast_cache_enabled(enabled);
+  return was;
+}
+
+struct Graph::Impl {
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+  bool captured = false;
+};
+
+Graph::Graph() : impl_(std::make_unique<Impl>()) {}
+
+Graph::~Graph() {
+  // A graph whose capture failed half-way is released without reset(): cleaning up after an
+  // invalidated capture is what can throw, and a destructor must not.
+  if (impl_ && !impl_->captured) (void)impl_->graph.release();
+}
+
+void Graph::capture(const std::function<void()>& body) {
+  if (impl_->captured) throw std::logic_error("Graph::capture called twice");
+  // Capture on a side stream (the legacy default stream cannot be captured) that first waits
+  // for everything queued so far on the current one.
+  const auto main = at::cuda::getCurrentCUDAStream();
+  const auto side = at::cuda::getStreamFromPool();
+  at::cuda::CUDAEvent ready;
+  ready.record(main);
+  ready.block(side);
+  impl_->graph = std::make_unique<at::cuda::CUDAGraph>();
+  const bool cache = set_autocast_cache_enabled(false);
+  std::string error;
+  {
+    c10::cuda::CUDAStreamGuard guard(side);
+    bool begun = false;
+    try {
+      impl_->graph->capture_begin();
+      begun = true;
+      body();
+      impl_->graph->capture_end();
+      impl_->captured = true;
+    } catch (const std::exception& e) {
+      error = e.what();
+      if (begun) {
+        try {
+          impl_->graph->capture_end();  // ends the stream capture and the private pool
+        } catch (const std::exception&) {
+        }
+      }
+      // An invalidated capture can leave a sticky error for the next CUDA call: consume it.
+      (void)cudaGetLastError();
+    }
+  }
+  set_autocast_cache_enabled(cache);
+  if (!impl_->captured) {
+    (void)impl_->graph.release();  // see ~Graph
+    // First line only: LibTorch appends a long C++ backtrace to its messages.
+    throw std::runtime_error(error.substr(0, error.find('\n')));
+  }
+  // Later work on the current stream (the replays) comes after the capture's bookkeeping.
+  at::cuda::CUDAEvent done;
+  done.record(side);
+  done.block(main);
+}
+
+void Graph::replay() {
+  if (!impl_->captured) throw std::logic_error("Graph::replay before a successful capture");
+  impl_->graph->replay();
+}
+
+struct EventTimeline::Impl {
+  std::vector<at::cuda::CUDAEvent> events;
+};
+
+EventTimeline::EventTimeline() : impl_(std::make_unique<Impl>()) {}
+EventTimeline::~EventTimeline() = default;
+
+void EventTimeline::mark() {
+  impl_->events.emplace_back(cudaEventDefault);  // timing enabled (no cudaEventDisableTiming)
+  impl_->events.back().record(at::cuda::getCurrentCUDAStream());
+}
+
+std::vector<double> EventTimeline::intervals_ms() {
+  std::vector<double> out;
+  if (impl_->events.size() < 2) return out;
+  impl_->events.back().synchronize();
+  for (size_t i = 1; i < impl_->events.size(); ++i)
+    out.push_back(impl_->events[i - 1].elapsed_time(impl_->events[i]));
+  return out;
 }
 
 }  // namespace normexp::cuda

@@ -3,7 +3,10 @@
 // cuda_backend_stub.cpp provides versions that report the missing support.
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -23,5 +26,43 @@ void set_rng_state(const at::Tensor& state);
 int64_t memory_allocated();
 int64_t max_memory_allocated();
 void reset_peak_memory();
+// Autocast's cache of casted weights must be off while a graph is captured (a cached cast
+// would be recorded once and then go stale); returns the previous setting.
+bool set_autocast_cache_enabled(bool enabled);
+
+// One captured CUDA graph. capture() records one call of `body` on a side stream (its kernels
+// are recorded, not run) into a private memory pool; replay() runs them on the current
+// stream. Tensors the body allocates stay valid, with their values updated by each replay.
+// Random ops draw fresh numbers at every replay (LibTorch's graph-safe generator state).
+class Graph {
+ public:
+  Graph();
+  ~Graph();
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  // std::runtime_error with the reason when capture fails (e.g. a host synchronization in
+  // the body); nothing the body recorded has run then, and the caller runs it eagerly.
+  void capture(const std::function<void()>& body);
+  void replay();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Device-side times between marks, without host synchronization in between: mark() records
+// an event on the current stream; intervals_ms() waits for the last one and returns the
+// n-1 times between consecutive marks, in milliseconds.
+class EventTimeline {
+ public:
+  EventTimeline();
+  ~EventTimeline();
+  void mark();
+  std::vector<double> intervals_ms();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace normexp::cuda

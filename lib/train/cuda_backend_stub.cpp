@@ -25,5 +25,19 @@ void set_rng_state(const at::Tensor&) {}
 int64_t memory_allocated() { return 0; }
 int64_t max_memory_allocated() { return 0; }
 void reset_peak_memory() {}
+bool set_autocast_cache_enabled(bool) { return true; }
+
+// Never constructed without CUDA (TrainStep checks the device first); fail loudly if it is.
+struct Graph::Impl {};
+Graph::Graph() { no_cuda(); }
+Graph::~Graph() = default;
+void Graph::capture(const std::function<void()>&) { no_cuda(); }
+void Graph::replay() { no_cuda(); }
+
+struct EventTimeline::Impl {};
+EventTimeline::EventTimeline() { no_cuda(); }
+EventTimeline::~EventTimeline() = default;
+void EventTimeline::mark() { no_cuda(); }
+std::vector<double> EventTimeline::intervals_ms() { no_cuda(); }
 
 }  // namespace normexp::cuda

@@ -24,6 +24,7 @@
 #include "train/cuda_backend.h"
 #include "train/device.h"
 #include "train/progress.h"
+#include "train/step.h"
 #include "train/trainer.h"
 
 namespace normexp::train {
@@ -163,8 +164,7 @@ struct EpochState {
   int64_t epoch = 0;       // 1-based; 0 before the first epoch
   int64_t next_batch = 0;  // index of the next batch of this epoch
   int64_t seen = 0;
-  double train_time = 0;
-  torch::Tensor loss_sum, correct;
+  double train_time = 0;  // the running loss and correct sums live in the TrainStep
 };
 
 class Run {
@@ -187,6 +187,7 @@ class Run {
     pipeline_.mean = data.mean;
     pipeline_.std = data.std;
     pipeline_.channels_last = train.get_bool("channels_last");
+    if (pipeline_.channels_last) use_channels_last(*b_.model);
     data_description_ = data.description;
     train_loader_ = std::make_unique<data::DeviceLoader>(
         data.train_x.to(device_), data.train_y.to(device_), train.get_int("batch_size"),
@@ -196,6 +197,11 @@ class Run {
         /*shuffle=*/false, /*drop_last=*/false);
     progress_ = std::make_unique<Progress>(Progress::parse_mode(train.get_string("progress")),
                                            epochs_);
+    StepOptions step_options;
+    step_options.bf16 = bf16_;
+    step_options.graphs = parse_graph_mode(train.get_string("cuda_graphs"));
+    stepper_ = std::make_unique<TrainStep>(*b_.model, *b_.optimizer, pipeline_, device_,
+                                           step_options);
     started_at_ = iso_time_now();
   }
 
@@ -235,8 +241,8 @@ class Run {
     state_.next_batch = meta[2].item<int64_t>();
     state_.seen = meta[3].item<int64_t>();
     state_.train_time = read("train_time").item<double>();
-    state_.loss_sum = read("loss_sum").to(device_);
-    state_.correct = read("correct").to(device_);
+    stepper_->loss_sum().copy_(read("loss_sum"));
+    stepper_->correct().copy_(read("correct"));
     torch::Tensor order;
     if (ar.try_read("order", order, true)) train_loader_->set_order(order.to(device_));
     compat::set_cpu_rng_state(read("rng_cpu"));
@@ -319,12 +325,8 @@ class Run {
     }
     ar.write("meta", torch::tensor({step_, state_.epoch, state_.next_batch, state_.seen}), true);
     ar.write("train_time", torch::tensor(state_.train_time, torch::kDouble), true);
-    ar.write("loss_sum", state_.loss_sum.defined() ? state_.loss_sum.cpu()
-                                                  : torch::zeros({}, torch::kDouble),
-             true);
-    ar.write("correct", state_.correct.defined() ? state_.correct.cpu()
-                                                : torch::zeros({}, torch::kLong),
-             true);
+    ar.write("loss_sum", stepper_->loss_sum().cpu(), true);
+    ar.write("correct", stepper_->correct().cpu(), true);
     if (train_loader_->order().defined()) ar.write("order", train_loader_->order().cpu(), true);
     ar.write("rng_cpu", compat::cpu_rng_state(), true);
     if (device_.is_cuda()) ar.write("rng_cuda", cuda::rng_state(), true);
@@ -347,8 +349,7 @@ class Run {
       state_.next_batch = 0;
       state_.seen = 0;
       state_.train_time = 0;
-      state_.loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
-      state_.correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device_));
+      stepper_->reset_sums();
       train_loader_->new_epoch();
     }
     const int64_t steps = train_loader_->num_batches();
@@ -357,24 +358,13 @@ class Run {
     for (int64_t& i = state_.next_batch; i < steps;) {
       if (max_steps_ > 0 && step_ >= max_steps_) break;
       auto [images, labels] = train_loader_->batch(i);
-      auto x = pipeline_.prepare(images, /*train=*/true);
       lr = b_.schedule->lr_at(step_);
-      if (bf16_) cuda::set_bf16_autocast(true);
-      auto logits = model.forward(x).to(torch::kFloat);
-      if (bf16_) cuda::set_bf16_autocast(false);
-      auto loss = torch::nn::functional::cross_entropy(logits, labels);
-      b_.optimizer->zero_grad();
-      loss.backward();
-      b_.optimizer->step(lr);
-      if (bf16_) cuda::clear_autocast_cache();
-      const int64_t n = labels.size(0);
-      state_.loss_sum.add_(loss.detach().to(torch::kDouble), static_cast<double>(n));
-      state_.correct.add_(logits.detach().argmax(1).eq(labels).sum());
-      state_.seen += n;
+      stepper_->run(images, labels, lr);
+      state_.seen += labels.size(0);
       ++step_;
       ++i;
       if (progress_->due()) {
-        const double l = loss.item<double>();
+        const double l = stepper_->last_loss().item<double>();
         if (!std::isfinite(l)) return diverged(epoch);
         progress_->draw(epoch, i, steps, l, eta(epoch, static_cast<double>(i) / steps));
       }
@@ -387,7 +377,7 @@ class Run {
     state_.train_time += seconds_since(t0);
     const double train_time = state_.train_time;
     const int64_t seen = state_.seen;
-    const double train_loss = seen ? state_.loss_sum.item<double>() / seen : 0.0;
+    const double train_loss = seen ? stepper_->loss_sum().item<double>() / seen : 0.0;
     if (!std::isfinite(train_loss)) return diverged(epoch);
 
     const auto e0 = std::chrono::steady_clock::now();
@@ -400,7 +390,8 @@ class Run {
         {"lr", lr},
         {"train_loss", train_loss},
         {"train_err",
-         seen ? 100.0 * (1.0 - static_cast<double>(state_.correct.item<int64_t>()) / seen) : 0.0},
+         seen ? 100.0 * (1.0 - static_cast<double>(stepper_->correct().item<int64_t>()) / seen)
+              : 0.0},
         {"test_loss", test.loss},
         {"test_err", test.top1_err},
         {"test_acc", 100.0 - test.top1_err},  // file 000 reports accuracy
@@ -486,6 +477,7 @@ class Run {
     m["history"] = history_;
     m["effective"] = {{"lr", b_.lr},
                       {"bf16", bf16_},
+                      {"cuda_graphs", stepper_->graph_status()},
                       {"steps_per_epoch", b_.steps_per_epoch},
                       {"parameters", b_.num_parameters}};
     m["versions"] = {{"normexp", normexp_version()},
@@ -517,6 +509,7 @@ class Run {
   BatchPipeline pipeline_;
   std::unique_ptr<data::DeviceLoader> train_loader_, test_loader_;
   std::unique_ptr<Progress> progress_;
+  std::unique_ptr<TrainStep> stepper_;  // after b_ and pipeline_, which it refers to
   std::string data_description_, started_at_;
   std::chrono::steady_clock::time_point started_;
   std::vector<nlohmann::json> history_;

@@ -50,6 +50,14 @@ at::Tensor BatchPipeline::prepare(const at::Tensor& images, bool train) const {
   return x;
 }
 
+void use_channels_last(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& t : model.parameters())
+    if (t.dim() == 4) t.set_data(t.contiguous(at::MemoryFormat::ChannelsLast));
+  for (auto& t : model.buffers())
+    if (t.dim() == 4) t.set_data(t.contiguous(at::MemoryFormat::ChannelsLast));
+}
+
 EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
                     const BatchPipeline& pipeline, bool bf16) {
   torch::NoGradGuard no_grad;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
 
 #include "config/schema.h"
 #include "data/augment.h"
@@ -40,6 +41,11 @@ struct BatchPipeline {
 // caller adds mean/std and channels_last. A policy that cannot be loaded is a ConfigError
 // at data.policy.
 BatchPipeline pipeline_from_config(const config::Params& data);
+
+// Puts the model's 4-d parameters and buffers (conv weights) in channels_last layout, as
+// train.channels_last asks for the inputs: cuDNN then runs NHWC kernels without converting
+// the weights at every call. Layout only: values and the optimizer's handles stay the same.
+void use_channels_last(torch::nn::Module& model);
 
 struct EvalResult {
   double loss = 0, top1_err = 0, top5_err = 0;  // errors in percent

@@ -59,6 +59,59 @@ TEST(Sgd, NesterovAndDecayOfNormParamsWhenAsked) {
   EXPECT_NEAR(gamma.item<double>(), 0.55, 1e-6);  // float32
 }
 
+// The device-LR step (what a CUDA graph captures) is the host-LR step with lr read from a
+// tensor: same trajectory for momentum, Nesterov, decay and constrained (centered, projected)
+// weights, with the LR changing every step as a schedule makes it.
+TEST(Sgd, DeviceLrStepFollowsTheHostLrStep) {
+  torch::manual_seed(3);
+  auto make = [](const torch::Tensor& w0, const torch::Tensor& c0, const torch::Tensor& b0,
+                 std::vector<torch::Tensor>& keep) {
+    keep = {w0.clone(), c0.clone(), b0.clone()};
+    auto pc = param("c", keep[1], nn::ParamRole::Constrained);
+    pc.constraint.center = true;
+    pc.constraint.sphere = true;
+    pc.constraint.c = 2.0;
+    return std::vector<nn::ParamInfo>{param("w", keep[0], nn::ParamRole::Weight), pc,
+                                      param("b", keep[2], nn::ParamRole::Bias)};
+  };
+  auto w0 = torch::randn({3, 4}, torch::kDouble), c0 = torch::randn({2, 3, 2, 2}, torch::kDouble),
+       b0 = torch::randn({3}, torch::kDouble);
+  for (bool nesterov : {false, true}) {
+    SgdOptions o;
+    o.momentum = 0.9;
+    o.nesterov = nesterov;
+    o.weight_decay = 0.01;
+    std::vector<torch::Tensor> host_t, dev_t;
+    Sgd host(make(w0, c0, b0, host_t), o), dev(make(w0, c0, b0, dev_t), o);
+    ASSERT_TRUE(dev.capturable());
+    auto lr_t = torch::zeros({}, torch::kDouble);
+    for (int step = 0; step < 5; ++step) {
+      const double lr = 0.1 / (1 + step);
+      for (size_t i = 0; i < 3; ++i) {
+        auto g = torch::randn_like(host_t[i]);
+        host_t[i].mutable_grad() = g.clone();
+        dev_t[i].mutable_grad() = g.clone();
+      }
+      host.step(lr);
+      lr_t.fill_(lr);
+      dev.step_on_device(lr_t);
+      for (size_t i = 0; i < 3; ++i)
+        EXPECT_TRUE(torch::allclose(host_t[i], dev_t[i], 1e-12, 1e-12)) << "tensor " << i;
+    }
+    // The constraint still holds after the device steps: rows centered, on the sphere.
+    auto rows = dev_t[1].reshape({2, -1});
+    EXPECT_LT(rows.mean(1).abs().max().item<double>(), 1e-12);
+    EXPECT_NEAR(rows.pow(2).sum(1)[0].item<double>(), 2.0, 1e-9);
+  }
+}
+
+TEST(AdamW, HasNoDeviceLrStep) {
+  auto w = torch::ones({2});
+  AdamW opt({param("w", w, nn::ParamRole::Weight)}, AdamWOptions{});
+  EXPECT_FALSE(opt.capturable());
+  EXPECT_THROW(opt.step_on_device(torch::zeros({})), std::logic_error);
+}
+
 // Adam's first two steps in closed form: m_hat / sqrt(v_hat) = g/|g| at step 1; decoupled
 // decay p *= 1 - lr*wd on weights only; state round-trips through state()/load_state().
 TEST(AdamW, StepsMatchClosedFormAndStateRoundTrips) {

@@ -1,0 +1,133 @@
+#include "train/step.h"
+
+#include <torch/torch.h>
+
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "train/cuda_backend.h"
+
+namespace normexp::train {
+
+GraphMode parse_graph_mode(const std::string& s) {
+  if (s == "off") return GraphMode::Off;
+  if (s == "auto") return GraphMode::Auto;
+  if (s == "on") return GraphMode::On;
+  throw std::invalid_argument("cuda_graphs must be off, auto or on, not '" + s + "'");
+}
+
+TrainStep::TrainStep(models::ModelImpl& model, optim::Optimizer& optimizer,
+                     const BatchPipeline& pipeline, const c10::Device& device,
+                     StepOptions options)
+    : model_(model),
+      optimizer_(optimizer),
+      pipeline_(pipeline),
+      device_(device),
+      options_(options) {
+  const auto on = torch::TensorOptions().device(device_);
+  loss_sum_ = torch::zeros({}, on.dtype(torch::kDouble));
+  correct_ = torch::zeros({}, on.dtype(torch::kLong));
+  last_loss_ = torch::zeros({}, on.dtype(torch::kFloat));
+  if (options_.graphs == GraphMode::Off) return;
+  // Asked for graphs: the LR lives on the device from the first step on, so the eager
+  // warmup steps and the replays do the same arithmetic.
+  const bool loud = options_.graphs == GraphMode::On;
+  if (!device_.is_cuda()) {
+    status_ = "eager: CUDA graphs need a CUDA device (this run is on " + device_.str() + ")";
+    if (loud) spdlog::warn("train.cuda_graphs: {}", status_);
+    return;
+  }
+  if (!optimizer_.capturable()) {
+    status_ = "eager: the optimizer keeps per-step state on the host (e.g. AdamW's step count)";
+    spdlog::warn("train.cuda_graphs: {}", status_);
+    return;
+  }
+  const auto& params = optimizer_.params();
+  const auto dtype = params.empty() ? torch::kFloat : params.front().tensor.scalar_type();
+  lr_ = torch::zeros({}, on.dtype(dtype));
+  device_lr_ = true;
+  want_graph_ = true;
+  status_ = "eager: waiting for the capture after " + std::to_string(options_.warmup) +
+            " warmup steps";
+}
+
+TrainStep::~TrainStep() = default;
+
+void TrainStep::reset_sums() {
+  loss_sum_.zero_();
+  correct_.zero_();
+}
+
+void TrainStep::body(const at::Tensor& images, const at::Tensor& labels, bool capturing) {
+  auto x = pipeline_.prepare(images, /*train=*/true);
+  if (options_.bf16) cuda::set_bf16_autocast(true);
+  auto logits = model_.forward(x).to(torch::kFloat);
+  if (options_.bf16) cuda::set_bf16_autocast(false);
+  auto loss = torch::nn::functional::cross_entropy(logits, labels);
+  optimizer_.zero_grad();
+  loss.backward();
+  // The plain path hands the host LR to the update, exactly as before graphs existed.
+  if (device_lr_) {
+    optimizer_.step_on_device(lr_);
+  } else {
+    optimizer_.step(host_lr_);
+  }
+  // With the cache off during capture there is nothing to clear (and clearing is host work).
+  if (options_.bf16 && !capturing) cuda::clear_autocast_cache();
+  const auto n = static_cast<double>(labels.size(0));
+  const auto l = loss.detach();
+  loss_sum_.add_(l.to(torch::kDouble), n);
+  correct_.add_(logits.detach().argmax(1).eq(labels).sum());
+  last_loss_.copy_(l);
+}
+
+void TrainStep::run(const at::Tensor& images, const at::Tensor& labels, double lr) {
+  ++steps_;
+  if (!device_lr_) {
+    host_lr_ = lr;
+    body(images, labels, /*capturing=*/false);
+    return;
+  }
+  lr_.fill_(lr);  // a kernel with the value as its argument: no host synchronization
+  if (captured_ && images.sizes() == static_images_.sizes()) {
+    static_images_.copy_(images);
+    static_labels_.copy_(labels);
+    graph_->replay();
+    return;
+  }
+  if (want_graph_ && !captured_ && steps_ > options_.warmup) {
+    capture(images, labels);
+    if (captured_) return;
+  }
+  body(images, labels, /*capturing=*/false);
+}
+
+void TrainStep::capture(const at::Tensor& images, const at::Tensor& labels) {
+  static_images_ = images.clone();
+  static_labels_ = labels.clone();
+  graph_ = std::make_unique<cuda::Graph>();
+  try {
+    graph_->capture([&] { body(static_images_, static_labels_, /*capturing=*/true); });
+  } catch (const std::exception& e) {
+    graph_.reset();
+    static_images_ = at::Tensor();
+    static_labels_ = at::Tensor();
+    fall_back(std::string("capture failed: ") + e.what());
+    return;
+  }
+  // Capturing recorded the step without running it: this batch's update is the first replay.
+  graph_->replay();
+  captured_ = true;
+  status_ = fmt::format("captured at step {} (batch {})", steps_, images.size(0));
+  spdlog::info("train.cuda_graphs: whole training step {}; later steps replay it", status_);
+}
+
+void TrainStep::fall_back(const std::string& why) {
+  want_graph_ = false;
+  status_ = "eager: " + why;
+  spdlog::warn("train.cuda_graphs: {}; continuing without graphs", why);
+}
+
+}  // namespace normexp::train

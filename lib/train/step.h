@@ -1,0 +1,87 @@
+#pragma once
+// One training step, shared by `normexp run` and `normexp bench` so that what is measured is
+// what trains: a uint8 batch through the augmentation pipeline, the forward pass (bf16
+// autocast when asked), cross-entropy, backward and the optimizer step (cwo's projection and
+// the noise layers included), with the loss and the correct count summed on the device (no
+// host synchronization inside the step).
+//
+// CUDA graphs (train.cuda_graphs): after `warmup` eager steps, the whole step is captured once
+// and replayed for every later batch of the same shape. The batch is copied into static
+// buffers and the learning rate written into a device tensor before each replay, so LR
+// schedules work under replay. Other shapes (a last partial batch) run eagerly. When capture
+// is not possible (no CUDA, an optimizer with host-side per-step state, a capture error) the
+// step runs eagerly and graph_status() says why; the run logs it once.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include "models/model.h"
+#include "optim/optimizer.h"
+#include "train/trainer.h"
+
+namespace normexp::cuda {
+class Graph;
+}
+
+namespace normexp::train {
+
+enum class GraphMode { Off, Auto, On };
+// "off" | "auto" | "on" (train.cuda_graphs); std::invalid_argument otherwise.
+GraphMode parse_graph_mode(const std::string& s);
+
+struct StepOptions {
+  bool bf16 = false;  // CUDA only: the caller turns it off elsewhere
+  GraphMode graphs = GraphMode::Off;
+  // Eager steps before the capture: cuDNN's autotuning and lazily created state (gradients,
+  // momentum buffers, normalization constants) must exist before a graph records the step.
+  int64_t warmup = 3;
+};
+
+class TrainStep {
+ public:
+  TrainStep(models::ModelImpl& model, optim::Optimizer& optimizer, const BatchPipeline& pipeline,
+            const c10::Device& device, StepOptions options);
+  ~TrainStep();
+  TrainStep(const TrainStep&) = delete;
+  TrainStep& operator=(const TrainStep&) = delete;
+
+  // One update on uint8 images (N,C,H,W) and int64 labels (N), both on the device.
+  void run(const at::Tensor& images, const at::Tensor& labels, double lr);
+
+  // The last step's mean loss (a float device scalar: reading it synchronizes).
+  const at::Tensor& last_loss() const { return last_loss_; }
+  // Sum of loss x batch size (float64) and of correct top-1 predictions (int64) since
+  // reset_sums(); device scalars, updated in place (checkpoints save and restore them).
+  at::Tensor& loss_sum() { return loss_sum_; }
+  at::Tensor& correct() { return correct_; }
+  void reset_sums();
+
+  // Whether later steps of the captured shape replay a graph.
+  bool graphed() const { return captured_; }
+  // "off", "captured at step N (batch B)", or "eager: <why>", for logs and metrics.
+  const std::string& graph_status() const { return status_; }
+
+ private:
+  void body(const at::Tensor& images, const at::Tensor& labels, bool capturing);
+  void capture(const at::Tensor& images, const at::Tensor& labels);
+  void fall_back(const std::string& why);
+
+  models::ModelImpl& model_;
+  optim::Optimizer& optimizer_;
+  const BatchPipeline& pipeline_;
+  c10::Device device_;
+  StepOptions options_;
+  bool device_lr_ = false;  // lr read from lr_ on the device (graphs possible)
+  bool want_graph_ = false, captured_ = false;
+  int64_t steps_ = 0;
+  double host_lr_ = 0;
+  std::string status_ = "off";
+  std::unique_ptr<cuda::Graph> graph_;
+  at::Tensor lr_, last_loss_, loss_sum_, correct_, static_images_, static_labels_;
+};
+
+}  // namespace normexp::train

@@ -1,0 +1,209 @@
+// TrainStep (the step `run` and `bench` share), CUDA graphs and `normexp bench`.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/fs.h"
+#include "support/cli.h"
+#include "support/ml_support.h"
+#include "train/bench.h"
+#include "train/cuda_backend.h"
+#include "train/run.h"
+#include "train/step.h"
+
+namespace normexp::train {
+namespace {
+
+// A tiny model and its data on `device`, for driving TrainStep directly.
+struct Rig {
+  testing::TempDir dir;
+  config::Experiment exp;
+  Built b;
+  BatchPipeline pipeline;
+  at::Tensor images, labels;
+
+  Rig(const c10::Device& device, const std::vector<std::string>& sets)
+      : exp(testing::experiment_from(dir, testing::kTinyYaml, sets)) {
+    torch::manual_seed(0);
+    b = build(exp, device);
+    pipeline = pipeline_from_config(exp.section("data"));
+    pipeline.mean.assign(3, 0.5);
+    pipeline.std.assign(3, 0.25);
+    auto data = b.dataset->load();
+    images = data.train_x.slice(0, 0, 128).to(device);
+    labels = data.train_y.slice(0, 0, 128).to(device);
+  }
+  // Per-step losses of `steps` steps over 32-image batches (the same batches for every call).
+  std::vector<double> train(TrainStep& step, int steps) {
+    std::vector<double> losses;
+    for (int s = 0; s < steps; ++s) {
+      const int64_t i = (s % 4) * 32;
+      step.run(images.slice(0, i, i + 32), labels.slice(0, i, i + 32), b.schedule->lr_at(s));
+      losses.push_back(step.last_loss().item<double>());
+    }
+    return losses;
+  }
+};
+
+TEST(TrainStep, SumsLossAndCorrectOnTheDeviceAndLearns) {
+  Rig rig(torch::kCPU, {"data.augment=none"});
+  TrainStep step(*rig.b.model, *rig.b.optimizer, rig.pipeline, torch::kCPU, StepOptions{});
+  EXPECT_EQ(step.graph_status(), "off");
+  const auto losses = rig.train(step, 24);
+  double sum = 0;
+  for (double l : losses) sum += 32 * l;
+  EXPECT_NEAR(step.loss_sum().item<double>(), sum, 1e-6 * sum);
+  const auto correct = step.correct().item<int64_t>();
+  EXPECT_GE(correct, 0);
+  EXPECT_LE(correct, 24 * 32);
+  EXPECT_LT(losses.back(), losses.front());
+  step.reset_sums();
+  EXPECT_EQ(step.loss_sum().item<double>(), 0.0);
+  EXPECT_EQ(step.correct().item<int64_t>(), 0);
+}
+
+// Asking for graphs where there are none (CPU) runs eagerly with the device-LR update, says
+// why, and trains the same as the plain step.
+TEST(TrainStep, GraphsOnCpuFallBackToEagerWithTheReason) {
+  std::vector<double> plain, asked;
+  std::string status;
+  for (GraphMode mode : {GraphMode::Off, GraphMode::On}) {
+    Rig rig(torch::kCPU, {"norm.noise.schedule=constant", "norm.noise.sigma=0.2"});
+    StepOptions o;
+    o.graphs = mode;
+    TrainStep step(*rig.b.model, *rig.b.optimizer, rig.pipeline, torch::kCPU, o);
+    torch::manual_seed(7);
+    (mode == GraphMode::Off ? plain : asked) = rig.train(step, 8);
+    EXPECT_FALSE(step.graphed());
+    status = step.graph_status();
+  }
+  EXPECT_NE(status.find("eager: CUDA graphs need a CUDA device"), std::string::npos) << status;
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_NEAR(plain[i], asked[i], 1e-5) << "step " << i;
+}
+
+TEST(TrainStep, AnOptimizerWithHostStateIsNotCaptured) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs CUDA";
+  Rig rig(torch::kCUDA, {"optim.name=adamw", "optim.weight_decay=0.01"});
+  StepOptions o;
+  o.graphs = GraphMode::On;
+  TrainStep step(*rig.b.model, *rig.b.optimizer, rig.pipeline, torch::kCUDA, o);
+  rig.train(step, 6);
+  EXPECT_FALSE(step.graphed());
+  EXPECT_NE(step.graph_status().find("AdamW"), std::string::npos);
+}
+
+// The captured step replays what the eager step does: same losses on a fixed seed, with the
+// LR schedule moving under replay, cwo's projection and the noise layers inside the graph.
+TEST(TrainStep, CapturedGraphGivesTheEagerLosses) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs CUDA";
+  for (const char* augment : {"none", "standard"}) {
+    std::vector<double> eager, graphed;
+    for (GraphMode mode : {GraphMode::Off, GraphMode::On}) {
+      // cuDNN's default (not benchmarked) algorithms in both runs; atomics in some backward
+      // kernels still differ in the last bits, hence a tolerance.
+      Rig rig(torch::kCUDA, {std::string("data.augment=") + augment,
+                             "norm.noise.schedule=constant", "norm.noise.sigma=0.2"});
+      StepOptions o;
+      o.graphs = mode;
+      o.warmup = 2;
+      TrainStep step(*rig.b.model, *rig.b.optimizer, rig.pipeline, torch::kCUDA, o);
+      torch::manual_seed(11);
+      (mode == GraphMode::Off ? eager : graphed) = rig.train(step, 12);
+      if (mode == GraphMode::On) EXPECT_TRUE(step.graphed()) << step.graph_status();
+    }
+    for (size_t i = 0; i < eager.size(); ++i)
+      EXPECT_NEAR(graphed[i], eager[i], 2e-3 * std::abs(eager[i]) + 1e-5)
+          << "augment " << augment << ", step " << i;
+  }
+}
+
+TEST(TrainStep, RunRecordsWhetherItsStepsWereGraphed) {
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(
+      dir, testing::kTinyYaml,
+      {"output.root=" + (dir.path() / "res").string(), "train.epochs=1", "train.cuda_graphs=on"});
+  const auto result = run(exp);
+  ASSERT_EQ(result.status, RunStatus::Completed);
+  const std::string status = result.metrics["effective"]["cuda_graphs"];
+  if (torch::cuda::is_available())
+    EXPECT_EQ(status.rfind("captured at step 4", 0), 0u) << status;
+  else
+    EXPECT_EQ(status.rfind("eager: CUDA graphs need a CUDA device", 0), 0u) << status;
+}
+
+TEST(Bench, PercentileIsNearestRank) {
+  EXPECT_EQ(percentile({}, 50), 0.0);
+  EXPECT_EQ(percentile({5, 1, 3, 2, 4}, 50), 3.0);
+  EXPECT_EQ(percentile({5, 1, 3, 2, 4}, 95), 5.0);
+  EXPECT_EQ(percentile({5, 1, 3, 2, 4}, 0), 1.0);
+  EXPECT_EQ(percentile({10, 20}, 50), 10.0);
+}
+
+TEST(Bench, MeasuresEveryConfigInterleavedWithConsistentFigures) {
+  testing::TempDir dir;
+  const std::vector<std::string> sets = {"train.device=cpu"};
+  std::vector<config::Experiment> exps;
+  exps.push_back(testing::experiment_from(dir, testing::kTinyYaml, sets));
+  auto bn = sets;
+  bn.push_back("norm.name=bn");
+  testing::TempDir dir2;
+  exps.push_back(testing::experiment_from(dir2, testing::kTinyYaml, bn));
+  BenchOptions o;
+  o.warmup = 2;
+  o.steps = 3;
+  o.rounds = 2;
+  const auto rows = bench_training(exps, o);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["norm"], "cwo");
+  EXPECT_EQ(rows[1]["norm"], "bn");
+  for (const auto& r : rows) {
+    EXPECT_EQ(r["steps"], 6);
+    EXPECT_EQ(r["batch_size"], 32);
+    const auto& ms = r["step_ms"];
+    EXPECT_GT(r["images_per_s"].get<double>(), 0);
+    EXPECT_LE(ms["min"].get<double>(), ms["p50"].get<double>());
+    EXPECT_LE(ms["p50"].get<double>(), ms["p95"].get<double>());
+    EXPECT_LE(ms["p95"].get<double>(), ms["max"].get<double>());
+    // images/s from the wall clock and from the per-step times agree (CPU: nothing queued).
+    EXPECT_NEAR(r["images_per_s"].get<double>() * ms["mean"].get<double>() / 1e3, 32.0, 3.2);
+    EXPECT_TRUE(r["peak_memory_bytes"].is_null());  // CPU
+    EXPECT_TRUE(std::isfinite(r["final_loss"].get<double>()));
+    // TFLOP/s is 6 x forward MACs x images/s.
+    EXPECT_NEAR(r["train_tflop_per_s"].get<double>(),
+                6e-3 * r["forward_gmac_per_image"].get<double>() * r["images_per_s"].get<double>(),
+                1e-12);
+    EXPECT_EQ(r["estimate"]["train_size"], 256);
+  }
+  // The same architecture: the same forward MACs, and ratios relative to the first config.
+  EXPECT_DOUBLE_EQ(rows[0]["forward_gmac_per_image"].get<double>(),
+                   rows[1]["forward_gmac_per_image"].get<double>());
+  EXPECT_EQ(rows[0]["relative_to_first"], 1.0);
+  EXPECT_NEAR(rows[1]["relative_to_first"].get<double>(),
+              rows[1]["images_per_s"].get<double>() / rows[0]["images_per_s"].get<double>(), 1e-12);
+}
+
+TEST(BenchCli, WritesJsonAndRejectsMissingConfigs) {
+  testing::TempDir dir;
+  const auto cfg = dir.write("tiny.yaml", testing::kTinyYaml);
+  const auto out = dir.path() / "bench.json";
+  auto r = testing::normexp("bench " + cfg.string() +
+                            " --set train.device=cpu --warmup 1 --steps 2 --rounds 1 --out " +
+                            out.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("img/s"), std::string::npos);
+  const auto j = nlohmann::json::parse(read_file(out));
+  ASSERT_TRUE(j.is_array());
+  EXPECT_EQ(j[0]["tool"], "normexp");
+  EXPECT_EQ(j[0]["cuda_graphs"], "off");
+
+  auto none = testing::normexp("bench");
+  EXPECT_EQ(none.code, 2);
+  EXPECT_NE(none.out.find("CONFIG"), std::string::npos) << none.out;
+  auto bad = testing::normexp("bench " + cfg.string() + " --set train.cuda_graphs=sometimes");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("train.cuda_graphs"), std::string::npos) << bad.out;
+}
+
+}  // namespace
+}  // namespace normexp::train

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <ctime>
 #include <map>
 #include <sstream>
@@ -152,6 +153,10 @@ void setup_torch(const config::Experiment& exp, const c10::Device& device) {
                            : std::max<int64_t>(1, std::thread::hardware_concurrency());
   torch::set_num_threads(static_cast<int>(threads));
   const bool deterministic = train.get_bool("deterministic");
+  // cuBLAS is deterministic only with a fixed workspace; LibTorch refuses to run matrix
+  // products in deterministic mode without it. Set it unless the user did (before the first
+  // cuBLAS handle exists, i.e. before any CUDA matrix product of this process).
+  if (deterministic && device.is_cuda()) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);
   at::globalContext().setDeterministicAlgorithms(deterministic, /*warn_only=*/false);
   if (device.is_cuda()) cuda::set_cudnn_benchmark(!deterministic);
   torch::manual_seed(static_cast<uint64_t>(exp.seed));

@@ -122,7 +122,8 @@ TEST(TrainStep, RunRecordsWhetherItsStepsWereGraphed) {
   testing::TempDir dir;
   auto exp = testing::experiment_from(
       dir, testing::kTinyYaml,
-      {"output.root=" + (dir.path() / "res").string(), "train.epochs=1", "train.cuda_graphs=on"});
+      {"output.root=" + (dir.path() / "res").string(), "train.epochs=1", "train.cuda_graphs=on",
+       "train.device=auto"});
   const auto result = run(exp);
   ASSERT_EQ(result.status, RunStatus::Completed);
   const std::string status = result.metrics["effective"]["cuda_graphs"];
@@ -130,6 +131,33 @@ TEST(TrainStep, RunRecordsWhetherItsStepsWereGraphed) {
     EXPECT_EQ(status.rfind("captured at step 4", 0), 0u) << status;
   else
     EXPECT_EQ(status.rfind("eager: CUDA graphs need a CUDA device", 0), 0u) << status;
+}
+
+// The fast path end to end on CUDA: bf16, channels_last, graphs; it learns, and a run
+// interrupted mid-epoch resumes to completion (recapturing its graph).
+TEST(CudaRun, FastPathLearnsAndResumes) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs CUDA";
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(
+      dir, testing::kTinyYaml,
+      {"output.root=" + (dir.path() / "res").string(), "train.device=cuda", "train.epochs=6",
+       "train.bf16=true", "train.channels_last=true", "train.cuda_graphs=on", "optim.lr=0.2",
+       "norm.noise.schedule=constant", "norm.noise.sigma=0.1"});
+  RunOptions interrupt;
+  interrupt.interrupt_at_step = 13;
+  auto first = run(exp, interrupt);
+  ASSERT_EQ(first.status, RunStatus::Interrupted);
+  RunOptions resume;
+  resume.resume = true;
+  auto second = run(exp, resume);
+  ASSERT_EQ(second.status, RunStatus::Completed);
+  const auto& h = second.metrics["history"];
+  ASSERT_EQ(h.size(), 6u);
+  EXPECT_LT(h[5]["train_loss"].get<double>(), h[0]["train_loss"].get<double>());
+  EXPECT_LT(h[5]["test_err"].get<double>(), 60.0);  // 4 classes: chance is 75 %
+  EXPECT_EQ(second.metrics["effective"]["bf16"], true);
+  const std::string graphs = second.metrics["effective"]["cuda_graphs"];
+  EXPECT_EQ(graphs.rfind("captured", 0), 0u) << graphs;
 }
 
 TEST(Bench, PercentileIsNearestRank) {

@@ -68,7 +68,7 @@ class Sgd : public Optimizer {
 
  private:
   template <class Lr>
-  void update(const Lr& lr);
+  void update_one(size_t i, const Lr& lr);  // the per-tensor update of parameter i
 
   SgdOptions options_;
   std::vector<torch::Tensor> buffers_;

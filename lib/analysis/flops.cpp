@@ -34,8 +34,8 @@ struct State {
 thread_local State* t_state = nullptr;
 
 struct Counted : at::ObserverContext {
-  Kind kind = Kind::None;
   bool outermost = false;
+  double per_output = 0;  // MACs per output element
 };
 
 const at::Tensor* tensor_input(const at::RecordFunction& fn, size_t i) {
@@ -44,29 +44,28 @@ const at::Tensor* tensor_input(const at::RecordFunction& fn, size_t i) {
   return &inputs[i].toTensor();
 }
 
-double macs_of(const at::RecordFunction& fn, Kind kind) {
-  const auto& outputs = fn.outputs();
-  if (outputs.empty() || !outputs[0].isTensor()) return 0;
-  const auto& out = outputs[0].toTensor();
-  const double n = static_cast<double>(out.numel());
+// The length of the sum behind each output element, read from the inputs. Only in the start
+// callback: LibTorch >= 2 keeps the inputs as a view of the dispatcher's stack, gone by the
+// end callback (1.13 copied them).
+double macs_per_output(const at::RecordFunction& fn, Kind kind) {
   switch (kind) {
     case Kind::Conv: {
-      // Each output element sums weight.numel() / out_channels = (C_in / groups) * k_h * k_w.
+      // (C_in / groups) * k_h * k_w = weight.numel() / out_channels.
       const at::Tensor* w = tensor_input(fn, 1);
       if (!w || w->dim() < 3 || w->size(0) == 0) return 0;
-      return n * static_cast<double>(w->numel() / w->size(0));
+      return static_cast<double>(w->numel() / w->size(0));
     }
     case Kind::Linear: {  // weight (out, in)
       const at::Tensor* w = tensor_input(fn, 1);
-      return w && w->dim() == 2 ? n * static_cast<double>(w->size(1)) : 0;
+      return w && w->dim() == 2 ? static_cast<double>(w->size(1)) : 0;
     }
     case Kind::MatMul: {  // a (..., n, k) @ b (..., k, m)
       const at::Tensor* a = tensor_input(fn, 0);
-      return a && a->dim() >= 1 ? n * static_cast<double>(a->size(-1)) : 0;
+      return a && a->dim() >= 1 ? static_cast<double>(a->size(-1)) : 0;
     }
     case Kind::AddMatMul: {  // c + a @ b: a is the second input
       const at::Tensor* a = tensor_input(fn, 1);
-      return a && a->dim() >= 1 ? n * static_cast<double>(a->size(-1)) : 0;
+      return a && a->dim() >= 1 ? static_cast<double>(a->size(-1)) : 0;
     }
     case Kind::None: break;
   }
@@ -78,8 +77,8 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
   const Kind kind = kind_of(fn.name());
   if (kind == Kind::None) return nullptr;
   auto ctx = std::make_unique<Counted>();
-  ctx->kind = kind;
   ctx->outermost = t_state->depth == 0;
+  if (ctx->outermost) ctx->per_output = macs_per_output(fn, kind);
   ++t_state->depth;
   return ctx;
 }
@@ -89,7 +88,9 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext* ctx_base) {
   if (!t_state || !ctx) return;
   --t_state->depth;
   if (!ctx->outermost) return;
-  const double macs = macs_of(fn, ctx->kind);
+  const auto& outputs = fn.outputs();  // owned by the RecordFunction: valid here
+  if (outputs.empty() || !outputs[0].isTensor()) return;
+  const double macs = ctx->per_output * static_cast<double>(outputs[0].toTensor().numel());
   t_state->count.total += macs;
   t_state->count.by_op[fn.name()] += macs;
   ++t_state->count.calls;

@@ -12,6 +12,9 @@
 #   peer   normexp bench again, each workload right before the PyTorch peer (eager, graphs)
 #          on the same workload
 #   compile  the PyTorch peer with torch.compile (minutes of compiling per model)
+#   estimate  normexp bench every CIFAR-100 config of Tables 1-2 (the workloads of Tables 1-4;
+#          CIFAR-10 cells share them) with bf16, channels_last and graphs where possible, then
+#          normexp plan ikami_table1..4 --estimate: the H200-hours of all CIFAR cells
 # Everything lands in $OUT/h200.tar.gz (JSON + logs) and a short table in $OUT/summary.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -104,7 +107,21 @@ for stage in "$@"; do
       peer wrn_b4_compile --model wrn --batch 4 "${common[@]}" --mode compile
       peer r110_b128_compile --model resnet --depth 110 --batch 128 "${common[@]}" --mode compile
       ;;
-    *) echo "unknown stage '$stage' (test, bench, peer, compile)" >&2; exit 2 ;;
+    estimate)
+      est=()
+      for c in $T1/cifar100_*.yaml configs/ikami/table1_fastaa/cifar100_*.yaml $T2/cifar100_*.yaml; do
+        out="$work/json/est_$(basename "$(dirname "$c")")_$(basename "$c" .yaml).json"
+        "$bin" bench "$c" --set train.bf16=true --set train.channels_last=true \
+          --set train.cuda_graphs=auto --warmup 15 --steps 30 --rounds 1 --out "$out" \
+          >>"$work/logs/estimate.log" 2>&1 && est+=(--estimate "$out")
+      done
+      note "== estimate from $(( ${#est[@]} / 2 )) bench files"
+      for t in 1 2 3 4; do
+        "$bin" plan ikami_table$t --results "$work/no-results" "${est[@]}" 2>&1 |
+          grep '^# ' | grep -v 'no bench row' | tee -a "$summary"
+      done
+      ;;
+    *) echo "unknown stage '$stage' (test, bench, peer, compile, estimate)" >&2; exit 2 ;;
   esac
 done
 tar -C "$work" -czf "$OUT/h200.tar.gz" json logs cfg

@@ -20,6 +20,7 @@ struct ReportArgs {
   std::vector<std::string> sets;
   std::string results = "results", tables_dir = "configs/tables", format = "markdown", output,
               plot_dir, seeds = "0", binary = "normexp";
+  std::vector<std::string> estimates;
   bool unmatched = false, slurm = false;
 };
 
@@ -110,6 +111,10 @@ void add_report_commands(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   plan->add_flag("--slurm", a->slurm, "an sbatch job-array script instead of a command list");
   plan->add_option("--output", a->output, "write to this file (atomically) instead of stdout");
+  plan->add_option("--estimate", a->estimates,
+                   "normexp bench --out JSON file(s): add the device-hours of the planned runs "
+                   "(epochs x training-set size / measured images/s per workload) as comments")
+      ->check(CLI::ExistingFile);
   plan->add_option("--bin", a->binary, "the normexp command in the emitted lines (e.g. a path on the cluster)")
       ->capture_default_str();
   plan->callback([a, &exit_code, &schema] {
@@ -124,6 +129,25 @@ void add_report_commands(CLI::App& app, int& exit_code) {
       std::vector<std::string> comments;
       const auto items =
           report::plan_items(spec, schema, report::index_results(a->results), o, comments);
+      if (!a->estimates.empty()) {
+        std::vector<nlohmann::json> rows;
+        for (const auto& path : a->estimates) {
+          nlohmann::json j;
+          try {
+            j = nlohmann::json::parse(read_file(path));
+          } catch (const nlohmann::json::exception& e) {
+            throw RunError("--estimate " + path + ": not JSON (" + e.what() + ")");
+          }
+          for (const auto& row : j.is_array() ? j : nlohmann::json::array({j})) {
+            if (!row.is_object() || row.value("benchmark", "") != "train_step")
+              throw RunError("--estimate " + path +
+                             ": not the output of `normexp bench CONFIG --out` (train_step rows)");
+            rows.push_back(row);
+          }
+        }
+        const auto lines = report::estimate_plan(items, rows);
+        comments.insert(comments.begin(), lines.begin(), lines.end());
+      }
       emit(*a, report::render_plan(spec, items, comments, o));
     });
   });

@@ -86,12 +86,30 @@ struct PlanItem {
   const Cell* cell;
   std::int64_t seed;
   std::string command;
+  std::string workload;    // what sets a step's cost: see workload_key
+  std::int64_t epochs = 0;
 };
 std::vector<PlanItem> plan_items(const TableSpec& spec, const config::Schema& schema,
                                  const std::map<std::string, std::vector<RunRecord>>& index,
                                  const PlanOptions& options, std::vector<std::string>& comments);
 std::string render_plan(const TableSpec& spec, const std::vector<PlanItem>& items,
                         const std::vector<std::string>& comments, const PlanOptions& options);
+
+// What sets the cost of a training step, from a resolved config (or a `normexp bench` row,
+// which carries the same fields): the model section, norm.name, train.batch_size,
+// data.augment and data.cutout. Precision and memory format are the bench's own.
+std::string workload_key(const nlohmann::json& model, const std::string& norm,
+                         std::int64_t batch_size, const std::string& augment, std::int64_t cutout);
+
+// The task.name of a resolved config ("classify" when it has none).
+std::string config_task_name(const config::Experiment& exp);
+
+// Device time of planned runs from `normexp bench` rows (arrays as `bench --out` writes
+// them): each run takes epochs x training-set size / images/s of the row with its workload.
+// Training steps only: evaluation passes and checkpoints come on top. Comment lines
+// ("# ..."), ending with the total and the runs without a matching row.
+std::vector<std::string> estimate_plan(const std::vector<PlanItem>& items,
+                                       const std::vector<nlohmann::json>& bench_rows);
 
 // Learning curves: writes <dir>/<spec>.dat (one gnuplot data block per cell with completed
 // runs, per-epoch means over seeds) and <dir>/<spec>.gp, then runs gnuplot when it is on

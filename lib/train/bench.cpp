@@ -102,6 +102,7 @@ nlohmann::json entry_json(const Entry& e, const c10::Device& device, const Bench
       {"norm", exp.section("norm").get_string("name")},
       {"optimizer", exp.section("optim").get_string("name")},
       {"augment", exp.section("data").get_string("augment")},
+      {"cutout", exp.section("data").get_int("cutout")},
       {"batch_size", e.batch},
       {"bf16", e.bf16},
       {"channels_last", e.channels_last},

@@ -237,6 +237,39 @@ TEST_F(Fixture, PlanListsExactlyTheMissingCellSeedPairs) {
   EXPECT_NE(script.find("eval \"${cmds[$SLURM_ARRAY_TASK_ID]}\""), std::string::npos);
 }
 
+// Device-hours of the missing runs from `normexp bench` rows: epochs x training-set size /
+// images/s per run, matched by workload; runs without a row are listed, not guessed.
+TEST_F(Fixture, PlanEstimatesDeviceHoursFromBenchRows) {
+  const auto spec = report::load_spec(spec_path_);
+  report::PlanOptions o;
+  o.seeds = {0, 1, 2, 3};
+  std::vector<std::string> comments;
+  const auto items = report::plan_items(spec, schema(), report::index_results(root_), o, comments);
+  ASSERT_EQ(items.size(), 7u);
+  const auto exp = config::load_experiment(config_, {}, schema());
+  const auto resolved = exp.resolved();
+  // The noise level does not change the workload: every cell shares one row.
+  const auto key = report::workload_key(resolved["model"], "cwo", 16, "standard", 0);
+  for (const auto& i : items) EXPECT_EQ(i.workload, key);
+  nlohmann::json row = {{"benchmark", "train_step"}, {"model", resolved["model"]},
+                        {"norm", "cwo"},              {"batch_size", 16},
+                        {"augment", "standard"},      {"cutout", 0},
+                        {"images_per_s", 100.0},      {"device", "testdev"},
+                        {"estimate", {{"train_size", 7200}}}};
+  auto lines = report::estimate_plan(items, {row});
+  ASSERT_FALSE(lines.empty());
+  // 1 epoch x 7200 images / 100 images/s = 72 s = 0.02 h per run; 7 runs.
+  EXPECT_EQ(lines[0], "# estimate: 7 of 7 planned runs, 0.1 device-hours of training steps on "
+                      "testdev (evaluation not included)");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[1].find("7 runs x   0.02 h"), std::string::npos) << lines[1];
+
+  row["batch_size"] = 32;  // another workload: nothing matches
+  lines = report::estimate_plan(items, {row});
+  EXPECT_NE(lines[0].find("0 of 7 planned runs"), std::string::npos) << lines[0];
+  EXPECT_NE(lines.back().find("no bench row for: " + key), std::string::npos) << lines.back();
+}
+
 TEST_F(Fixture, PlotsWriteDataAndScript) {
   const auto spec = report::load_spec(spec_path_);
   const auto out = dir_.path() / "plots";
@@ -358,6 +391,12 @@ TEST_F(Fixture, CliReportPlanAndSweep) {
   EXPECT_NE(r.out.find("# tiny_table: 3 missing"), std::string::npos) << r.out;
   r = sh(bin + " report nonexistent_table --tables " + dir_.path().string());
   EXPECT_EQ(r.code, 2) << r.out;
+  const auto not_bench = dir_.write("other.json", "[{\"benchmark\": \"bcn_overhead\"}]");
+  r = sh(bin + " plan " + spec_path_.string() + " --results " + root_.string() +
+         " --estimate " + not_bench.string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("not the output of `normexp bench CONFIG --out`"), std::string::npos)
+      << r.out;
 
   const std::string sweep = "NORMEXP_BIN=" + bin + " bash " +
                             (kSource / "scripts/sweep_sigma.sh").string() + " " +

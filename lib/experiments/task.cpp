@@ -45,23 +45,6 @@ std::string task_name(const config::Experiment& exp) {
 }
 
 namespace {
-const char* status_name(TaskStatus s) {
-  switch (s) {
-    case TaskStatus::Completed: return "completed";
-    case TaskStatus::Diverged: return "diverged";
-    case TaskStatus::Interrupted: return "interrupted";
-  }
-  return "?";
-}
-
-TaskStatus from_train(train::RunStatus s) {
-  switch (s) {
-    case train::RunStatus::Completed: return TaskStatus::Completed;
-    case train::RunStatus::Diverged: return TaskStatus::Diverged;
-    case train::RunStatus::Interrupted: return TaskStatus::Interrupted;
-  }
-  return TaskStatus::Completed;
-}
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -77,7 +60,7 @@ ExperimentResult run_experiment(const config::Experiment& exp, const RunOptions&
     o.resume = options.resume;
     o.interrupt_at_step = options.interrupt_at_step;
     auto r = train::run(exp, o);
-    out.status = from_train(r.status);
+    out.status = r.status;
     out.dir = std::move(r.dir);
     out.metrics = std::move(r.metrics);
     return out;
@@ -138,10 +121,10 @@ ExperimentResult run_experiment(const config::Experiment& exp, const RunOptions&
       exp, device, dir, [&](const nlohmann::json& r) { write("running", r); },
       [] { return train::SignalScope::stop_requested(); });
   TaskResult r = def.run(ctx);
-  write(status_name(r.status), r.results);
+  write(train::status_name(r.status), r.results);
   out.status = r.status;
   out.dir = dir;
-  out.metrics = metrics(status_name(r.status), r.results);
+  out.metrics = metrics(train::status_name(r.status), r.results);
   return out;
 }
 

@@ -18,10 +18,12 @@
 #include <nlohmann/json.hpp>
 
 #include "config/experiment.h"
+#include "train/status.h"
 
 namespace normexp::experiments {
 
-enum class TaskStatus { Completed, Diverged, Interrupted };
+// Tasks end the way classification runs do.
+using TaskStatus = train::RunStatus;
 
 struct TaskResult {
   TaskStatus status = TaskStatus::Completed;

@@ -16,6 +16,7 @@
 #include "nn/norm_scheme.h"
 #include "optim/lr_schedule.h"
 #include "optim/optimizer.h"
+#include "train/status.h"
 
 namespace c10 {
 struct Device;
@@ -48,8 +49,6 @@ Built build(const config::Experiment& exp, const c10::Device& device,
 
 std::filesystem::path run_dir(const config::Experiment& exp);
 
-enum class RunStatus { Completed, Diverged, Interrupted };
-const char* status_name(RunStatus s);
 
 struct RunResult {
   RunStatus status = RunStatus::Completed;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh), then train the quick start (a small CNN on synthetic data, with
-# BN and with cwo) and print the comparison table.
+# Set up (scripts/setup.sh), then train the quick start (file 004's 9-layer CNN, narrow, on
+# Fashion-MNIST at the paper's lr 0.1, with BN and with cwo) and print the comparison table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -43,35 +43,36 @@ torch::Tensor ProbeImpl::sigma() const {
   return (sigma_sum_ / static_cast<double>(batches_)).cpu();
 }
 
-ProbedScheme::ProbedScheme(std::unique_ptr<nn::NormScheme> inner) : inner_(std::move(inner)) {}
+ProbedScheme::ProbedScheme(std::unique_ptr<nn::NormScheme> inner)
+    : ForwardingScheme(std::move(inner)) {}
 
 torch::nn::AnyModule ProbedScheme::conv(const nn::ConvSpec& spec) {
-  Probe p(ProbeKind::Conv, "conv" + std::to_string(conv_count_++), inner_->conv(spec));
+  Probe p(ProbeKind::Conv, "conv" + std::to_string(conv_count_++), inner().conv(spec));
   p->conv_spec = spec;
   convs_.push_back(p);
   return torch::nn::AnyModule(p);
 }
 
 torch::nn::AnyModule ProbedScheme::norm(int64_t channels, const std::string& where) {
-  Probe p(ProbeKind::Norm, where, inner_->norm(channels, where));
+  Probe p(ProbeKind::Norm, where, inner().norm(channels, where));
   norms_.push_back(p);
   return torch::nn::AnyModule(p);
 }
 
 torch::nn::AnyModule ProbedScheme::residual_norm(int64_t channels, const std::string& where) {
-  Probe p(ProbeKind::Norm, where, inner_->residual_norm(channels, where));
+  Probe p(ProbeKind::Norm, where, inner().residual_norm(channels, where));
   norms_.push_back(p);
   return torch::nn::AnyModule(p);
 }
 
 torch::nn::AnyModule ProbedScheme::token_norm(int64_t dim, const std::string& where) {
-  Probe p(ProbeKind::TokenNorm, where, inner_->token_norm(dim, where));
+  Probe p(ProbeKind::TokenNorm, where, inner().token_norm(dim, where));
   norms_.push_back(p);
   return torch::nn::AnyModule(p);
 }
 
 torch::nn::AnyModule ProbedScheme::classifier(int64_t in, int64_t out) {
-  auto c = inner_->classifier(in, out);
+  auto c = inner().classifier(in, out);
   classifier_ = c.ptr();
   return c;
 }

@@ -64,7 +64,7 @@ class ProbeImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Probe);
 
-class ProbedScheme : public nn::NormScheme {
+class ProbedScheme : public nn::ForwardingScheme {
  public:
   explicit ProbedScheme(std::unique_ptr<nn::NormScheme> inner);
 
@@ -73,7 +73,6 @@ class ProbedScheme : public nn::NormScheme {
   torch::nn::AnyModule residual_norm(int64_t channels, const std::string& where) override;
   torch::nn::AnyModule token_norm(int64_t dim, const std::string& where) override;
   torch::nn::AnyModule classifier(int64_t in, int64_t out) override;
-  void finalize(torch::nn::Module& model) override { inner_->finalize(model); }
 
   // In build order (= forward order for our models).
   const std::vector<Probe>& conv_probes() const { return convs_; }
@@ -83,7 +82,6 @@ class ProbedScheme : public nn::NormScheme {
   void clear();
 
  private:
-  std::unique_ptr<nn::NormScheme> inner_;
   std::vector<Probe> convs_, norms_;
   std::shared_ptr<torch::nn::Module> classifier_;
   int64_t conv_count_ = 0;

@@ -74,6 +74,17 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
   sync_directory(parent);
 }
 
+void append_file(const std::filesystem::path& path, std::string_view content) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot append to", path, errno);
+  if (!write_all(fd, content) || ::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    fail("cannot append to", path, err);
+  }
+  if (::close(fd) != 0) fail("cannot append to", path, errno);
+}
+
 std::string read_file(const std::filesystem::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("cannot read", path, errno);

@@ -7,7 +7,7 @@
 namespace normexp::models {
 
 namespace {
-// norm-ReLU-conv3x3(stride)-norm-ReLU-dropout-conv3x3, + shortcut. When the shape changes,
+// norm-ReLU-conv3x3(stride)-norm-ReLU-dropout-conv3x3[-scale], + shortcut. When the shape changes,
 // the shortcut is a 1x1 conv on the pre-activated input (as in the authors' reference code);
 // otherwise it is the raw input. Registered in forward order; the shortcut conv has no norm
 // after it, so its place does not affect the noise-layer numbering.
@@ -20,11 +20,15 @@ class WideBlockImpl : public torch::nn::Module {
     register_module("bn1", bn1_.ptr());
     conv1_ = scheme.conv({in, out, 3, stride, 1});
     register_module("conv1", conv1_.ptr());
-    // bn2's scale sets the branch's scale (ReLU and the conv after it are homogeneous).
-    bn2_ = scheme.residual_norm(out, where + ".bn2");
+    bn2_ = scheme.norm(out, where + ".bn2");
     register_module("bn2", bn2_.ptr());
     conv2_ = scheme.conv({out, out, 3, 1, 1});
     register_module("conv2", conv2_.ptr());
+    // The branch ends in conv2, with no norm after it: a scheme that needs the branch to start
+    // small (cwo) scales it here. Not at bn2: a zero gamma there is followed by a ReLU, whose
+    // gradient at 0 is 0, so neither the scale nor the convs would ever learn.
+    scale_ = scheme.branch_scale(out, where + ".scale");
+    if (!scale_.is_empty()) register_module("scale", scale_.ptr());
     if (in != out || stride != 1) {
       shortcut_ = scheme.conv({in, out, 1, stride, 0});
       register_module("shortcut", shortcut_.ptr());
@@ -37,12 +41,13 @@ class WideBlockImpl : public torch::nn::Module {
     auto out = bn2_.forward(conv1_.forward(pre)).relu_();
     if (dropout_ > 0.0) out = torch::dropout(out, dropout_, is_training());
     out = conv2_.forward(out);
+    if (!scale_.is_empty()) out = scale_.forward(out);
     return out + (shortcut_.is_empty() ? x : shortcut_.forward(pre));
   }
 
  private:
   double dropout_;
-  torch::nn::AnyModule bn1_, conv1_, bn2_, conv2_, shortcut_;
+  torch::nn::AnyModule bn1_, conv1_, bn2_, conv2_, scale_, shortcut_;
 };
 TORCH_MODULE(WideBlock);
 

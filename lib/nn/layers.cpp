@@ -20,6 +20,14 @@ void center_rows_(const torch::Tensor& t) {
   t.sub_(t.mean(row_dims(t), /*keepdim=*/true));
 }
 
+void remove_radial_rows_(const torch::Tensor& g, const torch::Tensor& w) {
+  torch::NoGradGuard no_grad;
+  if (g.dim() < 2) return;
+  const auto dims = row_dims(w);
+  auto along = (g * w).sum(dims, /*keepdim=*/true) / w.pow(2).sum(dims, true).clamp_min(1e-30);
+  g.sub_(w * along);
+}
+
 void project_rows_(const torch::Tensor& weight, const ConstraintSpec& spec) {
   torch::NoGradGuard no_grad;
   if (weight.dim() < 2) return;
@@ -57,19 +65,41 @@ torch::Tensor WSConv2dImpl::forward(const torch::Tensor& input) {
   return _conv_forward(input, standardized_weight());
 }
 
-AffineNoiseImpl::AffineNoiseImpl(int64_t channels, bool per_batch)
-    : channels_(channels), per_batch_(per_batch) {
+AffineNoiseImpl::AffineNoiseImpl(int64_t channels, bool per_batch, AffineInit init, double scale)
+    : channels_(channels), per_batch_(per_batch), init_(init), scale_(scale) {
   reset();
 }
 
 void AffineNoiseImpl::reset() {
-  weight = register_parameter("weight", torch::ones({channels_}));
+  weight = register_parameter("weight", torch::full({channels_}, scale_));
   bias = register_parameter("bias", torch::zeros({channels_}));
+  if (init_ == AffineInit::Data) {
+    initialized_ = register_buffer("initialized", torch::zeros({}));
+    pending_ = true;
+  }
+}
+
+void AffineNoiseImpl::init_from(const torch::Tensor& x) {
+  pending_ = false;
+  // Once per layer and process: a run restored from a checkpoint has done it already.
+  if (initialized_.item<double>() != 0.0) return;
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> dims;
+  for (int64_t d = 0; d < x.dim(); ++d)
+    if (d != 1) dims.push_back(d);
+  const auto xf = x.detach().to(torch::kFloat);
+  // BN's statistics (biased variance, its eps) over the batch and the positions.
+  const auto mean = xf.mean(dims);
+  const auto inv_std = (xf.var(dims, /*unbiased=*/false) + 1e-5).rsqrt();
+  weight.copy_(inv_std * scale_);
+  bias.copy_(-mean * inv_std * scale_);
+  initialized_.fill_(1);
 }
 
 torch::Tensor AffineNoiseImpl::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() >= 2 && x.size(1) == channels_, "AffineNoise: expected ", channels_,
               " channels in dim 1, got input of shape ", x.sizes());
+  if (pending_) init_from(x);
   std::vector<int64_t> shape(x.dim(), 1);
   shape[1] = channels_;
   auto gamma = weight.view(shape);
@@ -82,6 +112,23 @@ torch::Tensor AffineNoiseImpl::forward(const torch::Tensor& x) {
     gamma = gamma * n.mul_(sigma_).add_(1.0);
   }
   return torch::addcmul(beta.to(x.scalar_type()), x, gamma.to(x.scalar_type()));
+}
+
+ChannelScaleImpl::ChannelScaleImpl(int64_t channels, double init)
+    : channels_(channels), init_(init) {
+  reset();
+}
+
+void ChannelScaleImpl::reset() {
+  weight = register_parameter("weight", torch::full({channels_}, init_));
+}
+
+torch::Tensor ChannelScaleImpl::forward(const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() >= 2 && x.size(1) == channels_, "ChannelScale: expected ", channels_,
+              " channels in dim 1, got input of shape ", x.sizes());
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[1] = channels_;
+  return x * weight.view(shape).to(x.scalar_type());
 }
 
 }  // namespace normexp::nn

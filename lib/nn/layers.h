@@ -16,7 +16,18 @@ struct ConstraintSpec {
   double c = 2.0;  // file 004 §3.1: c = 2 keeps activation variance constant under ReLU
   bool center = true;
   bool sphere = true;
+  // Also remove the gradient's radial component (along w) before the momentum sees it, so
+  // the step is along the sphere's tangent space (Riemannian SGD). Algorithm 1 as printed
+  // keeps it and lets the projection undo it, which with momentum it cannot always do: a
+  // buffered radial step longer than ||w|| = sqrt(c) flips the row through the origin.
+  bool tangent = false;
+  // Whether SGD's momentum applies to these weights. Algorithm 1 as printed steps along the
+  // centered gradient itself; §4.1.1 trains "with SGD with a momentum of 0.9".
+  bool momentum = true;
 };
+
+// Removes from every row of `g` its component along the same row of `w`, in place.
+void remove_radial_rows_(const torch::Tensor& g, const torch::Tensor& w);
 
 // Projects every output row of `weight` (dim 0 = outputs) onto the constraint set, in place:
 // centers the row, then rescales it to norm sqrt(c). Works for any memory layout.
@@ -67,9 +78,17 @@ TORCH_MODULE(WSConv2d);
 // training: y = (1 + n)*gamma*x + beta, n ~ N(0, sigma^2) (Eq. 7). Channels are dim 1.
 // One n per (sample, channel) by default — the paper does not say; per_batch draws one n per
 // channel for the whole batch, as BN's batch statistics vary per batch.
+//
+// Initialization: gamma = `scale`, beta = 0 (unit: BN's init, gamma = 1), or from the data
+// (Salimans & Kingma 2016 §3.2): at the first forward, gamma = scale/std and beta =
+// -scale*mean/std per channel of that batch, so that the layer starts by computing what BN
+// computes on it. A buffer records that it happened, so a restored checkpoint is not redone.
+enum class AffineInit { Unit, Data };
+
 class AffineNoiseImpl : public torch::nn::Cloneable<AffineNoiseImpl> {
  public:
-  AffineNoiseImpl(int64_t channels, bool per_batch = false);
+  AffineNoiseImpl(int64_t channels, bool per_batch = false, AffineInit init = AffineInit::Unit,
+                  double scale = 1.0);
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x);
 
@@ -81,10 +100,34 @@ class AffineNoiseImpl : public torch::nn::Cloneable<AffineNoiseImpl> {
   torch::Tensor bias;    // beta
 
  private:
+  void init_from(const torch::Tensor& x);
+
   int64_t channels_;
   bool per_batch_;
+  AffineInit init_;
+  double scale_;
   double sigma_ = 0.0;
+  bool pending_ = false;     // data init not done yet in this process
+  torch::Tensor initialized_;  // data init: 0-dim buffer, 1 once done (kept in checkpoints)
 };
 TORCH_MODULE(AffineNoise);
+
+// y = s * x with one learnable s per channel (dim 1), no bias and no noise: the scale that ends
+// a residual branch in pre-activation blocks (NormScheme::branch_scale). Starting it at 0
+// makes each block the identity at initialization while its gradient, dL/ds = <dL/dy, x>, is
+// non-zero, so the branch starts learning at the first step (SkipInit, De & Smith 2020).
+class ChannelScaleImpl : public torch::nn::Cloneable<ChannelScaleImpl> {
+ public:
+  ChannelScaleImpl(int64_t channels, double init);
+  void reset() override;
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::Tensor weight;
+
+ private:
+  int64_t channels_;
+  double init_;
+};
+TORCH_MODULE(ChannelScale);
 
 }  // namespace normexp::nn

@@ -23,16 +23,21 @@ double scaled_lr(const config::Params& optim, int64_t batch_size) {
 
 at::Tensor Optimizer::step_gradient(const nn::ParamInfo& info) {
   auto g = info.tensor.grad();
-  if (info.role == nn::ParamRole::Constrained && info.constraint.center) {
-    g = g.clone();
-    nn::center_rows_(g);
-  }
+  if (info.role != nn::ParamRole::Constrained) return g;
+  const auto& c = info.constraint;
+  const bool tangent = c.tangent && c.sphere;
+  if (!c.center && !tangent) return g;
+  g = g.clone();
+  if (c.center) nn::center_rows_(g);
+  if (tangent) nn::remove_radial_rows_(g, info.tensor);
   return g;
 }
 
 bool Optimizer::decays(const nn::ParamInfo& info, bool decay_norm_and_bias) {
-  return info.role == nn::ParamRole::Weight || info.role == nn::ParamRole::Constrained ||
-         decay_norm_and_bias;
+  // On a sphere, decay is a radial step: the tangent update removes it with the rest.
+  if (info.role == nn::ParamRole::Constrained)
+    return !(info.constraint.tangent && info.constraint.sphere);
+  return info.role == nn::ParamRole::Weight || decay_norm_and_bias;
 }
 
 Sgd::Sgd(std::vector<nn::ParamInfo> params, SgdOptions options) : options_(options) {
@@ -111,7 +116,7 @@ void Sgd::update_one(size_t i, const Lr& lr) {
   auto g = step_gradient(info);
   if (decays(info, options_.decay_norm_and_bias) && options_.weight_decay != 0.0)
     g = g.add(p, options_.weight_decay);
-  if (options_.momentum != 0.0) {
+  if (options_.momentum != 0.0 && !(constrained && !info.constraint.momentum)) {
     auto& buf = buffers_[i];
     if (!buf.defined()) {
       buf = g.detach().clone();

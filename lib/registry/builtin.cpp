@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "data/cifar.h"
+#include "data/fashion_mnist.h"
 #include "data/synthetic.h"
 #include "experiments/probe.h"
 #include "experiments/simclr.h"
@@ -24,6 +25,9 @@ void register_builtin_datasets(Registry<DatasetFactory>& r) {
     r.add({data::cifar_name(v), "official CIFAR binary files (normexp data fetch|prepare)",
            data::CifarDataset::options(v),
            [v](const Params& p) { return std::make_unique<data::CifarDataset>(p, v); }});
+  r.add({"fashion_mnist", "Fashion-MNIST IDX files (Debian's dataset-fashion-mnist)",
+         data::FashionMnistDataset::options(),
+         [](const Params& p) { return std::make_unique<data::FashionMnistDataset>(p); }});
 }
 
 void register_builtin_models(Registry<ModelFactory>& r) {
@@ -184,6 +188,13 @@ std::vector<OptionSpec> train_options() {
                           "and replay it (CUDA, SGD): auto uses graphs where possible, on also "
                           "warns when it cannot; results match eager within bf16 tolerance",
                           {"off", "auto", "on"})),
+      unhashed(opt_int("monitor_every", 0,
+                       "every N steps record per-layer scales (output, gradient, weight and "
+                       "gamma/beta RMS and max) into diagnostics.jsonl and the epoch's last "
+                       "sample into history.jsonl, and check every layer's output and gradient "
+                       "for non-finite values at every step (a divergence then names the layer "
+                       "and step); 0: off (a divergence is then located after the fact)",
+                       at_least(0))),
       unhashed(opt_int("threads", 0, "CPU threads for LibTorch (0: all cores)", at_least(0))),
       unhashed(opt_bool("deterministic", false, "deterministic algorithms only (slower on CUDA)")),
       unhashed(opt_string("progress", "auto",

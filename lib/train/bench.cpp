@@ -57,7 +57,8 @@ struct Entry {
       next_batch = 0;
     }
     auto [images, labels] = loader->batch(next_batch++);
-    step->run(images, labels, b.schedule->lr_at(global_step++));
+    const int64_t s = global_step++;
+    step->run(images, labels, b.schedule->lr_at(s), s + 1);
   }
 };
 

@@ -24,6 +24,7 @@
 #include "registry/builtin.h"
 #include "train/cuda_backend.h"
 #include "train/device.h"
+#include "train/monitor.h"
 #include "train/progress.h"
 #include "train/step.h"
 #include "train/trainer.h"
@@ -174,8 +175,9 @@ struct EpochState {
 
 class Run {
  public:
-  Run(const config::Experiment& exp, Built built, const c10::Device& device,
-      data::ImageData data, std::filesystem::path dir, const RunOptions& options)
+  Run(const config::Experiment& exp, Built built, std::vector<Watch> watches,
+      const c10::Device& device, data::ImageData data, std::filesystem::path dir,
+      const RunOptions& options)
       : exp_(exp), b_(std::move(built)), device_(device), dir_(std::move(dir)), options_(options) {
     const Params& train = exp.section("train");
     const Params& data_p = exp.section("data");
@@ -207,6 +209,9 @@ class Run {
     step_options.graphs = parse_graph_mode(train.get_string("cuda_graphs"));
     stepper_ = std::make_unique<TrainStep>(*b_.model, *b_.optimizer, pipeline_, device_,
                                            step_options);
+    monitor_ = std::make_unique<LayerMonitor>(std::move(watches), train.get_int("monitor_every"),
+                                              device_);
+    if (monitor_->every() > 0) stepper_->set_observer(monitor_.get());
     started_at_ = iso_time_now();
   }
 
@@ -264,6 +269,7 @@ class Run {
     prior_wall_s_ = old.value("wall_time_s", 0.0);
     resumes_ = old.value("resumes", 0) + 1;
     for (const auto& row : history_) epoch_times_.push_back(row["epoch_time_s"].get<double>());
+    truncate_diagnostics(step_);
     spdlog::info("resuming {} at epoch {} step {} (batch {} of the epoch)", dir_.string(),
                  std::max<int64_t>(1, state_.epoch + (state_.next_batch == 0 ? 1 : 0)), step_,
                  state_.next_batch);
@@ -364,13 +370,13 @@ class Run {
       if (max_steps_ > 0 && step_ >= max_steps_) break;
       auto [images, labels] = train_loader_->batch(i);
       lr = b_.schedule->lr_at(step_);
-      stepper_->run(images, labels, lr);
+      stepper_->run(images, labels, lr, step_ + 1);
       state_.seen += labels.size(0);
       ++step_;
       ++i;
       if (progress_->due()) {
         const double l = stepper_->last_loss().item<double>();
-        if (!std::isfinite(l)) return diverged(epoch);
+        if (!std::isfinite(l)) return diverged(epoch, images, labels);
         progress_->draw(epoch, i, steps, l, eta(epoch, static_cast<double>(i) / steps));
       }
       if (stop_requested() && i < steps) {
@@ -383,12 +389,12 @@ class Run {
     const double train_time = state_.train_time;
     const int64_t seen = state_.seen;
     const double train_loss = seen ? stepper_->loss_sum().item<double>() / seen : 0.0;
-    if (!std::isfinite(train_loss)) return diverged(epoch);
+    if (!std::isfinite(train_loss)) return diverged(epoch, train_loader_->batch(0));
 
     const auto e0 = std::chrono::steady_clock::now();
     const EvalResult test = evaluate(model, *test_loader_, pipeline_, bf16_);
     const double eval_time = seconds_since(e0);
-    if (!std::isfinite(test.loss)) return diverged(epoch);
+    if (!std::isfinite(test.loss)) return diverged(epoch, train_loader_->batch(0));
     nlohmann::json row = {
         {"epoch", epoch},
         {"step", step_},
@@ -407,6 +413,10 @@ class Run {
         {"elapsed_s", prior_wall_s_ + seconds_since(started_)},
     };
     state_.next_batch = 0;  // the epoch is complete
+    if (auto rows = monitor_->take_rows(); !rows.empty()) {
+      append_diagnostics(rows);
+      row["monitor"] = rows.back();  // the epoch's last sample (history.jsonl only)
+    }
     history_.push_back(row);
     epoch_times_.push_back(train_time + eval_time);
     write_history();
@@ -422,6 +432,7 @@ class Run {
   }
 
   RunStatus interrupted(int64_t epoch) {
+    append_diagnostics(monitor_->take_rows());  // samples up to the checkpoint's step
     write_checkpoint();
     progress_->epoch_done(fmt::format(
         "interrupted in epoch {} at step {}; checkpoint written, status 'interrupted' "
@@ -430,12 +441,68 @@ class Run {
     return RunStatus::Interrupted;
   }
 
-  RunStatus diverged(int64_t epoch) {
+  RunStatus diverged(int64_t epoch, const std::pair<at::Tensor, at::Tensor>& batch) {
+    return diverged(epoch, batch.first, batch.second);
+  }
+
+  // Records where the divergence started: the exact step (kept on the device), and the first
+  // layer whose output or gradient was non-finite: at that step when the monitor checked every
+  // step, otherwise in a post-mortem forward/backward of `images` with the diverged weights.
+  RunStatus diverged(int64_t epoch, const at::Tensor& images, const at::Tensor& labels) {
     diverged_epoch_ = epoch;
-    progress_->epoch_done(fmt::format("epoch {}: non-finite loss at step {}; stopping (status "
-                                      "'diverged')",
-                                      epoch, step_));
+    append_diagnostics(monitor_->take_rows());  // the samples up to the blow-up
+    const int64_t first_step = stepper_->first_nonfinite_step().item<int64_t>();
+    nlohmann::json d = {{"epoch", epoch}, {"step", first_step >= 0 ? first_step : step_}};
+    if (monitor_->every() > 0) {
+      d["method"] = "train.monitor_every: every layer checked at every step";
+    } else {
+      d["method"] =
+          "post-mortem: one forward/backward of a training batch with the weights after the "
+          "divergence (set train.monitor_every to catch the layer at the step itself)";
+      monitor_->checked_pass(step_, [&] { stepper_->forward_backward(images, labels); });
+    }
+    d["first_nonfinite"] = monitor_->first_nonfinite();
+    for (const auto& p : b_.optimizer->params())
+      if (!p.tensor.isfinite().all().item<bool>()) {
+        d["first_nonfinite_parameter"] = p.name;
+        break;
+      }
+    divergence_ = d;
+    std::string where;
+    if (d["first_nonfinite"].contains("output"))
+      where = fmt::format("; first non-finite output: {} (step {})",
+                          d["first_nonfinite"]["output"]["layer"].get<std::string>(),
+                          d["first_nonfinite"]["output"]["step"].get<int64_t>());
+    if (d.contains("first_nonfinite_parameter"))
+      where += "; first non-finite parameter: " + d["first_nonfinite_parameter"].get<std::string>();
+    progress_->epoch_done(fmt::format("epoch {}: non-finite loss at step {}{}; stopping (status "
+                                      "'diverged', details in metrics.json 'divergence')",
+                                      epoch, d["step"].get<int64_t>(), where));
     return RunStatus::Diverged;
+  }
+
+  // diagnostics.jsonl: one line per sampled step (train.monitor_every), appended as epochs end.
+  void append_diagnostics(const std::vector<nlohmann::json>& rows) const {
+    if (rows.empty()) return;
+    std::string text;
+    for (const auto& r : rows) text += r.dump() + "\n";
+    append_file(dir_ / "diagnostics.jsonl", text);
+  }
+
+  // A resumed run re-samples the steps after its checkpoint: drop them (and a line cut short by
+  // a kill) so that no step appears twice.
+  void truncate_diagnostics(int64_t last_step) const {
+    const auto path = dir_ / "diagnostics.jsonl";
+    if (!std::filesystem::exists(path)) return;
+    std::istringstream in(read_file(path));
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      try {
+        if (nlohmann::json::parse(line).at("step").get<int64_t>() <= last_step) kept += line + "\n";
+      } catch (const std::exception&) {
+      }
+    }
+    write_file_atomic(path, kept);
   }
 
   // Remaining time: mean epoch time so far (or the current epoch's pace) x epochs left.
@@ -479,7 +546,12 @@ class Run {
       m["best"] = nullptr;
     }
     if (diverged_epoch_ > 0) m["diverged_epoch"] = diverged_epoch_;
-    m["history"] = history_;
+    if (!divergence_.is_null()) m["divergence"] = divergence_;
+    m["history"] = nlohmann::json::array();
+    for (auto row : history_) {
+      row.erase("monitor");  // per-layer samples stay in history.jsonl and diagnostics.jsonl
+      m["history"].push_back(std::move(row));
+    }
     m["effective"] = {{"lr", b_.lr},
                       {"bf16", bf16_},
                       {"cuda_graphs", stepper_->graph_status()},
@@ -515,6 +587,8 @@ class Run {
   std::unique_ptr<data::DeviceLoader> train_loader_, test_loader_;
   std::unique_ptr<Progress> progress_;
   std::unique_ptr<TrainStep> stepper_;  // after b_ and pipeline_, which it refers to
+  std::unique_ptr<LayerMonitor> monitor_;
+  nlohmann::json divergence_;
   std::string data_description_, started_at_;
   std::chrono::steady_clock::time_point started_;
   std::vector<nlohmann::json> history_;
@@ -531,7 +605,13 @@ RunResult run(const config::Experiment& exp, const RunOptions& options) {
   const c10::Device device = resolve_device(exp.section("train"));
   setup_torch(exp, device);
 
-  Built built = build(exp, device);  // every config problem surfaces before anything is written
+  // Every conv, norm and classifier inside a Watch (train.monitor_every, divergence reports).
+  MonitoredScheme* monitored = nullptr;
+  Built built = build(exp, device, [&](std::unique_ptr<nn::NormScheme> scheme) {
+    auto m = std::make_unique<MonitoredScheme>(std::move(scheme));
+    monitored = m.get();
+    return m;
+  });  // every config problem surfaces before anything is written
   const auto dir = run_dir(exp);
   const bool exists = std::filesystem::exists(dir);
   if (exists && !options.resume) claim_dir(dir);  // throws with the existing run's status
@@ -549,7 +629,8 @@ RunResult run(const config::Experiment& exp, const RunOptions& options) {
   }
   data::ImageData data = built.dataset->load();
   if (!exists) claim_dir(dir);
-  Run r(exp, std::move(built), device, std::move(data), dir, options);
+  auto watches = monitored ? monitored->watches() : std::vector<Watch>{};
+  Run r(exp, std::move(built), std::move(watches), device, std::move(data), dir, options);
   if (exists && std::filesystem::exists(dir / "checkpoint.pt")) {
     r.restore();
   } else if (exists) {

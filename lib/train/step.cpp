@@ -30,6 +30,8 @@ TrainStep::TrainStep(models::ModelImpl& model, optim::Optimizer& optimizer,
   loss_sum_ = torch::zeros({}, on.dtype(torch::kDouble));
   correct_ = torch::zeros({}, on.dtype(torch::kLong));
   last_loss_ = torch::zeros({}, on.dtype(torch::kFloat));
+  step_ = torch::zeros({}, on.dtype(torch::kLong));
+  bad_step_ = torch::full({}, -1, on.dtype(torch::kLong));
   if (options_.graphs == GraphMode::Off) return;
   // Asked for graphs: the LR lives on the device from the first step on, so the eager
   // warmup steps and the replays do the same arithmetic.
@@ -60,12 +62,32 @@ void TrainStep::reset_sums() {
   correct_.zero_();
 }
 
-void TrainStep::body(const at::Tensor& images, const at::Tensor& labels, bool capturing) {
+void TrainStep::set_observer(StepObserver* observer) {
+  observer_ = observer;
+  if (observer_ && want_graph_) fall_back("train.monitor_every samples eager steps");
+}
+
+at::Tensor TrainStep::loss_of(const at::Tensor& images, const at::Tensor& labels,
+                              at::Tensor* logits_out) {
   auto x = pipeline_.prepare(images, /*train=*/true);
   if (options_.bf16) cuda::set_bf16_autocast(true);
   auto logits = model_.forward(x).to(torch::kFloat);
   if (options_.bf16) cuda::set_bf16_autocast(false);
-  auto loss = torch::nn::functional::cross_entropy(logits, labels);
+  *logits_out = logits;
+  return torch::nn::functional::cross_entropy(logits, labels);
+}
+
+void TrainStep::forward_backward(const at::Tensor& images, const at::Tensor& labels) {
+  at::Tensor logits;
+  auto loss = loss_of(images, labels, &logits);
+  optimizer_.zero_grad();
+  loss.backward();
+  if (options_.bf16) cuda::clear_autocast_cache();
+}
+
+void TrainStep::body(const at::Tensor& images, const at::Tensor& labels, bool capturing) {
+  at::Tensor logits;
+  auto loss = loss_of(images, labels, &logits);
   optimizer_.zero_grad();
   loss.backward();
   // The plain path hands the host LR to the update, exactly as before graphs existed.
@@ -81,10 +103,18 @@ void TrainStep::body(const at::Tensor& images, const at::Tensor& labels, bool ca
   loss_sum_.add_(l.to(torch::kDouble), n);
   correct_.add_(logits.detach().argmax(1).eq(labels).sum());
   last_loss_.copy_(l);
+  // The first non-finite loss, kept on the device: a divergence is found late (the host
+  // reads the loss only for progress and at the end of the epoch) but reported exactly.
+  bad_step_.copy_(torch::where(bad_step_.lt(0).logical_and(l.isfinite().logical_not()), step_,
+                               bad_step_));
+  if (observer_) observer_->after_step(logits.detach(), l);
 }
 
-void TrainStep::run(const at::Tensor& images, const at::Tensor& labels, double lr) {
+void TrainStep::run(const at::Tensor& images, const at::Tensor& labels, double lr,
+                    int64_t step) {
   ++steps_;
+  step_.fill_(step);  // a kernel with the value as its argument, outside any captured graph
+  if (observer_) observer_->before_step(step);
   if (!device_lr_) {
     host_lr_ = lr;
     body(images, labels, /*capturing=*/false);

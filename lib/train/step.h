@@ -30,6 +30,15 @@ class Graph;
 namespace normexp::train {
 
 enum class GraphMode { Off, Auto, On };
+
+// Looks at eager steps from the inside (train::LayerMonitor): called before the forward and
+// after the optimizer step. A TrainStep with an observer never captures a CUDA graph.
+class StepObserver {
+ public:
+  virtual ~StepObserver() = default;
+  virtual void before_step(int64_t step) = 0;  // global step, 1-based
+  virtual void after_step(const at::Tensor& logits, const at::Tensor& loss) = 0;
+};
 // "off" | "auto" | "on" (train.cuda_graphs); std::invalid_argument otherwise.
 GraphMode parse_graph_mode(const std::string& s);
 
@@ -49,8 +58,18 @@ class TrainStep {
   TrainStep(const TrainStep&) = delete;
   TrainStep& operator=(const TrainStep&) = delete;
 
-  // One update on uint8 images (N,C,H,W) and int64 labels (N), both on the device.
-  void run(const at::Tensor& images, const at::Tensor& labels, double lr);
+  // One update on uint8 images (N,C,H,W) and int64 labels (N), both on the device; `step`
+  // is the global step (1-based), recorded on the device for first_nonfinite_step().
+  void run(const at::Tensor& images, const at::Tensor& labels, double lr, int64_t step);
+  // Forward and backward of one batch without an update or running sums (the trainer's
+  // post-mortem after a divergence, with its observer's checks on).
+  void forward_backward(const at::Tensor& images, const at::Tensor& labels);
+  // Must outlive the TrainStep; set before the first step (nullptr: none).
+  void set_observer(StepObserver* observer);
+
+  // The first global step whose loss was non-finite, -1 while none (int64 device scalar: kept
+  // on the device at every step, read only after a divergence).
+  const at::Tensor& first_nonfinite_step() const { return bad_step_; }
 
   // The last step's mean loss (a float device scalar: reading it synchronizes).
   const at::Tensor& last_loss() const { return last_loss_; }
@@ -67,6 +86,7 @@ class TrainStep {
 
  private:
   void body(const at::Tensor& images, const at::Tensor& labels, bool capturing);
+  at::Tensor loss_of(const at::Tensor& images, const at::Tensor& labels, at::Tensor* logits);
   void capture(const at::Tensor& images, const at::Tensor& labels);
   void fall_back(const std::string& why);
 
@@ -81,6 +101,8 @@ class TrainStep {
   double host_lr_ = 0;
   std::string status_ = "off";
   std::unique_ptr<cuda::Graph> graph_;
+  StepObserver* observer_ = nullptr;
+  at::Tensor step_, bad_step_;
   at::Tensor lr_, last_loss_, loss_sum_, correct_, static_images_, static_labels_;
 };
 

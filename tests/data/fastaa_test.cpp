@@ -586,7 +586,7 @@ TEST(Png, ChecksumsAndLayout) {
 
 TEST(FastAACli, PreviewWritesAPngAndBenchPrintsTheRatio) {
   testing::TempDir dir;
-  const auto cfg = std::string(NORMEXP_SOURCE_DIR) + "/configs/quickstart.yaml";
+  const auto cfg = std::string(NORMEXP_SOURCE_DIR) + "/configs/synthetic.yaml";
   const auto out = (dir.path() / "p.png").string();
   auto r = testing::normexp("data preview " + cfg +
                             " --set data.augment=fastaa --set data.cutout=8 --count 12 "

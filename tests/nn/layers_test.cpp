@@ -80,6 +80,44 @@ TEST(AffineNoise, PerBatchDrawsOneNoisePerChannel) {
   EXPECT_GT((y - 1).abs().max().item<double>(), 0.0);
 }
 
+TEST(AffineNoise, DataInitStartsAsBatchNormOnTheFirstBatchOnly) {
+  torch::manual_seed(0);
+  const auto scale = torch::tensor({1.0, 3.0, 0.5}).view({1, 3, 1, 1});
+  const auto shift = torch::tensor({2.0, -1.0, 0.0}).view({1, 3, 1, 1});
+  const auto x = torch::randn({16, 3, 5, 5}) * scale + shift;
+  AffineNoise a(3, false, AffineInit::Data);
+  a->eval();  // no noise: the affine alone
+  const auto y = a->forward(x);
+  const auto bn = torch::batch_norm(x, {}, {}, {}, {}, /*training=*/true, 0.1, 1e-5, false);
+  EXPECT_TRUE(torch::allclose(y, bn, 1e-4, 1e-5));
+  // Later batches do not move it.
+  const auto gamma = a->weight.detach().clone();
+  a->forward(x * 10);
+  EXPECT_TRUE(torch::equal(gamma, a->weight));
+  // A layer restored from that state (the "initialized" buffer) keeps the restored values.
+  AffineNoise b(3, false, AffineInit::Data);
+  {
+    torch::NoGradGuard no_grad;
+    b->weight.copy_(a->weight);
+    b->bias.copy_(a->bias);
+    for (auto& buf : b->named_buffers()) buf.value().fill_(1);
+  }
+  b->forward(x * 10);
+  EXPECT_TRUE(torch::equal(gamma, b->weight));
+  // The end of a residual branch: scale 0 stays 0 (the block starts as the identity).
+  AffineNoise r(3, false, AffineInit::Data, 0.0);
+  EXPECT_EQ(r->forward(x).abs().max().item<double>(), 0.0);
+}
+
+TEST(ChannelScale, StartsAtItsInitAndGetsAGradientThere) {
+  ChannelScale s(2, 0.0);
+  auto x = torch::tensor({{1.0, 2.0}, {3.0, -4.0}}).view({2, 2, 1, 1});
+  auto y = s->forward(x);
+  EXPECT_EQ(y.abs().max().item<double>(), 0.0);
+  (y * x).sum().backward();  // d/ds of sum(s * x * x) = sum over the batch of x^2
+  EXPECT_TRUE(torch::allclose(s->weight.grad(), torch::tensor({10.0, 20.0})));
+}
+
 TEST(AssignNoise, LinearScheduleCountsLayersInForwardOrder) {
   torch::nn::Sequential seq;
   for (int i = 0; i < 4; ++i) {

@@ -44,6 +44,77 @@ TEST(Sgd, MomentumAndDecayMatchClosedForm) {
   EXPECT_NEAR(b.item<double>(), 0.5 - 0.5 - 0.5 * 1.9, 1e-6);
 }
 
+// cwo's projected step (file 004 Algorithm 1) with the choices the paper leaves open.
+nn::ParamInfo constrained(const std::string& name, torch::Tensor t, nn::ConstraintSpec spec) {
+  auto p = param(name, t, nn::ParamRole::Constrained);
+  p.constraint = spec;
+  return p;
+}
+
+TEST(Sgd, TangentStepNeverFlipsARowWhereTheLiteralStepDoes) {
+  // A row on the constraint set (centered, ||w||^2 = 2) and a gradient along the row itself
+  // (what a layer whose output should shrink gets). The literal step w - lr*g with lr*|g| >
+  // |w| passes through the origin; the projection then lands on -w: the filter flips sign.
+  const auto w0 = torch::tensor({{1.0, -1.0, 0.0, 0.0}});
+  for (const bool tangent : {false, true}) {
+    SCOPED_TRACE(tangent ? "tangent" : "centered");
+    auto w = w0.clone();
+    nn::ConstraintSpec spec;
+    spec.tangent = tangent;
+    SgdOptions o;
+    o.momentum = 0.0;
+    Sgd sgd({constrained("w", w, spec)}, o);
+    w.mutable_grad() = w0 * 3.0;  // radial, lr * 3 = 1.5 > 1
+    sgd.step(0.5);
+    const double cos = (w * w0).sum().item<double>() / 2.0;
+    EXPECT_NEAR((w * w).sum().item<double>(), 2.0, 1e-6);
+    if (tangent)
+      EXPECT_NEAR(cos, 1.0, 1e-6);  // the radial gradient is removed: nothing moves
+    else
+      EXPECT_NEAR(cos, -1.0, 1e-6);  // flipped
+  }
+  // A tangent gradient moves both the same way.
+  auto g = torch::tensor({{0.0, 0.0, 1.0, -1.0}});
+  std::vector<torch::Tensor> after;
+  for (const bool tangent : {false, true}) {
+    auto w = w0.clone();
+    nn::ConstraintSpec spec;
+    spec.tangent = tangent;
+    Sgd sgd({constrained("w", w, spec)}, SgdOptions{});
+    w.mutable_grad() = g.clone();
+    sgd.step(0.3);
+    after.push_back(w);
+  }
+  EXPECT_TRUE(torch::allclose(after[0], after[1], 1e-6, 1e-7));
+}
+
+TEST(Sgd, ConstrainedWeightsWithoutMomentumTakeAlgorithm1sPlainStep) {
+  // Two steps with the same tangent gradient: with momentum the second moves further (the
+  // buffer holds 1.9 g); without, both steps are lr * g before the projection.
+  auto run = [](bool momentum) {
+    auto w = torch::tensor({{1.0, -1.0, 0.0, 0.0}});
+    nn::ConstraintSpec spec;
+    spec.momentum = momentum;
+    SgdOptions o;
+    o.momentum = 0.9;
+    Sgd sgd({constrained("w", w, spec)}, o);
+    std::vector<double> angles;
+    auto prev = w.clone();
+    for (int i = 0; i < 2; ++i) {
+      w.mutable_grad() = torch::tensor({{0.0, 0.0, 0.1, -0.1}});
+      sgd.step(0.5);
+      angles.push_back(std::acos(std::min(1.0, (w * prev).sum().item<double>() / 2.0)));
+      prev = w.clone();
+    }
+    EXPECT_EQ(sgd.state().empty(), !momentum);
+    return angles;
+  };
+  const auto with = run(true), without = run(false);
+  EXPECT_NEAR(with[0], without[0], 1e-6);  // the first step is the same: buf = g
+  EXPECT_GT(with[1], 1.5 * without[1]);
+  EXPECT_NEAR(without[1], without[0], 0.02);
+}
+
 TEST(Sgd, NesterovAndDecayOfNormParamsWhenAsked) {
   auto g = torch::tensor({2.0});
   SgdOptions o;

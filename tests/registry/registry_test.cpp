@@ -14,17 +14,6 @@ namespace {
 
 const c10::Device kCpu(c10::kCPU);
 
-// Small variants keep models x norms fast (the defaults are CIFAR-sized: ResNet-110,
-// WRN-28-10). Every width is a multiple of 16, so gn's default 16 groups divide it.
-std::string small_model_options(const std::string& model) {
-  if (model == "cnn9") return ", width: 0.25";
-  if (model == "resnet") return ", depth: 8";
-  if (model == "wrn") return ", depth: 10, width: 1";
-  if (model == "resnet_v1") return ", depth: 18, width: 16";
-  if (model == "vit") return ", dim: 32, depth: 1, heads: 2, mlp_dim: 64";
-  return "";
-}
-
 TEST(Registry, EveryModelWithEveryNormSchemeRunsForward) {
   testing::TempDir dir;
   int combos = 0;
@@ -33,7 +22,7 @@ TEST(Registry, EveryModelWithEveryNormSchemeRunsForward) {
       SCOPED_TRACE(model + " + " + norm);
       auto exp = testing::experiment_from(
           dir, "data: {name: synthetic, classes: 7, resolution: 8, train_size: 16, test_size: 8}\n"
-               "model: {name: " + model + small_model_options(model) + "}\nnorm: {name: " + norm + "}\n");
+               "model: {name: " + model + testing::narrow_model_options(model) + "}\nnorm: {name: " + norm + "}\n");
       // Transformers need a norm for token features: ln, bcn and none have one.
       const bool token_norm = norm == "ln" || norm == "bcn" || norm == "none";
       if (model == "vit" && !token_norm) {

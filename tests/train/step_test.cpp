@@ -39,7 +39,8 @@ struct Rig {
     std::vector<double> losses;
     for (int s = 0; s < steps; ++s) {
       const int64_t i = (s % 4) * 32;
-      step.run(images.slice(0, i, i + 32), labels.slice(0, i, i + 32), b.schedule->lr_at(s));
+      step.run(images.slice(0, i, i + 32), labels.slice(0, i, i + 32), b.schedule->lr_at(s),
+               s + 1);
       losses.push_back(step.last_loss().item<double>());
     }
     return losses;

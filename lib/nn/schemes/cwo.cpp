@@ -11,13 +11,14 @@ namespace {
 class CwoScheme : public NormScheme {
  public:
   CwoScheme(ConstraintSpec spec, bool constrain_classifier, bool per_batch, NoiseSchedule noise,
-            double sigma, double residual_gamma)
+            double sigma, double residual_gamma, AffineInit init)
       : spec_(spec),
         constrain_classifier_(constrain_classifier),
         per_batch_(per_batch),
         noise_(std::move(noise)),
         sigma_(sigma),
-        residual_gamma_(residual_gamma) {}
+        residual_gamma_(residual_gamma),
+        init_(init) {}
 
   torch::nn::AnyModule conv(const ConvSpec& s) override {
     // The initial direction is PyTorch's default init; the constructor projects it onto the
@@ -30,14 +31,15 @@ class CwoScheme : public NormScheme {
   }
 
   torch::nn::AnyModule norm(int64_t channels, const std::string&) override {
-    return torch::nn::AnyModule(AffineNoise(channels, per_batch_));
+    return torch::nn::AnyModule(AffineNoise(channels, per_batch_, init_));
   }
 
   torch::nn::AnyModule residual_norm(int64_t channels, const std::string&) override {
-    AffineNoise a(channels, per_batch_);
-    torch::NoGradGuard no_grad;
-    a->weight.fill_(residual_gamma_);
-    return torch::nn::AnyModule(a);
+    return torch::nn::AnyModule(AffineNoise(channels, per_batch_, init_, residual_gamma_));
+  }
+
+  torch::nn::AnyModule branch_scale(int64_t channels, const std::string&) override {
+    return torch::nn::AnyModule(ChannelScale(channels, residual_gamma_));
   }
 
   torch::nn::AnyModule classifier(int64_t in, int64_t out) override {
@@ -52,6 +54,7 @@ class CwoScheme : public NormScheme {
   bool constrain_classifier_, per_batch_;
   NoiseSchedule noise_;
   double sigma_, residual_gamma_;
+  AffineInit init_;
 };
 }  // namespace
 
@@ -62,17 +65,41 @@ std::vector<config::OptionSpec> cwo_options() {
                 greater_than(0)),
       opt_bool("center", true, "centering constraint 1^T w = 0 (Table 3 ablation)"),
       opt_bool("sphere", true, "sphere constraint ||w||^2 = c (Table 3 ablation)"),
+      // Added after the first results: hashed only when set, so older configs keep their runs.
+      hashed_unless_default(opt_string("gradient", "centered",
+                 "centered: Algorithm 1 as printed (the row-centered gradient goes into the "
+                 "momentum, the projection then restores the norm); tangent: also remove its "
+                 "radial part first (Riemannian SGD), so no buffered step can flip a row "
+                 "through the origin",
+                 {"centered", "tangent"})),
+      hashed_unless_default(opt_string(
+          "init", "unit",
+          "gamma/beta of the affine layers: unit (gamma = 1, beta = 0, as BN starts; the "
+          "paper does not say) or data (from the first training batch, gamma = 1/std and "
+          "beta = -mean/std per channel, so the net starts by computing what BN computes: "
+          "Salimans & Kingma 2016 §3.2); a residual branch's last affine is also scaled by "
+          "residual_gamma",
+          {"unit", "data"})),
+      hashed_unless_default(opt_bool(
+          "momentum", true,
+          "SGD's momentum on the constrained weights too (§4.1.1: SGD with momentum 0.9); "
+          "false: Algorithm 1 as printed, a step along the centered gradient itself (gamma, "
+          "beta and the classifier keep their momentum)")),
       opt_bool("constrain_classifier", false,
-               "also constrain the final linear layer (the paper does not say; off: a plain "
-               "linear classifier with bias)"),
+               "also keep the final linear layer's rows on the constraint set (its bias stays "
+               "free), as Eq. 2's \"for all l\" can be read; off: a plain linear classifier. "
+               "The README has what each gave on Fashion-MNIST"),
       // Choices are filled from the noise-schedule registry (lib/registry/builtin.cpp).
       opt_string("noise.schedule", "none", "noise schedule over the L noise layers"),
       opt_float("noise.sigma", 0.0, "noise std sigma (Eq. 7-8)", at_least(0)),
       opt_float("residual_gamma", 0.0,
-                "initial gamma of the affine that ends each residual branch. Without "
-                "normalization, gamma = 1 doubles the activation variance per block (He init "
-                "on the sphere, c = 2): ~2^54 through ResNet-110. The paper does not say; 0 "
-                "makes every block the identity at initialization (Goyal et al. 2017)",
+                "initial scale at the end of each residual branch: the gamma of the affine "
+                "that ends it (ResNet), or a per-channel scale after the branch's last conv "
+                "(WRN's pre-activation blocks). Without normalization, 1 doubles the "
+                "activation variance per block (He init on the sphere, c = 2): ~2^54 through "
+                "ResNet-110. The paper does not say; 0 makes every block the identity at "
+                "initialization (Goyal et al. 2017; SkipInit, De & Smith 2020) while the "
+                "scale still gets a gradient",
                 at_least(0)),
       opt_string("noise.per", "sample",
                  "one noise draw per (sample, channel), or per channel for the whole batch",
@@ -85,6 +112,8 @@ std::unique_ptr<NormScheme> make_cwo(const config::Params& p, NoiseSchedule nois
   spec.c = p.get_float("c");
   spec.center = p.get_bool("center");
   spec.sphere = p.get_bool("sphere");
+  spec.tangent = p.get_string("gradient") == "tangent";
+  spec.momentum = p.get_bool("momentum");
   const double sigma = p.get_float("noise.sigma");
   if (p.get_string("noise.schedule") == "none" && sigma != 0.0)
     throw p.error("noise.sigma",
@@ -93,7 +122,9 @@ std::unique_ptr<NormScheme> make_cwo(const config::Params& p, NoiseSchedule nois
                       "'constant' or 'linear' (or sigma to 0)");
   return std::make_unique<CwoScheme>(spec, p.get_bool("constrain_classifier"),
                                      p.get_string("noise.per") == "batch", std::move(noise),
-                                     sigma, p.get_float("residual_gamma"));
+                                     sigma, p.get_float("residual_gamma"),
+                                     p.get_string("init") == "data" ? AffineInit::Data
+                                                                    : AffineInit::Unit);
 }
 
 }  // namespace normexp::nn

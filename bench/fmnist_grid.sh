@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Fills the Fashion-MNIST table (configs/tables/fmnist.yaml) on this machine, at a reduced size
+# stated here, and checks cwo's noise range: file 004's question "is cwo on par with BN?" on
+# real data that every machine has (Debian's dataset-fashion-mnist).
+#
+#   bench/fmnist_grid.sh [--seeds 0,1] [--epochs 4] [--train-size 15000] [--test-size 5000]
+#
+# 1. Grid: 3 architectures x {cwo, bn, gn, ws_bn, ws_gn} x seeds, each with the same --sets.
+# 2. Noise: every cwo config at sigma in {0, 0.2, ..., 1.0} (first seed): no run may diverge.
+# Then `normexp report fmnist` with the same --sets, and the time it all took. Runs go to
+# results/ with --resume, so a re-run only trains what is missing and re-reports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${NORMEXP_BIN:-build/apps/normexp/normexp}
+seeds=0,1 epochs=4 train=15000 test=5000
+while (($#)); do
+  case $1 in
+    --seeds) seeds=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    --train-size) train=$2; shift 2 ;;
+    --test-size) test=$2; shift 2 ;;
+    *) echo "fmnist_grid.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+sets=(--set "train.epochs=$epochs" --set "data.train_size=$train" --set "data.test_size=$test")
+start=$(date +%s)
+failed=()
+run() {
+  if ! "$bin" run "$@" "${sets[@]}" --resume --progress none >/dev/null 2>&1; then
+    failed+=("$*")
+  fi
+}
+IFS=, read -ra seed_list <<<"$seeds"
+for seed in "${seed_list[@]}"; do
+  for arch in cnn9 resnet14 wrn10_1; do
+    for norm in cwo bn gn ws_bn ws_gn; do
+      echo "grid: $arch $norm seed $seed" >&2
+      run "configs/fmnist/${arch}_${norm}.yaml" --seed "$seed"
+    done
+  done
+done
+grid_s=$(($(date +%s) - start))
+for arch in cnn9 resnet14 wrn10_1; do
+  for sigma in 0.0 0.2 0.4 0.6 0.8 1.0; do
+    echo "noise: $arch sigma $sigma" >&2
+    run "configs/fmnist/${arch}_cwo.yaml" --seed "${seed_list[0]}" --set "norm.noise.sigma=$sigma"
+  done
+done
+total_s=$(($(date +%s) - start))
+
+echo "## Fashion-MNIST grid: $epochs epochs, first $train training / $test test images, seeds $seeds"
+"$bin" report fmnist "${sets[@]}"
+echo
+echo "## cwo over the noise level (seed ${seed_list[0]}): final test error %, or the run's status"
+python3 - "${seed_list[0]}" "$epochs" "$train" <<'PY'
+import glob, json, sys
+seed, epochs, train = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+sigmas = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+print("| arch | " + " | ".join("σ=%.1f" % s for s in sigmas) + " |")
+print("|---|" + "---|" * len(sigmas))
+for arch in ["cnn9", "resnet14", "wrn10_1"]:
+    cells = {}
+    for f in glob.glob("results/fmnist_%s_cwo/*/seed%d/metrics.json" % (arch, seed)):
+        try:
+            m = json.load(open(f))
+            c = m["config"]
+            if c["train"]["epochs"] != epochs or c["data"]["train_size"] != train:
+                continue
+            s = round(c["norm"]["noise"]["sigma"], 3)
+            cells[s] = "%.2f" % m["final"]["test_err"] if m["status"] == "completed" else m["status"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    print("| %s | " % arch + " | ".join(cells.get(round(s, 3), "missing") for s in sigmas) + " |")
+PY
+echo
+echo "grid ${grid_s}s, grid + noise ${total_s}s on $(nproc) cores ($(uname -m)); $(date -u +%Y-%m-%d)"
+if ((${#failed[@]})); then
+  printf 'failed: %s\n' "${failed[@]}"
+  exit 1
+fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cost of the FastAA input pipeline (policy + crop/flip + normalize + Cutout) beside a
-# WRN-28-10 training step, at B = 128 and B = 4 (file 004 Tables 1-2). Random images of CIFAR's
+# WRN-28-10 training step, at B = 128 and B = 4 (Ikami et al. 2021 Tables 1-2). Random images of CIFAR's
 # shape: no data needed. The bar: under 5% of a B = 128 step on the GPU.
 # Usage: bench/fastaa_overhead.sh [extra normexp data bench args...]
 # e.g. on a GPU: bench/fastaa_overhead.sh --device cuda --set train.bf16=true --set train.channels_last=true

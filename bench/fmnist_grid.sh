@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fills the Fashion-MNIST table (configs/tables/fmnist.yaml) on this machine, at a reduced size
-# stated here, and checks cwo's noise range: file 004's question "is cwo on par with BN?" on
+# stated here, and checks cwo's noise range: Ikami et al. 2021's question "is cwo on par with BN?" on
 # real data that every machine has (Debian's dataset-fashion-mnist).
 #
 #   bench/fmnist_grid.sh [--seeds 0,1] [--epochs 4] [--train-size 15000] [--test-size 5000]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh), then train the quick start (file 004's 9-layer CNN, narrow, on
+# Set up (scripts/setup.sh), then train the quick start (Ikami et al. 2021's 9-layer CNN, narrow, on
 # Fashion-MNIST at the paper's lr 0.1, with BN and with cwo) and print the comparison table.
 set -euo pipefail
 cd "$(dirname "$0")/.."

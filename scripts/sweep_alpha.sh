@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sweeps norm.alpha, BCN's band thickness (file 000: ||y|| in [1 - alpha, 1]; needs norm.name:
+# Sweeps norm.alpha, BCN's band thickness (Markou: ||y|| in [1 - alpha, 1]; needs norm.name:
 # bcn, any other scheme fails as a config error), e.g. the §5.4 ablation:
 #   scripts/sweep_alpha.sh configs/bcn/cifar100_resnet50_bcn.yaml --values 0.1,0.2,0.3
 #   normexp run CONFIG --set norm.alpha=V --seed K --resume ...

@@ -10,12 +10,13 @@
 #include <fmt/format.h>
 
 #include "core/fs.h"
-#include "core/torch_info.h"
+#include "backend/torch_info.h"
 #include "config/experiment.h"
 #include "experiments/overhead.h"
+#include "compose/components.h"
 #include "registry/builtin.h"
 #include "train/bench.h"
-#include "train/device.h"
+#include "backend/device.h"
 
 namespace normexp {
 
@@ -92,7 +93,7 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
       "  normexp bench configs/ikami/table1/cifar100_wrn28_10_bn.yaml --set train.bf16=true \\\n"
       "      --set train.channels_last=true --out wrn_b128.json\n"
       "  normexp bench bn.yaml cwo.yaml --set train.cuda_graphs=on   # cwo vs bn, side by side\n"
-      "  normexp bench norms --device cuda                          # file 000 §5.5");
+      "  normexp bench norms --device cuda                          # Markou §5.5");
   bench->callback([t, bench, &exit_code] {
     if (bench->get_subcommands().size() > 0) return;  // `bench norms` ran its own callback
     if (t->configs.empty())
@@ -106,7 +107,7 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
       for (const auto& path : t->configs)
         exps.push_back(
             config::load_experiment(path, sets, registry::experiment_schema(), std::nullopt));
-      const auto rows = train::bench_training(exps, t->options);
+      const auto rows = train::bench_training(exps, compose::components(), t->options);
       print_train_bench(rows);
       if (!t->out.empty()) write_file_atomic(t->out, rows.dump(2) + "\n");
     });
@@ -114,7 +115,7 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<NormBenchArgs>();
   auto* norms = bench->add_subcommand(
       "norms",
-      "file 000 §5.5: forward time, backward time and forward memory of BCN vs LayerNorm "
+      "Markou §5.5: forward time, backward time and forward memory of BCN vs LayerNorm "
       "(token shapes NxTxD) and vs BatchNorm2d (conv maps NxCxHxW), interleaved in one run");
   norms->add_option("--device", a->device, "auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -144,12 +145,12 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
       o.bf16 = a->bf16;
       const auto rows = experiments::bench_norm_overhead(o);
       nlohmann::json j = {{"benchmark", "bcn_overhead"},
-                          {"device", train::describe_device(o.device)},
+                          {"device", backend::describe_device(o.device)},
                           {"libtorch", torch_version()},
                           {"repeats", a->repeats},
                           {"results", rows}};
       std::cout << fmt::format("BCN overhead on {} (LibTorch {}), median of {} runs\n",
-                               train::describe_device(o.device), torch_version(), a->repeats);
+                               backend::describe_device(o.device), torch_version(), a->repeats);
       std::cout << fmt::format("{:<16} {:<12} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8} {:>8}\n",
                                "shape", "baseline", "fwd ms", "bcn fwd", "fwd +%", "bwd ms",
                                "bcn bwd", "bwd +%", "mem +%");

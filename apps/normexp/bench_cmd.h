@@ -1,5 +1,5 @@
 #pragma once
-// `normexp bench norms`: file 000 §5.5's overhead of BCN against LayerNorm / BatchNorm
+// `normexp bench norms`: Markou §5.5's overhead of BCN against LayerNorm / BatchNorm
 // (lib/experiments/overhead.h does the work). Same convention as add_data_commands.
 
 #include <CLI/CLI.hpp>

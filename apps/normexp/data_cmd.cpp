@@ -13,6 +13,7 @@
 #include "core/png.h"
 #include "data/cifar.h"
 #include "data/prepare.h"
+#include "compose/components.h"
 #include "registry/builtin.h"
 #include "train/augment_tools.h"
 
@@ -121,7 +122,7 @@ void add_data_commands(CLI::App& app, int& exit_code) {
                     "show each original beside its augmentation");
   preview->callback([args, &exit_code] {
     exit_code = guarded([&] {
-      const auto img = train::augmentation_preview(load_config(*args), args->preview);
+      const auto img = train::augmentation_preview(load_config(*args), compose::components(), args->preview);
       write_png(args->out, img.pixels, img.width, img.height, img.channels);
       std::cout << fmt::format("wrote {} ({}x{}, {} images)\n", args->out, img.width, img.height,
                                args->preview.count);
@@ -152,7 +153,7 @@ void add_data_commands(CLI::App& app, int& exit_code) {
                                exp.section("norm").get_string("name"));
       std::cout << "| batch | pipeline ms | pipeline images/s | policy ms | train step ms | "
                    "pipeline / step |\n|---|---|---|---|---|---|\n";
-      for (const auto& r : train::bench_augmentation(exp, args->batches, args->iters, args->steps))
+      for (const auto& r : train::bench_augmentation(exp, compose::components(), args->batches, args->iters, args->steps))
         std::cout << fmt::format("| {} | {:.3f} | {:.0f} | {:.3f} | {:.2f} | {:.2f}% |\n", r.batch,
                                  r.pipeline_ms, 1000.0 * r.batch / r.pipeline_ms, r.policy_ms,
                                  r.step_ms, 100.0 * r.pipeline_ms / r.step_ms);

@@ -11,14 +11,13 @@
 
 #include "config/experiment.h"
 #include "core/error.h"
-#include "core/torch_info.h"
+#include "backend/torch_info.h"
 #include "core/version.h"
 #include "registry/builtin.h"
-#include "train/device.h"
+#include "backend/device.h"
 #include "bench_cmd.h"
 #include "guarded.h"
-#include "experiments/task.h"
-#include "train/run.h"
+#include "compose/run.h"
 
 #include "data_cmd.h"
 #include "report_cmd.h"
@@ -66,9 +65,9 @@ config::Experiment load(const ConfigArgs& a) {
 
 int cmd_run(const ConfigArgs& a) {
   const auto exp = load(a);
-  experiments::RunOptions options;
+  compose::RunOptions options;
   options.resume = a.resume;
-  const auto result = experiments::run_experiment(exp, options);
+  const auto result = compose::run_experiment(exp, options);
   const auto& m = result.metrics;
   std::cout << fmt::format("status: {}\nresults: {}\n", m["status"].get<std::string>(),
                            (result.dir / "metrics.json").string());
@@ -89,18 +88,18 @@ int cmd_run(const ConfigArgs& a) {
       if (v.is_primitive()) std::cout << k << ": " << v.dump() << "\n";
   }
   switch (result.status) {
-    case experiments::TaskStatus::Completed: return kExitOk;
-    case experiments::TaskStatus::Diverged: return kExitDiverged;
-    case experiments::TaskStatus::Interrupted: return kExitInterrupted;
+    case train::RunStatus::Completed: return kExitOk;
+    case train::RunStatus::Diverged: return kExitDiverged;
+    case train::RunStatus::Interrupted: return kExitInterrupted;
   }
   return kExitError;
 }
 
 int cmd_validate(const ConfigArgs& a) {
   const auto exp = load(a);
-  experiments::check_experiment(exp);  // component-level checks (e.g. channel counts)
+  compose::check_experiment(exp);  // component-level checks (e.g. channel counts)
   std::cout << "# " << a.config << ": valid\n# hash " << exp.hash() << "\n# results "
-            << train::run_dir(exp).string() << "\n"
+            << compose::run_dir(exp).string() << "\n"
             << exp.resolved_yaml();
   return kExitOk;
 }

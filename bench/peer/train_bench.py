@@ -2,8 +2,8 @@
 """PyTorch peer of normexp's training-step benchmark.
 
 Builds the same CIFAR models as normexp (lib/models/{wrn,resnet,cnn9}.cpp with the bn scheme of
-lib/nn/schemes/bn.cpp) and times the same step as normexp's fast path (lib/train/run.cpp,
-trainer.cpp, data/augment.cpp, optim/sgd.cpp): a uint8 dataset resident on the device, a
+lib/nn/schemes/bn.cpp) and times the same step as normexp's fast path (lib/train/trainer.cpp,
+step.cpp, pipeline.cpp, data/augment.cpp, optim/sgd.cpp): a uint8 dataset resident on the device, a
 per-epoch permutation, batched crop + flip on uint8, affine normalization, bf16 autocast, fp32
 cross-entropy, in-place zero_grad, SGD with momentum, per-step cosine LR and on-device
 loss/accuracy sums. The JSON it writes has the keys of normexp's train_step benchmark, so the

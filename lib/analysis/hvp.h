@@ -2,7 +2,7 @@
 // Curvature of a loss at the current parameters: Hessian-vector products by double backward
 // (Pearlmutter 1994), the top eigenvalue by power iteration, the spectrum by Lanczos with
 // full reorthogonalization, and a condition number that leaves out the zero modes which
-// normalization symmetries create (file 002 §6: "a few small positive eigenvalues and many
+// normalization symmetries create (Akbar §6: "a few small positive eigenvalues and many
 // zeros (due to invariances)"). Everything works in the parameters' dtype; the geometry
 // experiments use float64 so that products are exact to ~1e-12.
 

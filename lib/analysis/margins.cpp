@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "core/torch_compat.h"
+#include "backend/torch_compat.h"
 
 namespace normexp::analysis {
 

@@ -1,5 +1,5 @@
 #pragma once
-// Margins and flatness (file 002 §8, Experiment 3): the margin of a binary classifier on
+// Margins and flatness (Akbar §8, Experiment 3): the margin of a binary classifier on
 // (x, y) is f(x)·y with y in {-1, +1} and f(x) the raw output; flatness is measured as the
 // accuracy that survives Gaussian noise added to every parameter, for growing noise std.
 

@@ -4,9 +4,9 @@
 // ProbedScheme is a NormScheme decorator: it builds whatever the wrapped scheme builds, but
 // every conv and every norm layer comes back inside a Probe, a module that forwards to the
 // wrapped layer and looks at the tensor going in. A conv probe remembers the input shape (so
-// that the conv's operator norm is computed on its real input, file 001's Lipschitz bound);
+// that the conv's operator norm is computed on its real input, Than 2025's Lipschitz bound);
 // a norm probe, while recording, accumulates the per-channel standard deviation of its input
-// — the σ_k that file 001 Corollary 10 divides the Lipschitz constant by. Because the probe
+// — the σ_k that Than 2025 Corollary 10 divides the Lipschitz constant by. Because the probe
 // sits where the scheme puts its norm layer, it measures σ_k for `none` too (there the norm
 // layer is an Identity): the unnormalized network's σ at the places a norm would be.
 // Models stay unchanged; parameter names gain an ".inner" (conv1.inner.weight).
@@ -14,7 +14,7 @@
 // σ_k of one layer is the std over (batch, height, width) per channel — the statistic BN
 // divides by — averaged over the recorded batches; a layer's scalar σ_k is the mean over
 // channels ("typical" factor) and its min over channels gives ‖1/σ_k‖_∞, the BN layer's
-// Lipschitz constant in file 001 §4.2. Products are kept as log10 sums (1e-25 and 1e50
+// Lipschitz constant in Than 2025 §4.2. Products are kept as log10 sums (1e-25 and 1e50
 // do not fit a float's exponent comfortably and must not overflow when multiplied).
 
 #include <cstdint>

@@ -1,6 +1,6 @@
 #pragma once
-// Spectral norms of layers, for the Lipschitz bounds of files 001/003: the product of the
-// layers' operator norms bounds an unnormalized network's Lipschitz constant (file 001,
+// Spectral norms of layers, for the Lipschitz bounds of Than 2025: the product of the
+// layers' operator norms bounds an unnormalized network's Lipschitz constant (Than 2025,
 // "the product of weight norms grows with depth"). For a convolution the operator is the
 // convolution itself on the layer's real input shape (padding and stride included), not
 // the reshaped (out, in*k*k) kernel matrix, whose norm is only an estimate of it.

@@ -1,5 +1,5 @@
 #pragma once
-// The normalization symmetries of file 002 Table 1 (§4) as numerical checks: apply the
+// The normalization symmetries of Akbar Table 1 (§4) as numerical checks: apply the
 // transformation to the parameters in place, compare the loss before and after, restore.
 //   BN (per neuron i):  (W_i, b_i) -> (c W_i, c b_i)
 //   LN (per layer):     (W, b)     -> (c W, c b)

@@ -1,5 +1,5 @@
 #pragma once
-// Weight norms and trajectories over training (file 002 §5: under BN, gradient flow keeps
+// Weight norms and trajectories over training (Akbar §5: under BN, gradient flow keeps
 // each neuron's weight norm constant; §8 Experiment 1 plots w itself).
 
 #include <cstdint>

@@ -5,12 +5,19 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 #include "core/hash.h"
 
 namespace normexp::config {
 
 using nlohmann::json;
+
+std::string Experiment::task() const {
+  auto it = sections.find("task");
+  return it == sections.end() ? "classify" : it->second.get_string("name");
+}
 
 const Params& Experiment::section(const std::string& s) const {
   auto it = sections.find(s);
@@ -132,9 +139,7 @@ void emit_json(YAML::Emitter& out, const json& j) {
 }
 
 std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
+  return fmt::format("{}", fmt::join(items, ", "));
 }
 
 // Keeps the keys that `specs` can account for; used when a section's component is unknown,

@@ -53,6 +53,8 @@ struct Experiment {
   std::map<std::string, Params> sections;
 
   const Params& section(const std::string& s) const;  // throws std::out_of_range
+  // The task's name: task.name, or "classify" when the experiment has no task section.
+  std::string task() const;
 
   // Every option with its value (defaults included), nested by dots:
   // {"name":..,"seed":..,"data":{"name":"synthetic",..},"norm":{"noise":{"sigma":1.0}},..}

@@ -160,7 +160,7 @@ std::vector<config::OptionSpec> CifarDataset::options(CifarVariant v) {
           cifar_name(v) + " puts it there)"))};
   if (v == CifarVariant::Cifar100)
     specs.push_back(config::opt_string(
-        "label", "fine", "target: fine (100 classes, file 004's experiments) or coarse (20)",
+        "label", "fine", "target: fine (100 classes, Ikami et al. 2021's experiments) or coarse (20)",
         {"fine", "coarse"}));
   return specs;
 }

@@ -1,3 +1,7 @@
+// Fast AutoAugment's 15 ops on uint8 batches, the policy reader and the batched policy
+// application. Kept in one file (about 500 lines) on purpose: the ops share private helpers
+// (PIL's affine matrices, lookup tables, ImageEnhance degenerates) that nothing else uses,
+// and splitting the file would turn them into a public interface.
 #include "data/fastaa.h"
 
 #include <torch/torch.h>

@@ -1,5 +1,5 @@
 #pragma once
-// Fast AutoAugment (Lim et al., NeurIPS 2019) as used by file 004 ("FastAA", Tables 1-2): the
+// Fast AutoAugment (Lim et al., NeurIPS 2019) as used by Ikami et al. 2021 ("FastAA", Tables 1-2): the
 // published searched policy applied to uint8 (N, C, H, W) batches on whatever device they live
 // on, batched over the images (no per-image host loop). The policy is data
 // (configs/augment/fastaa_cifar10_policy.json, embedded in the binary at build time); its
@@ -130,7 +130,7 @@ at::Tensor square_mask(int64_t h, int64_t w, const at::Tensor& cy, const at::Ten
 at::Tensor cutout(const at::Tensor& x, const at::Tensor& v);
 }  // namespace aug
 
-// DeVries & Taylor's Cutout after normalization (file 004's FastAA = policy + Cutout 16x16):
+// DeVries & Taylor's Cutout after normalization (Ikami et al. 2021's FastAA = policy + Cutout 16x16):
 // per image a size x size square at a uniformly drawn pixel centre, clipped at the borders,
 // set to 0 (the mean, in normalized space). Float (N, C, H, W) in and out.
 at::Tensor random_cutout(const at::Tensor& x, int64_t size);

@@ -2,7 +2,7 @@
 
 #include <torch/torch.h>
 
-#include "core/torch_compat.h"
+#include "backend/torch_compat.h"
 #include "data/augment.h"
 
 namespace normexp::data {

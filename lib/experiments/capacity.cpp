@@ -12,9 +12,8 @@
 #include "core/error.h"
 #include "data/augment.h"
 #include "nn/params.h"
-#include "registry/builtin.h"
-#include "train/run.h"
-#include "train/trainer.h"
+#include "train/components.h"
+#include "train/pipeline.h"
 
 namespace normexp::experiments {
 
@@ -24,14 +23,15 @@ using nlohmann::json;
 namespace {
 
 struct Parts {
-  train::Built b;
+  train::Components b;
   analysis::ProbedScheme* scheme = nullptr;  // owned by b.scheme
 };
 
-// train::build with the scheme wrapped in a ProbedScheme before the model asks it for layers.
-Parts build(const config::Experiment& exp, const c10::Device& device) {
+// All components, with the scheme wrapped in a ProbedScheme before the model asks it for layers.
+Parts build(const config::Experiment& exp, const train::ComponentFactory& components,
+            const c10::Device& device) {
   Parts parts;
-  parts.b = train::build(exp, device, [&](std::unique_ptr<nn::NormScheme> inner) {
+  parts.b = components.build(exp, device, [&](std::unique_ptr<nn::NormScheme> inner) {
     auto probed = std::make_unique<analysis::ProbedScheme>(std::move(inner));
     parts.scheme = probed.get();
     return std::unique_ptr<nn::NormScheme>(std::move(probed));
@@ -60,8 +60,8 @@ std::vector<config::OptionSpec> capacity_options() {
   };
 }
 
-void check_capacity(const config::Experiment& exp) {
-  build(exp, c10::Device(c10::kCPU));
+void check_capacity(const config::Experiment& exp, const train::ComponentFactory& components) {
+  build(exp, components, c10::Device(c10::kCPU));
 }
 
 TaskResult capacity(TaskContext& ctx) {
@@ -69,7 +69,7 @@ TaskResult capacity(TaskContext& ctx) {
   const Params& task = ctx.task();
   const Params& train_p = exp.section("train");
   const Params& data_p = exp.section("data");
-  Parts parts = build(exp, ctx.device);
+  Parts parts = build(exp, ctx.components, ctx.device);
   auto& b = parts.b;
   auto& model = *b.model;
   auto& scheme = *parts.scheme;
@@ -125,7 +125,7 @@ TaskResult capacity(TaskContext& ctx) {
     row["log10_frobenius_prod"] = frob;
     row["log10_inv_sigma_prod"] = inv_sigma;
     row["log10_inv_sigma_min_prod"] = inv_sigma_min;
-    // File 001 Corollary 10 (BN): Lip <= ∏‖W_i‖ ∏‖1/σ_k‖ over the normalization layers
+    // Than 2025 Corollary 10 (BN): Lip <= ∏‖W_i‖ ∏‖1/σ_k‖ over the normalization layers
     // (γ left out, as the paper does); for `none` the σ's divide nothing.
     row["log10_lipschitz_bound"] = spec + bound_norm;
     history.push_back(row);

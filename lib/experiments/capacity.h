@@ -1,5 +1,5 @@
 #pragma once
-// Files 001/003 (Than, exponential capacity control): train a registered model (data, model,
+// Than 2025 (exponential capacity control): train a registered model (data, model,
 // norm, optim, schedule sections, as `classify` reads them) and monitor per epoch
 //   - the product of the layers' operator norms ∏‖W_i‖ (convs on their real input shape),
 //   - the input σ_k of every normalization layer (of the places a norm would be, for `none`)
@@ -18,6 +18,6 @@ namespace normexp::experiments {
 
 std::vector<config::OptionSpec> capacity_options();
 TaskResult capacity(TaskContext& ctx);
-void check_capacity(const config::Experiment& exp);
+void check_capacity(const config::Experiment& exp, const train::ComponentFactory& components);
 
 }  // namespace normexp::experiments

@@ -1,5 +1,5 @@
 #pragma once
-// The synthetic experiments of file 002 (Akbar, §8 Experiments 1-4) and the symmetry table
+// The synthetic experiments of Akbar (§8 Experiments 1-4) and the symmetry table
 // (Table 1, §4), as tasks. Each is a tiny float64 full-batch gradient-descent experiment
 // with its own hand-built model (exact reproductions of the synthetic setups, no data or
 // model sections) that trains the same problem with and without BN in one run, so the

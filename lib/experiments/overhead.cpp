@@ -10,8 +10,8 @@
 #include <stdexcept>
 
 #include "nn/bcn.h"
-#include "train/cuda_backend.h"
-#include "train/device.h"
+#include "backend/cuda_backend.h"
+#include "backend/device.h"
 
 namespace normexp::experiments {
 
@@ -87,16 +87,16 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
     for (int64_t rep = 0; rep < o.warmup + o.repeats; ++rep) {
       for (int k = 0; k < 2; ++k) {
         auto xi = x.detach().requires_grad_(true);
-        train::synchronize(o.device);
+        backend::synchronize(o.device);
         if (cuda) cuda::reset_peak_memory();
         const int64_t before = cuda ? cuda::memory_allocated() : cpu_bytes_in_use();
         const auto t0 = now();
         auto y = mods[k]->forward(xi);
-        train::synchronize(o.device);
+        backend::synchronize(o.device);
         const auto t1 = now();
         const int64_t held = (cuda ? cuda::memory_allocated() : cpu_bytes_in_use()) - before;
         y.backward(grad);
-        train::synchronize(o.device);
+        backend::synchronize(o.device);
         const auto t2 = now();
         if (rep >= o.warmup) {
           samples[k].fwd_ms.push_back(ms(t0, t1));

@@ -1,5 +1,5 @@
 #pragma once
-// File 000 §5.5: the cost of BCN against LayerNorm (and BatchNorm for conv maps) at
+// Markou §5.5: the cost of BCN against LayerNorm (and BatchNorm for conv maps) at
 // realistic shapes — forward time, backward time and the memory a forward pass keeps for
 // backward. Measured side by side in one process, interleaved (A B A B ...) so that clock
 // and cache drift hit both equally; reported as ratios.

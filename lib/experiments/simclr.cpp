@@ -8,12 +8,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "data/augment.h"
 #include "nn/params.h"
-#include "registry/builtin.h"
-#include "train/cuda_backend.h"
-#include "train/run.h"
+#include "backend/cuda_backend.h"
+#include "train/components.h"
 
 namespace normexp::experiments {
 
@@ -120,15 +120,16 @@ std::vector<config::OptionSpec> simclr_options() {
 
 namespace {
 struct SimclrParts {
-  train::Built b;  // dataset, scheme, encoder (as `model`), optimizer over encoder + head
+  train::Components b;  // dataset, scheme, encoder (as `model`), optimizer over encoder + head
   torch::nn::Sequential head{nullptr};
 };
 
-SimclrParts build_simclr(const config::Experiment& exp, const c10::Device& device) {
+SimclrParts build_simclr(const config::Experiment& exp, const train::ComponentFactory& components,
+                         const c10::Device& device) {
   SimclrParts parts;
-  // train::build makes the dataset, scheme, model, schedule and an optimizer over the model's
+  // build() makes the dataset, scheme, model, schedule and an optimizer over the model's
   // parameters; the optimizer is rebuilt below over encoder + projection head.
-  parts.b = train::build(exp, device);
+  parts.b = components.build(exp, device);
   const Params& t = exp.section("task");
   int64_t f = 0;
   try {
@@ -146,22 +147,20 @@ SimclrParts build_simclr(const config::Experiment& exp, const c10::Device& devic
   auto head_params = nn::classify_parameters(*parts.head);
   for (auto& p : head_params) p.name = "head." + p.name;
   params.insert(params.end(), head_params.begin(), head_params.end());
-  const Params& optim_p = exp.section("optim");
-  parts.b.optimizer = registry::optimizers().get(optim_p.get_string("name")).make(optim_p, params);
+  parts.b.optimizer = components.optimizer(exp.section("optim"), params);
   return parts;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 }  // namespace
 
-void check_simclr(const config::Experiment& exp) { build_simclr(exp, c10::Device(c10::kCPU)); }
+void check_simclr(const config::Experiment& exp, const train::ComponentFactory& components) {
+  build_simclr(exp, components, c10::Device(c10::kCPU));
+}
 
 TaskResult run_simclr(TaskContext& ctx) {
   const Params& t = ctx.task();
   const Params& train = ctx.exp.section("train");
-  auto parts = build_simclr(ctx.exp, ctx.device);
+  auto parts = build_simclr(ctx.exp, ctx.components, ctx.device);
   auto& model = *parts.b.model;
   auto data = parts.b.dataset->load();
   const bool bf16 = train.get_bool("bf16") && ctx.device.is_cuda();

@@ -1,5 +1,5 @@
 #pragma once
-// File 000 §5.3: contrastive pretraining (SimCLR, Chen et al. 2020) with NT-Xent, then the
+// Markou §5.3: contrastive pretraining (SimCLR, Chen et al. 2020) with NT-Xent, then the
 // two standard read-outs of the frozen encoder: kNN accuracy and linear evaluation.
 //
 // Encoder: any registered model's pooled features (models::ModelImpl::features) built with
@@ -40,6 +40,6 @@ at::Tensor simclr_view(const at::Tensor& images, double crop_min);
 
 std::vector<config::OptionSpec> simclr_options();
 TaskResult run_simclr(TaskContext& ctx);
-void check_simclr(const config::Experiment& exp);
+void check_simclr(const config::Experiment& exp, const train::ComponentFactory& components);
 
 }  // namespace normexp::experiments

@@ -1,9 +1,10 @@
 #pragma once
-// Tasks: what `normexp run` does with an experiment. `classify` (the default) is image
-// classification through lib/train; every other task (a probe, SimCLR, a geometry or
-// capacity experiment of files 001-003) lives in lib/experiments, reads the config sections
-// it declares, and returns its results as JSON. The run directory, config.yaml,
-// metrics.json (atomic), statuses and signals are handled here the same way for all tasks.
+// Tasks: what `normexp run` does with an experiment. `classify` (the default) trains an image
+// classifier with train::Trainer; the others (a probe, SimCLR, the geometry and capacity
+// experiments of Arora et al. 2019, Santurkar et al. 2018 and Kohler et al. 2019) read the
+// config sections they declare and return their results as JSON. The composition root
+// (lib/compose) inspects the run directory, installs the signal handlers and hands the task
+// everything in a TaskContext; a task looks nothing up.
 //
 // Adding a task: a function `TaskResult my_task(TaskContext&)` and its options in
 // lib/experiments/<file>.cpp, one entry in register_builtin_tasks (lib/registry/builtin.cpp).
@@ -18,6 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "config/experiment.h"
+#include "train/components.h"
+#include "train/run_directory.h"
 #include "train/status.h"
 
 namespace normexp::experiments {
@@ -25,68 +28,59 @@ namespace normexp::experiments {
 // Tasks end the way classification runs do.
 using TaskStatus = train::RunStatus;
 
+// What a results task returns: how it ended and metrics.json's "results".
 struct TaskResult {
   TaskStatus status = TaskStatus::Completed;
-  nlohmann::json results = nlohmann::json::object();  // metrics.json "results"
+  nlohmann::json results = nlohmann::json::object();
 };
 
 class TaskContext {
  public:
-  TaskContext(const config::Experiment& exp, c10::Device device, std::filesystem::path dir,
-              std::function<void(const nlohmann::json&)> write_partial,
-              std::function<bool()> stop_requested);
+  TaskContext(const config::Experiment& exp, c10::Device device, train::RunDirectory& run,
+              const train::ComponentFactory& components,
+              std::function<bool(int64_t step)> stop_requested);
 
   const config::Experiment& exp;
   const config::Params& task() const { return exp.section("task"); }
   c10::Device device;
-  std::filesystem::path dir;  // the run directory (config.yaml is already there)
+  // Inspected (it may start or continue) but not yet claimed: a task claims it right before
+  // its first write, after everything that can fail without a trace (building, loading data).
+  train::RunDirectory& run;
+  const std::filesystem::path& dir;  // run.path()
+  const train::ComponentFactory& components;
 
+  // True after SIGINT/SIGTERM (or, for tests, once a trainer passes a chosen step): finish
+  // the current unit of work and return Interrupted.
+  bool stop_requested(int64_t step = 0) const { return stop_requested_(step); }
+  const std::function<bool(int64_t)>& stop_predicate() const { return stop_requested_; }
   // Rewrites metrics.json (status "running") with these partial results, so a long task
   // that dies leaves what it had.
-  void write_partial(const nlohmann::json& results) const { write_partial_(results); }
-  // True after SIGINT/SIGTERM: finish the current unit of work and return Interrupted.
-  bool stop_requested() const { return stop_requested_(); }
+  void write_partial(const nlohmann::json& results) const;
   // Writes dir/name atomically (tables of curves, histograms, trajectories for plots).
   void write_file(const std::string& name, const std::string& text) const;
   // Progress mode from train.progress ("auto" resolved): bar, plain or none.
   std::string progress_mode() const;
 
  private:
-  std::function<void(const nlohmann::json&)> write_partial_;
-  std::function<bool()> stop_requested_;
+  std::function<bool(int64_t)> stop_requested_;
 };
-
-using TaskFn = std::function<TaskResult(TaskContext&)>;
 
 // A registry entry's factory: the sections the task reads besides "task" ("train" and
-// "output" are always read: device, threads, progress, results root) and its body.
-// `run` is empty for `classify`, which lib/train runs.
+// "output" are always read: device, threads, progress, results root), its body, and its
+// checks, which run before the run directory is even looked at.
 struct TaskDef {
   std::vector<std::string> reads;
-  TaskFn run;
+  // Claims ctx.run, leaves metrics.json there and returns how it ended.
+  std::function<TaskStatus(TaskContext&)> run;
   // Builds what the task would build and throws ConfigError for every problem, before the
   // run directory is claimed (also what `normexp validate` calls). Optional.
-  std::function<void(const config::Experiment&)> check;
+  std::function<void(const config::Experiment&, const train::ComponentFactory&)> check;
 };
 
-// Runs any experiment: `classify` through train::run, every other task here. Same results
-// layout, statuses, exit codes and --resume semantics (a task that did not complete starts
-// again from the beginning in its directory; tasks are minutes long).
-struct ExperimentResult {
-  TaskStatus status = TaskStatus::Completed;
-  std::filesystem::path dir;
-  nlohmann::json metrics;
-};
-struct RunOptions {
-  bool resume = false;
-  int64_t interrupt_at_step = 0;  // classify only (tests)
-};
-ExperimentResult run_experiment(const config::Experiment& exp, const RunOptions& options = {});
-
-// Component-level checks without running (train::build for classify, TaskDef::check else).
-void check_experiment(const config::Experiment& exp);
-
-// The task's name ("classify" when the experiment has no task section).
-std::string task_name(const config::Experiment& exp);
+// A task that returns results only: claims the directory at once; metrics.json is the run
+// record plus "task" and "results", written at the start, by write_partial and at the end. An interrupted or
+// unfinished results task starts again from the beginning when resumed (tasks are minutes
+// long).
+std::function<TaskStatus(TaskContext&)> results_task(std::function<TaskResult(TaskContext&)> body);
 
 }  // namespace normexp::experiments

@@ -59,7 +59,6 @@ ModelPtr make_cnn9(const config::Params& p, const data::DataShape& shape, nn::No
     widths.push_back(w);
   }
   auto model = std::make_shared<Cnn9Impl>(widths, shape, scheme);
-  scheme.finalize(*model);
   return model;
 }
 

@@ -66,7 +66,6 @@ ModelPtr make_mlp(const config::Params& p, const data::DataShape& shape, nn::Nor
                                      std::to_string(hidden.size()) + " hidden layers");
   if (norm_layers < 0) norm_layers = static_cast<int64_t>(hidden.size());
   auto model = std::make_shared<MlpImpl>(hidden, norm_layers, shape, scheme);
-  scheme.finalize(*model);
   return model;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// mlp: a fully connected classifier on flattened images, for file 001/003's "MLP" and the
+// mlp: a fully connected classifier on flattened images, for Than 2025's "MLP" and the
 // "generalization gap vs number of normalization layers at fixed depth" experiment.
 #include <vector>
 

@@ -101,7 +101,7 @@ class ResNetImpl : public ModelImpl {
 std::vector<config::OptionSpec> resnet_options() {
   using namespace config;
   return {
-      opt_int("depth", 110, "6n + 2 layers, n basic blocks per stage (file 004: 110)",
+      opt_int("depth", 110, "6n + 2 layers, n basic blocks per stage (Ikami et al. 2021: 110)",
               at_least(8)),
       opt_string("shortcut", "A",
                  "A: parameter-free subsample + zero-pad shortcut when the shape changes "
@@ -118,7 +118,6 @@ ModelPtr make_resnet(const config::Params& p, const data::DataShape& shape,
                                "; a CIFAR ResNet has depth 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...)");
   const auto shortcut = p.get_string("shortcut") == "B" ? Shortcut::B : Shortcut::A;
   auto model = std::make_shared<ResNetImpl>((depth - 2) / 6, shortcut, shape, scheme);
-  scheme.finalize(*model);
   return model;
 }
 

@@ -131,7 +131,6 @@ ModelPtr make_resnet_v1(const config::Params& p, const data::DataShape& shape,
   }
   auto model = std::make_shared<ResNetV1Impl>(blocks, depth >= 50, p.get_string("stem") == "cifar",
                                               p.get_int("width"), shape, scheme);
-  scheme.finalize(*model);
   return model;
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // Transformer pieces shared by the ViT and the probe encoder: multi-head self-attention that
-// can keep its attention probabilities (file 000 §5.2 measures their entropy), and the
+// can keep its attention probabilities (Markou §5.2 measures their entropy), and the
 // pre-norm block x + attn(norm1(x)), x + mlp(norm2(x)) whose norms come from the scheme.
 
 #include <cstdint>
@@ -51,7 +51,7 @@ TORCH_MODULE(Block);
 // embeddings).
 void trunc_normal_(const torch::Tensor& t, double std);
 
-// The probe encoder (file 000 §5.2): tokens (N, T, d_in) -> Linear(d_in, dim) -> `depth`
+// The probe encoder (Markou §5.2): tokens (N, T, d_in) -> Linear(d_in, dim) -> `depth`
 // blocks -> final token norm -> one score per token (N, T). No position embedding: the probe's
 // answer is a token, and scoring each token makes the model permutation-equivariant.
 class TokenScorerImpl : public torch::nn::Module {

@@ -24,7 +24,7 @@ class VitImpl : public ModelImpl {
     trunc_normal_(pos_embed, 0.02);
     trunc_normal_(cls_token, 0.02);
     if (embed_norm) {
-      // File 000 §5.1 puts BCN "after embeddings" too; standard ViTs have no norm there.
+      // Markou §5.1 puts BCN "after embeddings" too; standard ViTs have no norm there.
       embed_norm_ = scheme.token_norm(v.dim, "embed_norm");
       register_module("embed_norm", embed_norm_.ptr());
     }
@@ -89,7 +89,6 @@ ModelPtr make_vit(const config::Params& p, const data::DataShape& shape, nn::Nor
     throw p.error("heads", std::to_string(v.heads) + " heads do not divide width " +
                                std::to_string(v.dim));
   auto model = std::make_shared<VitImpl>(v, p.get_bool("embed_norm"), shape, scheme);
-  scheme.finalize(*model);
   return model;
 }
 

@@ -96,7 +96,7 @@ class WideResNetImpl : public ModelImpl {
 std::vector<config::OptionSpec> wrn_options() {
   using namespace config;
   return {
-      opt_int("depth", 28, "6n + 4 layers, n blocks per stage (file 004: WRN-28-10)", at_least(10)),
+      opt_int("depth", 28, "6n + 4 layers, n blocks per stage (Ikami et al. 2021: WRN-28-10)", at_least(10)),
       opt_int("width", 10, "widening factor k: stages of 16k, 32k, 64k channels", at_least(1)),
       opt_float("dropout", 0.0, "dropout rate between the two convs of every block",
                 between(0, 1, false, true)),
@@ -110,7 +110,6 @@ ModelPtr make_wrn(const config::Params& p, const data::DataShape& shape, nn::Nor
                                "; a WRN has depth 6n + 4 (10, 16, 22, 28, 40, ...)");
   auto model = std::make_shared<WideResNetImpl>((depth - 4) / 6, p.get_int("width"),
                                                 p.get_float("dropout"), shape, scheme);
-  scheme.finalize(*model);
   return model;
 }
 

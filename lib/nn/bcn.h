@@ -1,5 +1,5 @@
 #pragma once
-// Band-Constrained Normalization (file 000, §3.2): y = s * x/||x|| with
+// Band-Constrained Normalization (Markou, §3.2): y = s * x/||x|| with
 //   s = (1 - alpha) + alpha * (bound(m~) + 1)/2,   m~ = LayerNorm(||x||),
 // so ||y|| lies in [1 - alpha, 1] (Theorem 1) whatever x is.
 //
@@ -41,6 +41,8 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include "nn/layers.h"
+
 namespace normexp::nn {
 
 enum class BcnStats { Tokens, Batch, Literal, None };
@@ -54,7 +56,7 @@ BcnBound parse_bcn_bound(const std::string& s);  // tanh|clip
 struct BcnOptions {
   int64_t features = 0;  // d: channels or token width
   BcnLayout layout = BcnLayout::Channels;
-  double alpha = 0.2;    // file 000 §5.1: alpha = 0.2
+  double alpha = 0.2;    // Markou §5.1: alpha = 0.2
   double eps = 1e-5;     // the paper's epsilon (LayerNorm and normalize)
   BcnStats stats = BcnStats::Tokens;
   BcnBound bound = BcnBound::Tanh;
@@ -66,7 +68,7 @@ struct BcnOptions {
 // s as a function of m~ (the band map's scale): (1-alpha) + alpha*(bound(m~)+1)/2.
 torch::Tensor bcn_scale(const torch::Tensor& m_tilde, double alpha, BcnBound bound);
 
-class BcnImpl : public torch::nn::Cloneable<BcnImpl> {
+class BcnImpl : public torch::nn::Cloneable<BcnImpl>, public NormLayer {
  public:
   explicit BcnImpl(BcnOptions options);
   void reset() override;

@@ -10,10 +10,20 @@
 
 namespace normexp::nn {
 
-// The constraint set of file 004, Eq. (2): for every output row w_i (one filter, n inputs),
+// The constraint set of Ikami et al. 2021, Eq. (2): for every output row w_i (one filter, n inputs),
 // ||w_i||^2 = c (sphere) and 1^T w_i = 0 (centering). Either can be switched off (Table 3).
+// Marks a module as a normalization layer, whatever its type: its parameters (γ, β, a scale)
+// get ParamRole::NormAffine (no weight decay by default). A scheme that brings a new norm
+// layer derives it from NormLayer as well as from torch::nn::Module; nothing else changes.
+// (LibTorch's own BatchNorm, GroupNorm and LayerNorm cannot carry the mark; nn/params.cpp
+// knows them.)
+class NormLayer {
+ public:
+  virtual ~NormLayer() = default;
+};
+
 struct ConstraintSpec {
-  double c = 2.0;  // file 004 §3.1: c = 2 keeps activation variance constant under ReLU
+  double c = 2.0;  // Ikami et al. 2021 §3.1: c = 2 keeps activation variance constant under ReLU
   bool center = true;
   bool sphere = true;
   // Also remove the gradient's radial component (along w) before the momentum sees it, so
@@ -56,7 +66,7 @@ class ConstrainedLinearImpl : public torch::nn::LinearImpl {
 };
 TORCH_MODULE(ConstrainedLinear);
 
-// Weight Standardization (Qiao et al. 2019; file 004 Eqs. 15-17): the convolution uses, per
+// Weight Standardization (Qiao et al. 2019; Ikami et al. 2021 Eqs. 15-17): the convolution uses, per
 // output filter, w_hat = (w - mean(w)) / sqrt(var(w) + eps), mean and biased (1/n) variance
 // over the filter's n = C_in*k*k entries; eps keeps a collapsed filter finite. The raw weight stays the parameter; gradients flow through the
 // standardization. forward() hides Conv2dImpl::forward (AnyModule and Sequential call the
@@ -74,7 +84,7 @@ class WSConv2dImpl : public torch::nn::Conv2dImpl {
 };
 TORCH_MODULE(WSConv2d);
 
-// Per-channel affine y = gamma*x + beta (file 004, Eq. 6), with multiplicative noise in
+// Per-channel affine y = gamma*x + beta (Ikami et al. 2021, Eq. 6), with multiplicative noise in
 // training: y = (1 + n)*gamma*x + beta, n ~ N(0, sigma^2) (Eq. 7). Channels are dim 1.
 // One n per (sample, channel) by default — the paper does not say; per_batch draws one n per
 // channel for the whole batch, as BN's batch statistics vary per batch.
@@ -85,7 +95,7 @@ TORCH_MODULE(WSConv2d);
 // computes on it. A buffer records that it happened, so a restored checkpoint is not redone.
 enum class AffineInit { Unit, Data };
 
-class AffineNoiseImpl : public torch::nn::Cloneable<AffineNoiseImpl> {
+class AffineNoiseImpl : public torch::nn::Cloneable<AffineNoiseImpl>, public NormLayer {
  public:
   AffineNoiseImpl(int64_t channels, bool per_batch = false, AffineInit init = AffineInit::Unit,
                   double scale = 1.0);
@@ -116,7 +126,7 @@ TORCH_MODULE(AffineNoise);
 // a residual branch in pre-activation blocks (NormScheme::branch_scale). Starting it at 0
 // makes each block the identity at initialization while its gradient, dL/ds = <dL/dy, x>, is
 // non-zero, so the branch starts learning at the first step (SkipInit, De & Smith 2020).
-class ChannelScaleImpl : public torch::nn::Cloneable<ChannelScaleImpl> {
+class ChannelScaleImpl : public torch::nn::Cloneable<ChannelScaleImpl>, public NormLayer {
  public:
   ChannelScaleImpl(int64_t channels, double init);
   void reset() override;

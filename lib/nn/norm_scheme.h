@@ -53,8 +53,8 @@ class NormScheme {
   virtual torch::nn::AnyModule token_norm(int64_t dim, const std::string& where);
   // The final classifier (a plain nn::Linear unless the scheme constrains it).
   virtual torch::nn::AnyModule classifier(int64_t in, int64_t out);
-  // Called once the whole model is built (e.g. to assign per-layer noise levels, which
-  // needs the number of noise layers L).
+  // Called by the builder (train::ComponentFactory::model) once the whole model is built,
+  // e.g. to assign per-layer noise levels, which needs the number of noise layers L.
   virtual void finalize(torch::nn::Module& model) { (void)model; }
 };
 

@@ -1,5 +1,4 @@
 #include "nn/params.h"
-#include "nn/bcn.h"
 
 #include <torch/torch.h>
 
@@ -7,6 +6,18 @@
 #include <string>
 
 namespace normexp::nn {
+
+std::string canonical_name(const std::string& name) {
+  std::string out;
+  size_t begin = 0;
+  while (begin <= name.size()) {
+    const size_t end = std::min(name.find('.', begin), name.size());
+    const std::string part = name.substr(begin, end - begin);
+    if (part != "watched") out += (out.empty() ? "" : ".") + part;
+    begin = end + 1;
+  }
+  return out;
+}
 
 const char* role_name(ParamRole role) {
   switch (role) {
@@ -19,26 +30,12 @@ const char* role_name(ParamRole role) {
 }
 
 namespace {
+// Ours carry the NormLayer mark; LibTorch's own norm layers are named here once.
 bool is_norm_module(torch::nn::Module& m) {
-  return dynamic_cast<AffineNoiseImpl*>(&m) || dynamic_cast<ChannelScaleImpl*>(&m) || dynamic_cast<torch::nn::BatchNorm2dImpl*>(&m) ||
+  return dynamic_cast<NormLayer*>(&m) || dynamic_cast<torch::nn::BatchNorm2dImpl*>(&m) ||
          dynamic_cast<torch::nn::BatchNorm1dImpl*>(&m) ||
          dynamic_cast<torch::nn::GroupNormImpl*>(&m) ||
-         dynamic_cast<torch::nn::LayerNormImpl*>(&m) || dynamic_cast<BcnImpl*>(&m);
-}
-
-// Decorators that wrap layers (train::MonitoredScheme's Watch) register them as "watched";
-// the segment is dropped so that names (and the optimizer state keyed by them) are those of
-// the model itself.
-std::string without_wrapper(const std::string& name) {
-  std::string out;
-  size_t begin = 0;
-  while (begin <= name.size()) {
-    const size_t end = std::min(name.find('.', begin), name.size());
-    const std::string part = name.substr(begin, end - begin);
-    if (part != "watched") out += (out.empty() ? "" : ".") + part;
-    begin = end + 1;
-  }
-  return out;
+         dynamic_cast<torch::nn::LayerNormImpl*>(&m);
 }
 
 const ConstraintSpec* constraint_of(torch::nn::Module& m) {
@@ -57,7 +54,7 @@ std::vector<ParamInfo> classify_parameters(torch::nn::Module& model) {
     for (const auto& p : m.named_parameters(/*recurse=*/false)) {
       if (!p.value().requires_grad()) continue;
       ParamInfo info;
-      info.name = without_wrapper(item.key().empty() ? p.key() : item.key() + "." + p.key());
+      info.name = canonical_name(item.key().empty() ? p.key() : item.key() + "." + p.key());
       info.tensor = p.value();
       if (norm) {
         info.role = ParamRole::NormAffine;

@@ -1,6 +1,6 @@
 #pragma once
 // Learning-rate schedules, evaluated per iteration (so cosine decays smoothly within an
-// epoch, as in file 004's cosine schedule [18]). Every schedule has an optional linear warmup
+// epoch, as in Ikami et al. 2021's cosine schedule [18]). Every schedule has an optional linear warmup
 // from ~0 to the base rate over `warmup_epochs`.
 
 #include <cstdint>

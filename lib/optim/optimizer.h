@@ -11,7 +11,7 @@
 namespace normexp::optim {
 
 // optim.lr, times batch_size / base_batch when the optimizer's scale_lr is on (the linear
-// scaling rule; file 004 Table 2: lr = eta * B / 128).
+// scaling rule; Ikami et al. 2021 Table 2: lr = eta * B / 128).
 double scaled_lr(const config::Params& optim, int64_t batch_size);
 
 class Optimizer {
@@ -36,10 +36,10 @@ class Optimizer {
 
  protected:
   // The gradient a step uses: centered per row for constrained weights with centering on
-  // (file 004 Algorithm 1), the raw gradient otherwise.
+  // (Ikami et al. 2021 Algorithm 1), the raw gradient otherwise.
   static at::Tensor step_gradient(const nn::ParamInfo& info);
   // Whether weight decay applies: weights (constrained or not) always, norm gamma/beta and
-  // biases only when asked (file 004 §4.1.1 does not decay them).
+  // biases only when asked (Ikami et al. 2021 §4.1.1 does not decay them).
   static bool decays(const nn::ParamInfo& info, bool decay_norm_and_bias);
 
   std::vector<nn::ParamInfo> params_;
@@ -47,14 +47,14 @@ class Optimizer {
 
 // SGD with momentum (PyTorch's formulation: buf = m*buf + g; p -= lr*buf; Nesterov:
 // p -= lr*(g + m*buf)) and decoupled-by-role weight decay (added to g, L2 style). For
-// constrained weights it is the projected step of file 004 Algorithm 1: the gradient (and
+// constrained weights it is the projected step of Ikami et al. 2021 Algorithm 1: the gradient (and
 // so the momentum) is centered per row when centering is on, and after the update each row
 // is projected back onto the constraint set.
 struct SgdOptions {
   double momentum = 0.9;
   bool nesterov = false;
   double weight_decay = 0.0;
-  bool decay_norm_and_bias = false;  // file 004 §4.1.1: no decay on gamma, beta
+  bool decay_norm_and_bias = false;  // Ikami et al. 2021 §4.1.1: no decay on gamma, beta
 };
 
 class Sgd : public Optimizer {

@@ -150,10 +150,10 @@ std::vector<config::OptionSpec> sgd_options() {
       opt_float("lr", 0.1, "initial learning rate (at base_batch when scale_lr)", greater_than(0)),
       opt_float("momentum", 0.9, "momentum", between(0, 1, false, true)),
       opt_bool("nesterov", false, "Nesterov momentum"),
-      opt_float("weight_decay", 5e-4, "L2 weight decay (file 004: 1e-3 CNN/ResNet, 5e-3 WRN)",
+      opt_float("weight_decay", 5e-4, "L2 weight decay (Ikami et al. 2021: 1e-3 CNN/ResNet, 5e-3 WRN)",
                 at_least(0)),
       opt_bool("decay_norm_and_bias", false,
-               "also decay norm/affine gamma, beta and biases (file 004 §4.1.1 does not)"),
+               "also decay norm/affine gamma, beta and biases (Ikami et al. 2021 §4.1.1 does not)"),
       opt_bool("scale_lr", false, "linear scaling rule lr = lr * batch_size / base_batch"),
       opt_int("base_batch", 128, "reference batch size of the linear scaling rule", at_least(1)),
   };

@@ -5,7 +5,8 @@
 #include "data/cifar.h"
 #include "data/fashion_mnist.h"
 #include "data/synthetic.h"
-#include "experiments/probe.h"
+#include "experiments/classify.h"
+#include "experiments/magnitude_probe.h"
 #include "experiments/simclr.h"
 #include "experiments/capacity.h"
 #include "experiments/geometry.h"
@@ -31,7 +32,7 @@ void register_builtin_datasets(Registry<DatasetFactory>& r) {
 }
 
 void register_builtin_models(Registry<ModelFactory>& r) {
-  r.add({"cnn9", "9-layer CNN of file 004 §4.1.1", models::cnn9_options(), models::make_cnn9});
+  r.add({"cnn9", "9-layer CNN of Ikami et al. 2021 §4.1.1", models::cnn9_options(), models::make_cnn9});
   r.add({"resnet", "CIFAR ResNet-(6n+2) [He et al. 2016]", models::resnet_options(),
          models::make_resnet});
   r.add({"wrn", "Wide ResNet WRN-depth-width [Zagoruyko & Komodakis 2016]",
@@ -41,7 +42,7 @@ void register_builtin_models(Registry<ModelFactory>& r) {
   r.add({"vit", "Vision Transformer; ViT-B/16 preset [Dosovitskiy et al. 2021]",
          models::vit_options(), models::make_vit});
   r.add({"mlp", "fully connected net on flattened images, first k hidden layers normalized "
-                "(files 001/003)",
+                "(Than 2025)",
          models::mlp_options(), models::make_mlp});
 }
 
@@ -55,12 +56,12 @@ void register_builtin_norms(Registry<NormFactory>& r) {
   r.add({"none", "plain conv with bias, no normalization", nn::none_options(), nn::make_none});
   r.add({"ln", "conv -> LayerNorm (GroupNorm with 1 group); LayerNorm in transformers",
          nn::ln_options(), nn::make_ln});
-  r.add({"bcn", "conv -> Band-Constrained Normalization (file 000); BCN in transformers",
+  r.add({"bcn", "conv -> Band-Constrained Normalization (Markou); BCN in transformers",
          nn::bcn_options(), nn::make_bcn});
   auto cwo = nn::cwo_options();
   for (auto& spec : cwo)
     if (spec.key == "noise.schedule") spec.choices = noise_schedules().names();
-  r.add({"cwo", "constrained weights + affine with noise injection (file 004)", cwo,
+  r.add({"cwo", "constrained weights + affine with noise injection (Ikami et al. 2021)", cwo,
          [](const Params& p) {
            return nn::make_cwo(p, noise_schedules().get(p.get_string("noise.schedule")).make);
          }});
@@ -83,41 +84,43 @@ void register_builtin_lr_schedules(Registry<LrScheduleFactory>& r) {
 
 void register_builtin_noise_schedules(Registry<NoiseFactory>& r) {
   r.add({"none", "no noise", {}, [](int64_t, int64_t, double) { return 0.0; }});
-  r.add({"constant", "sigma_l = sigma (file 004 §3.3, non-residual nets)", {},
+  r.add({"constant", "sigma_l = sigma (Ikami et al. 2021 §3.3, non-residual nets)", {},
          [](int64_t, int64_t, double s) { return s; }});
-  r.add({"linear", "sigma_l = (l/L) sigma (file 004 Eq. 8, residual nets)", {},
+  r.add({"linear", "sigma_l = (l/L) sigma (Ikami et al. 2021 Eq. 8, residual nets)", {},
          [](int64_t l, int64_t L, double s) { return s * static_cast<double>(l) / L; }});
 }
 
 void register_builtin_tasks(Registry<TaskFactory>& r) {
   r.add({"classify", "image classification: train on data.train, report test error (lib/train)",
-         {}, TaskFactory{{"data", "model", "norm", "optim", "schedule"}, {}, {}}});
+         {},
+         TaskFactory{{"data", "model", "norm", "optim", "schedule"}, experiments::classify,
+                     experiments::check_classify}});
   r.add({"magnitude_probe",
-         "file 000 §5.2: find the largest-magnitude token; accuracy and attention entropy",
+         "Markou §5.2: find the largest-magnitude token; accuracy and attention entropy",
          experiments::probe_options(),
-         TaskFactory{{"norm", "optim", "schedule"}, experiments::run_probe,
+         TaskFactory{{"norm", "optim", "schedule"}, experiments::results_task(experiments::run_probe),
                      experiments::check_probe}});
   r.add({"simclr",
-         "file 000 §5.3: SimCLR (NT-Xent) pretraining, then kNN and linear evaluation",
+         "Markou §5.3: SimCLR (NT-Xent) pretraining, then kNN and linear evaluation",
          experiments::simclr_options(),
-         TaskFactory{{"data", "model", "norm", "optim", "schedule"}, experiments::run_simclr,
+         TaskFactory{{"data", "model", "norm", "optim", "schedule"}, experiments::results_task(experiments::run_simclr),
                      experiments::check_simclr}});
   // Files 002 (§8 Experiments 1-4, Table 1) and 001/003: lib/experiments/{geometry,capacity}.cpp.
-  r.add({"gd_linear", "file 002 Exp. 1: 2-D linear classifier +/- BN, weight trajectories",
-         experiments::gd_linear_options(), TaskFactory{{}, experiments::gd_linear, {}}});
-  r.add({"hessian_mlp", "file 002 Exp. 2: width-10 MLP regression +/- BN, Hessian spectrum",
-         experiments::hessian_mlp_options(), TaskFactory{{}, experiments::hessian_mlp, {}}});
-  r.add({"margin_mlp", "file 002 Exp. 3: 50-20-1 MLP +/- BN, margins and parameter noise",
-         experiments::margin_mlp_options(), TaskFactory{{}, experiments::margin_mlp, {}}});
-  r.add({"bad_init", "file 002 Exp. 4: 5-layer ReLU net from tiny/huge init +/- BN",
-         experiments::bad_init_options(), TaskFactory{{}, experiments::bad_init, {}}});
-  r.add({"symmetry", "file 002 Table 1: BN/LN/WN scale symmetries as loss-invariance checks",
-         experiments::symmetry_options(), TaskFactory{{}, experiments::symmetry, {}}});
+  r.add({"gd_linear", "Akbar Exp. 1: 2-D linear classifier +/- BN, weight trajectories",
+         experiments::gd_linear_options(), TaskFactory{{}, experiments::results_task(experiments::gd_linear), {}}});
+  r.add({"hessian_mlp", "Akbar Exp. 2: width-10 MLP regression +/- BN, Hessian spectrum",
+         experiments::hessian_mlp_options(), TaskFactory{{}, experiments::results_task(experiments::hessian_mlp), {}}});
+  r.add({"margin_mlp", "Akbar Exp. 3: 50-20-1 MLP +/- BN, margins and parameter noise",
+         experiments::margin_mlp_options(), TaskFactory{{}, experiments::results_task(experiments::margin_mlp), {}}});
+  r.add({"bad_init", "Akbar Exp. 4: 5-layer ReLU net from tiny/huge init +/- BN",
+         experiments::bad_init_options(), TaskFactory{{}, experiments::results_task(experiments::bad_init), {}}});
+  r.add({"symmetry", "Akbar Table 1: BN/LN/WN scale symmetries as loss-invariance checks",
+         experiments::symmetry_options(), TaskFactory{{}, experiments::results_task(experiments::symmetry), {}}});
   r.add({"capacity",
-         "files 001/003: weight-norm product, per-norm-layer sigma and the generalization gap "
+         "Than 2025: weight-norm product, per-norm-layer sigma and the generalization gap "
          "per epoch",
          experiments::capacity_options(),
-         TaskFactory{{"data", "model", "norm", "optim", "schedule"}, experiments::capacity,
+         TaskFactory{{"data", "model", "norm", "optim", "schedule"}, experiments::results_task(experiments::capacity),
                      experiments::check_capacity}});
 }
 
@@ -158,7 +161,7 @@ std::vector<OptionSpec> data_common_options() {
       // Added after the first results: hashed only when set, so older configs keep their runs.
       hashed_unless_default(opt_int("cutout", 0,
                                     "Cutout square side in pixels after normalization, 0 for "
-                                    "none (file 004's FastAA: 16)",
+                                    "none (Ikami et al. 2021's FastAA: 16)",
                                     at_least(0))),
       hashed_unless_default(opt_string(
           "policy", "fastaa_cifar10",
@@ -170,8 +173,8 @@ std::vector<OptionSpec> data_common_options() {
 
 std::vector<OptionSpec> train_options() {
   return {
-      opt_int("epochs", 200, "training epochs (file 004: 200)", at_least(1)),
-      opt_int("batch_size", 128, "training batch size (file 004: 128)", at_least(1)),
+      opt_int("epochs", 200, "training epochs (Ikami et al. 2021: 200)", at_least(1)),
+      opt_int("batch_size", 128, "training batch size (Ikami et al. 2021: 128)", at_least(1)),
       opt_bool("drop_last", false, "drop the last incomplete training batch of each epoch"),
       opt_int("max_steps", 0, "stop after this many steps in total (0: no limit)", at_least(0)),
       opt_bool("bf16", false, "bf16 autocast (CUDA only; ignored with a warning on CPU)"),

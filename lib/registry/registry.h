@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/ranges.h>
+
 #include "config/schema.h"
 #include "core/error.h"
 
@@ -48,9 +50,7 @@ class Registry {
   }
 
   std::string joined_names() const {
-    std::string out;
-    for (const auto& e : entries_) out += (out.empty() ? "" : ", ") + e.name;
-    return out;
+    return fmt::format("{}", fmt::join(names(), ", "));
   }
 
   const std::string& kind() const { return kind_; }

@@ -101,9 +101,6 @@ std::string render_plan(const TableSpec& spec, const std::vector<PlanItem>& item
 std::string workload_key(const nlohmann::json& model, const std::string& norm,
                          std::int64_t batch_size, const std::string& augment, std::int64_t cutout);
 
-// The task.name of a resolved config ("classify" when it has none).
-std::string config_task_name(const config::Experiment& exp);
-
 // Device time of planned runs from `normexp bench` rows (arrays as `bench --out` writes
 // them): each run takes epochs x training-set size / images/s of the row with its workload.
 // Training steps only: evaluation passes and checkpoints come on top. Comment lines

@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include <fmt/ranges.h>
+
 #include "config/node.h"
 #include "config/schema.h"
 #include "core/error.h"
@@ -78,9 +80,8 @@ class Reader {
     if (!v) return def;
     for (const auto& c : choices)
       if (c == *v) return *v;
-    std::string list;
-    for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
-    add(*map.find(key), join(path, key), "expected one of " + list + ", got '" + *v + "'");
+    add(*map.find(key), join(path, key),
+        fmt::format("expected one of {}, got '{}'", fmt::join(choices, ", "), *v));
     return def;
   }
 

@@ -32,6 +32,16 @@ struct Cell {
   std::string metric;
   // A cell runs when it has a config and no status (a status keeps the config for later).
   bool supported() const { return config.has_value() && status.empty(); }
+  // The cell's --sets followed by `extra` (a report's or plan's own --set).
+  std::vector<std::string> sets_with(const std::vector<std::string>& extra) const {
+    std::vector<std::string> all = sets;
+    all.insert(all.end(), extra.begin(), extra.end());
+    return all;
+  }
+  // The config's path relative to the working directory ("" when there is none).
+  std::string config_display() const {
+    return config ? std::filesystem::proximate(*config).string() : "";
+  }
 };
 
 struct TableSpec {

@@ -6,12 +6,11 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/torch_compat.h"
-#include "registry/builtin.h"
-#include "train/cuda_backend.h"
-#include "train/device.h"
-#include "train/run.h"
-#include "train/trainer.h"
+#include "backend/torch_compat.h"
+#include "backend/cuda_backend.h"
+#include "backend/device.h"
+#include "train/components.h"
+#include "train/pipeline.h"
 
 namespace normexp::train {
 
@@ -36,19 +35,21 @@ at::Tensor grid(const at::Tensor& images, int64_t cols, int64_t scale, int64_t g
 double ms_per_call(const c10::Device& device, int64_t warmup, int64_t iters,
                    const std::function<void()>& fn) {
   for (int64_t i = 0; i < warmup; ++i) fn();
-  synchronize(device);
+  backend::synchronize(device);
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < iters; ++i) fn();
-  synchronize(device);
+  backend::synchronize(device);
   const std::chrono::duration<double, std::milli> dt = std::chrono::steady_clock::now() - t0;
   return dt.count() / static_cast<double>(std::max<int64_t>(1, iters));
 }
 
 }  // namespace
 
-PreviewImage augmentation_preview(const config::Experiment& exp, const PreviewOptions& options) {
+PreviewImage augmentation_preview(const config::Experiment& exp,
+                                  const ComponentFactory& components,
+                                  const PreviewOptions& options) {
   const auto& data_p = exp.section("data");
-  auto dataset = registry::datasets().get(data_p.get_string("name")).make(data_p);
+  auto dataset = components.dataset(data_p);
   BatchPipeline pipeline = pipeline_from_config(data_p);  // before loading: config errors first
   data::ImageData data = dataset->load();
   const int64_t c = data.train_x.size(1);
@@ -94,12 +95,13 @@ PreviewImage augmentation_preview(const config::Experiment& exp, const PreviewOp
 }
 
 std::vector<AugBenchRow> bench_augmentation(const config::Experiment& exp,
+                                            const ComponentFactory& components,
                                             const std::vector<int64_t>& batches, int64_t iters,
                                             int64_t steps) {
   const auto& train_p = exp.section("train");
-  const c10::Device device = resolve_device(train_p);
-  setup_torch(exp, device);
-  Built b = build(exp, device);
+  const c10::Device device = backend::resolve_device(train_p);
+  backend::configure_torch(train_p, exp.seed, device);
+  Components b = components.build(exp, device);
   const auto shape = b.dataset->shape();
   BatchPipeline pipeline = pipeline_from_config(exp.section("data"));
   // Statistics of uniform random pixels; the values do not change the cost.

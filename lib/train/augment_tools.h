@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/experiment.h"
+#include "train/components.h"
 
 namespace normexp::train {
 
@@ -24,7 +25,9 @@ struct PreviewImage {
 // Training images (drawn at random with the experiment's seed, on the CPU) through the
 // training pipeline as the network sees them, before normalization: policy, crop, flip, and
 // Cutout drawn in the mean colour (zero after normalization). Loads the dataset.
-PreviewImage augmentation_preview(const config::Experiment& exp, const PreviewOptions& options);
+PreviewImage augmentation_preview(const config::Experiment& exp,
+                                  const ComponentFactory& components,
+                                  const PreviewOptions& options);
 
 struct AugBenchRow {
   int64_t batch = 0;
@@ -36,6 +39,7 @@ struct AugBenchRow {
 // On train.device, with random uint8 images of the dataset's shape (no data is read).
 // `iters` timed pipeline calls and `steps` timed training steps per batch size, after warm-up.
 std::vector<AugBenchRow> bench_augmentation(const config::Experiment& exp,
+                                            const ComponentFactory& components,
                                             const std::vector<int64_t>& batches, int64_t iters,
                                             int64_t steps);
 

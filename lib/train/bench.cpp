@@ -15,12 +15,12 @@
 
 #include "analysis/flops.h"
 #include "core/error.h"
-#include "core/torch_info.h"
+#include "backend/torch_info.h"
 #include "core/version.h"
 #include "data/augment.h"
-#include "train/cuda_backend.h"
-#include "train/device.h"
-#include "train/run.h"
+#include "backend/cuda_backend.h"
+#include "backend/device.h"
+#include "train/components.h"
 #include "train/step.h"
 
 namespace normexp::train {
@@ -39,7 +39,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Entry {
   const config::Experiment* exp = nullptr;
-  Built b;
+  Components b;
   BatchPipeline pipeline;
   std::unique_ptr<data::DeviceLoader> loader;
   std::unique_ptr<TrainStep> step;
@@ -108,7 +108,7 @@ nlohmann::json entry_json(const Entry& e, const c10::Device& device, const Bench
       {"bf16", e.bf16},
       {"channels_last", e.channels_last},
       {"cuda_graphs", e.step->graph_status()},
-      {"device", describe_device(device)},
+      {"device", backend::describe_device(device)},
       {"versions",
        {{"normexp", normexp_version()}, {"git_commit", git_commit()}, {"libtorch", torch_version()}}},
       {"warmup", o.warmup},
@@ -141,17 +141,17 @@ nlohmann::json entry_json(const Entry& e, const c10::Device& device, const Bench
 }  // namespace
 
 nlohmann::json bench_training(const std::vector<config::Experiment>& exps,
-                              const BenchOptions& o) {
+                              const ComponentFactory& components, const BenchOptions& o) {
   if (exps.empty()) throw std::invalid_argument("bench_training: no config");
-  const c10::Device device = resolve_device(exps.front().section("train"));
+  const c10::Device device = backend::resolve_device(exps.front().section("train"));
   for (const auto& exp : exps) {
-    const c10::Device d = resolve_device(exp.section("train"));
+    const c10::Device d = backend::resolve_device(exp.section("train"));
     if (d != device)
       throw RunError(fmt::format("{} runs on {} but {} on {}: benchmark configs side by side on "
                                  "one device (use --device)",
                                  exp.source, d.str(), exps.front().source, device.str()));
   }
-  setup_torch(exps.front(), device);  // threads, cuDNN benchmark, seed
+  backend::configure_torch(exps.front().section("train"), exps.front().seed, device);  // threads, cuDNN benchmark, seed
 
   std::vector<std::unique_ptr<Entry>> entries;
   for (const auto& exp : exps) {
@@ -160,7 +160,7 @@ nlohmann::json bench_training(const std::vector<config::Experiment>& exps,
     if (device.is_cuda()) cuda::synchronize();
     const int64_t before = cuda::memory_allocated();
     cuda::reset_peak_memory();
-    e->b = build(exp, device);
+    e->b = components.build(exp, device);
     const auto& train_p = exp.section("train");
     const auto shape = e->b.dataset->shape();
     e->batch = train_p.get_int("batch_size");
@@ -189,14 +189,14 @@ nlohmann::json bench_training(const std::vector<config::Experiment>& exps,
                  exp.name, exp.section("model").get_string("name"), e->b.num_parameters,
                  e->macs_per_image / 1e9, e->batch, o.warmup);
     for (int64_t i = 0; i < o.warmup; ++i) e->one_step();
-    synchronize(device);
+    backend::synchronize(device);
     e->peak_bytes = cuda::max_memory_allocated() - before;
     entries.push_back(std::move(e));
   }
 
   for (int64_t r = 0; r < o.rounds; ++r) {
     for (auto& e : entries) {
-      synchronize(device);
+      backend::synchronize(device);
       std::unique_ptr<cuda::EventTimeline> timeline;
       if (device.is_cuda()) timeline = std::make_unique<cuda::EventTimeline>();
       const auto t0 = Clock::now();
@@ -212,7 +212,7 @@ nlohmann::json bench_training(const std::vector<config::Experiment>& exps,
           last = now;
         }
       }
-      synchronize(device);
+      backend::synchronize(device);
       e->wall_s += seconds(t0, Clock::now());
       e->timed_steps += o.steps;
       if (timeline)

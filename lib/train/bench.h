@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/experiment.h"
+#include "train/components.h"
 
 namespace normexp::train {
 
@@ -27,7 +28,7 @@ struct BenchOptions {
 // One JSON object per config (see README "Benchmarks" for the fields), in the given order;
 // every config must run on the same device. ConfigError for a bad config.
 nlohmann::json bench_training(const std::vector<config::Experiment>& exps,
-                              const BenchOptions& options);
+                              const ComponentFactory& components, const BenchOptions& options);
 
 // Nearest-rank percentile (q in [0, 100]) of unsorted samples; 0 for none.
 double percentile(std::vector<double> samples, double q);

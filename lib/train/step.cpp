@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "train/cuda_backend.h"
+#include "backend/cuda_backend.h"
 
 namespace normexp::train {
 

@@ -21,7 +21,7 @@
 
 #include "models/model.h"
 #include "optim/optimizer.h"
-#include "train/trainer.h"
+#include "train/pipeline.h"
 
 namespace normexp::cuda {
 class Graph;

@@ -2,99 +2,350 @@
 
 #include <torch/torch.h>
 
-#include "core/error.h"
-#include "train/cuda_backend.h"
+#include <cmath>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "backend/cuda_backend.h"
+#include "backend/device.h"
+#include "backend/torch_compat.h"
+#include "core/fs.h"
+#include "train/checkpoint.h"
 
 namespace normexp::train {
 
-BatchPipeline pipeline_from_config(const config::Params& data) {
-  BatchPipeline p;
-  const std::string& mode = data.get_string("augment");
-  p.augment = mode != "none";
-  p.normalize = data.get_bool("normalize");
-  p.cutout = data.get_int("cutout");
-  if (mode == "fastaa") {
-    try {
-      p.policy = std::make_shared<const data::FastAutoAugment>(
-          data::load_policy(data.get_string("policy")));
-    } catch (const std::invalid_argument& e) {
-      throw data.error("policy", e.what());
-    } catch (const RunError& e) {
-      throw data.error("policy", e.what());
+namespace {
+constexpr const char* kCheckpoint = "checkpoint.pt";
+}
+
+Trainer::Trainer(const config::Experiment& exp, Components components, std::vector<Watch> watches,
+                 const c10::Device& device, data::ImageData data, RunDirectory& dir,
+                 std::function<bool(int64_t)> stop_requested)
+    : exp_(exp), c_(std::move(components)), device_(device), dir_(dir),
+      stop_requested_(std::move(stop_requested)) {
+  const config::Params& train = exp.section("train");
+  epochs_ = train.get_int("epochs");
+  max_steps_ = train.get_int("max_steps");
+  checkpoint_every_ = train.get_int("checkpoint_every");
+  bf16_ = train.get_bool("bf16");
+  if (bf16_ && !device_.is_cuda()) {
+    spdlog::warn("train.bf16 is ignored on {}: bf16 autocast is used on CUDA only", device_.str());
+    bf16_ = false;
+  }
+  pipeline_ = pipeline_from_config(exp.section("data"));
+  pipeline_.mean = data.mean;
+  pipeline_.std = data.std;
+  pipeline_.channels_last = train.get_bool("channels_last");
+  if (pipeline_.channels_last) use_channels_last(*c_.model);
+  data_description_ = data.description;
+  train_loader_ = std::make_unique<data::DeviceLoader>(
+      data.train_x.to(device_), data.train_y.to(device_), train.get_int("batch_size"),
+      /*shuffle=*/true, train.get_bool("drop_last"));
+  test_loader_ = std::make_unique<data::DeviceLoader>(
+      data.test_x.to(device_), data.test_y.to(device_), train.get_int("eval_batch_size"),
+      /*shuffle=*/false, /*drop_last=*/false);
+  progress_ =
+      std::make_unique<Progress>(Progress::parse_mode(train.get_string("progress")), epochs_);
+  StepOptions step_options;
+  step_options.bf16 = bf16_;
+  step_options.graphs = parse_graph_mode(train.get_string("cuda_graphs"));
+  stepper_ =
+      std::make_unique<TrainStep>(*c_.model, *c_.optimizer, pipeline_, device_, step_options);
+  monitor_ = std::make_unique<LayerMonitor>(std::move(watches), train.get_int("monitor_every"),
+                                            device_);
+  if (monitor_->every() > 0) stepper_->set_observer(monitor_.get());
+}
+
+Trainer::~Trainer() = default;
+
+bool Trainer::restore() {
+  const auto path = dir_.path() / kCheckpoint;
+  if (!std::filesystem::exists(path)) return false;
+  const std::string source = path.string();
+  const Checkpoint ck = Checkpoint::load(path);
+  ck.restore_model(*c_.model, source);
+  c_.optimizer->load_state(ck.optimizer);
+  auto at = [&](const std::string& key) { return ck.progress_at(key, source); };
+  step_ = at("step").item<int64_t>();
+  state_.epoch = at("epoch").item<int64_t>();
+  state_.next_batch = at("next_batch").item<int64_t>();
+  state_.seen = at("seen").item<int64_t>();
+  state_.train_time = at("train_time").item<double>();
+  stepper_->loss_sum().copy_(at("loss_sum"));
+  stepper_->correct().copy_(at("correct"));
+  if (ck.progress.count("order")) train_loader_->set_order(ck.progress.at("order").to(device_));
+  compat::set_cpu_rng_state(at("rng_cpu"));
+  if (device_.is_cuda() && ck.progress.count("rng_cuda"))
+    cuda::set_rng_state(ck.progress.at("rng_cuda"));
+
+  // History and bookkeeping from the metrics written with (or after) the checkpoint.
+  const nlohmann::json& old = dir_.previous();
+  const int64_t completed = state_.next_batch == 0 ? state_.epoch : state_.epoch - 1;
+  if (old.is_object()) {
+    for (const auto& row : old.value("history", nlohmann::json::array()))
+      if (row["epoch"].get<int64_t>() <= completed) history_.push_back(row);
+    dir_.set_started_at(old.value("started_at", dir_.started_at()));
+    prior_wall_s_ = old.value("wall_time_s", 0.0);
+    resumes_ = old.value("resumes", 0) + 1;
+  }
+  for (const auto& row : history_) epoch_times_.push_back(row["epoch_time_s"].get<double>());
+  truncate_diagnostics(step_);
+  spdlog::info("resuming {} at epoch {} step {} (batch {} of the epoch)", dir_.path().string(),
+               std::max<int64_t>(1, state_.epoch + (state_.next_batch == 0 ? 1 : 0)), step_,
+               state_.next_batch);
+  return true;
+}
+
+RunStatus Trainer::fit() {
+  write_progress("running");
+  spdlog::info("run {} [{}] seed {} on {} -> {}", exp_.name, exp_.hash(), exp_.seed,
+               backend::describe_device(device_), dir_.path().string());
+  spdlog::info("data: {}; model: {} ({} parameters), norm: {}, lr {}", data_description_,
+               exp_.section("model").get_string("name"), c_.num_parameters,
+               exp_.section("norm").get_string("name"), c_.lr);
+
+  RunStatus status = RunStatus::Completed;
+  // A checkpoint taken mid-epoch continues that epoch; otherwise start the next one.
+  int64_t epoch = state_.next_batch > 0 ? state_.epoch : state_.epoch + 1;
+  for (; epoch <= epochs_ && !(max_steps_ > 0 && step_ >= max_steps_); ++epoch) {
+    status = train_epoch(epoch);
+    if (status != RunStatus::Completed) break;
+    if (epoch == epochs_ || (checkpoint_every_ > 0 && epoch % checkpoint_every_ == 0))
+      write_checkpoint();
+  }
+  if (status == RunStatus::Completed && (max_steps_ > 0 && step_ >= max_steps_))
+    write_checkpoint();
+  write_progress(status_name(status));
+  return status;
+}
+
+void Trainer::write_checkpoint() {
+  backend::synchronize(device_);
+  Checkpoint ck;
+  ck.set_model(*c_.model);
+  for (const auto& [name, tensor] : c_.optimizer->state()) ck.optimizer[name] = tensor.detach().cpu();
+  auto scalar = [](int64_t v) { return torch::tensor(v); };
+  ck.progress = {{"step", scalar(step_)},
+                 {"epoch", scalar(state_.epoch)},
+                 {"next_batch", scalar(state_.next_batch)},
+                 {"seen", scalar(state_.seen)},
+                 {"train_time", torch::tensor(state_.train_time, torch::kDouble)},
+                 {"loss_sum", stepper_->loss_sum().cpu()},
+                 {"correct", stepper_->correct().cpu()},
+                 {"rng_cpu", compat::cpu_rng_state()}};
+  if (train_loader_->order().defined()) ck.progress["order"] = train_loader_->order().cpu();
+  if (device_.is_cuda()) ck.progress["rng_cuda"] = cuda::rng_state();
+  ck.save(dir_.path() / kCheckpoint);
+}
+
+RunStatus Trainer::train_epoch(int64_t epoch) {
+  auto& model = *c_.model;
+  model.train();
+  if (state_.epoch != epoch || state_.next_batch == 0) {
+    // A fresh epoch: new order, zeroed sums.
+    state_.epoch = epoch;
+    state_.next_batch = 0;
+    state_.seen = 0;
+    state_.train_time = 0;
+    stepper_->reset_sums();
+    train_loader_->new_epoch();
+  }
+  const int64_t steps = train_loader_->num_batches();
+  const auto t0 = std::chrono::steady_clock::now();
+  double lr = c_.schedule->lr_at(std::max<int64_t>(0, step_ - 1));
+  for (int64_t& i = state_.next_batch; i < steps;) {
+    if (max_steps_ > 0 && step_ >= max_steps_) break;
+    auto [images, labels] = train_loader_->batch(i);
+    lr = c_.schedule->lr_at(step_);
+    stepper_->run(images, labels, lr, step_ + 1);
+    state_.seen += labels.size(0);
+    ++step_;
+    ++i;
+    if (progress_->due()) {
+      const double l = stepper_->last_loss().item<double>();
+      if (!std::isfinite(l)) return diverged(epoch, images, labels);
+      progress_->draw(epoch, i, steps, l, eta(epoch, static_cast<double>(i) / steps));
+    }
+    if (stop_requested_(step_) && i < steps) {
+      state_.train_time += seconds_since(t0);
+      return interrupted(epoch);
     }
   }
-  return p;
+  backend::synchronize(device_);
+  state_.train_time += seconds_since(t0);
+  const double train_time = state_.train_time;
+  const int64_t seen = state_.seen;
+  const double train_loss = seen ? stepper_->loss_sum().item<double>() / seen : 0.0;
+  if (!std::isfinite(train_loss)) {
+    auto [images, labels] = train_loader_->batch(0);
+    return diverged(epoch, images, labels);
+  }
+
+  const auto e0 = std::chrono::steady_clock::now();
+  const EvalResult test = evaluate(model, *test_loader_, pipeline_, bf16_);
+  const double eval_time = seconds_since(e0);
+  if (!std::isfinite(test.loss)) {
+    auto [images, labels] = train_loader_->batch(0);
+    return diverged(epoch, images, labels);
+  }
+  nlohmann::json row = {
+      {"epoch", epoch},
+      {"step", step_},
+      {"lr", lr},
+      {"train_loss", train_loss},
+      {"train_err",
+       seen ? 100.0 * (1.0 - static_cast<double>(stepper_->correct().item<int64_t>()) / seen)
+            : 0.0},
+      {"test_loss", test.loss},
+      {"test_err", test.top1_err},
+      {"test_acc", 100.0 - test.top1_err},  // Band-constrained normalization reports accuracy
+      {"test_top5_err", test.top5_err},
+      {"epoch_time_s", train_time + eval_time},
+      {"train_time_s", train_time},
+      {"images_per_s", train_time > 0 ? seen / train_time : 0.0},
+      {"elapsed_s", prior_wall_s_ + dir_.seconds_running()},
+  };
+  state_.next_batch = 0;  // the epoch is complete
+  if (auto rows = monitor_->take_rows(); !rows.empty()) {
+    append_diagnostics(rows);
+    row["monitor"] = rows.back();  // the epoch's last sample (history.jsonl only)
+  }
+  history_.push_back(row);
+  epoch_times_.push_back(train_time + eval_time);
+  std::string history_text;
+  for (const auto& r : history_) history_text += r.dump() + "\n";
+  dir_.write_file("history.jsonl", history_text);
+  write_progress("running");
+  progress_->epoch_done(fmt::format(
+      "epoch {}/{}  train loss {:.4f} err {:.2f}%  test loss {:.4f} err {:.2f}% top5 {:.2f}%  "
+      "lr {:.4g}  {:.1f}s  {:.0f} img/s  ETA {}",
+      epoch, epochs_, train_loss, row["train_err"].get<double>(), test.loss, test.top1_err,
+      test.top5_err, lr, train_time + eval_time, row["images_per_s"].get<double>(),
+      format_duration(eta(epoch + 1, 0.0))));
+  if (stop_requested_(step_) && epoch < epochs_) return interrupted(epoch + 1);
+  return RunStatus::Completed;
 }
 
-at::Tensor BatchPipeline::augment_uint8(const at::Tensor& images) const {
-  at::Tensor x = images;
-  if (policy) x = (*policy)(x);
-  if (augment) x = data::random_hflip(data::random_crop(x, pad));
-  return x;
+RunStatus Trainer::interrupted(int64_t epoch) {
+  append_diagnostics(monitor_->take_rows());  // samples up to the checkpoint's step
+  write_checkpoint();
+  progress_->epoch_done(fmt::format(
+      "interrupted in epoch {} at step {}; checkpoint written, status 'interrupted' "
+      "(continue with: normexp run {} --resume{})",
+      epoch, step_, exp_.source, exp_.seed ? " --seed " + std::to_string(exp_.seed) : ""));
+  return RunStatus::Interrupted;
 }
 
-at::Tensor BatchPipeline::prepare(const at::Tensor& images, bool train) const {
-  at::Tensor x = train ? augment_uint8(images) : images;
-  if (normalize) {
-    if (!scale_.defined() || scale_.device() != x.device())
-      std::tie(scale_, shift_) = data::normalize_affine(mean, std, x.device());
-    TORCH_CHECK(x.size(1) == scale_.size(1), "normalize: ", x.size(1), " channels but ",
-                scale_.size(1), " means");
-    x = torch::addcmul(shift_, x.to(torch::kFloat), scale_);
+// Records where the divergence started: the exact step (kept on the device), and the first
+// layer whose output or gradient was non-finite: at that step when the monitor checked every
+// step, otherwise in a post-mortem forward/backward of `images` with the diverged weights.
+RunStatus Trainer::diverged(int64_t epoch, const at::Tensor& images, const at::Tensor& labels) {
+  diverged_epoch_ = epoch;
+  append_diagnostics(monitor_->take_rows());  // the samples up to the blow-up
+  const int64_t first_step = stepper_->first_nonfinite_step().item<int64_t>();
+  nlohmann::json d = {{"epoch", epoch}, {"step", first_step >= 0 ? first_step : step_}};
+  if (monitor_->every() > 0) {
+    d["method"] = "train.monitor_every: every layer checked at every step";
   } else {
-    x = x.to(torch::kFloat).div_(255.0);
+    d["method"] =
+        "post-mortem: one forward/backward of a training batch with the weights after the "
+        "divergence (set train.monitor_every to catch the layer at the step itself)";
+    monitor_->checked_pass(step_, [&] { stepper_->forward_backward(images, labels); });
   }
-  // Zero in normalized space (the training mean), as DeVries & Taylor's Cutout does.
-  if (train && cutout > 0) x = data::random_cutout(x, cutout);
-  if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-  return x;
+  d["first_nonfinite"] = monitor_->first_nonfinite();
+  for (const auto& p : c_.optimizer->params())
+    if (!p.tensor.isfinite().all().item<bool>()) {
+      d["first_nonfinite_parameter"] = p.name;
+      break;
+    }
+  divergence_ = d;
+  std::string where;
+  if (d["first_nonfinite"].contains("output"))
+    where = fmt::format("; first non-finite output: {} (step {})",
+                        d["first_nonfinite"]["output"]["layer"].get<std::string>(),
+                        d["first_nonfinite"]["output"]["step"].get<int64_t>());
+  if (d.contains("first_nonfinite_parameter"))
+    where += "; first non-finite parameter: " + d["first_nonfinite_parameter"].get<std::string>();
+  progress_->epoch_done(fmt::format("epoch {}: non-finite loss at step {}{}; stopping (status "
+                                    "'diverged', details in metrics.json 'divergence')",
+                                    epoch, d["step"].get<int64_t>(), where));
+  return RunStatus::Diverged;
 }
 
-void use_channels_last(torch::nn::Module& model) {
-  torch::NoGradGuard no_grad;
-  for (auto& t : model.parameters())
-    if (t.dim() == 4) t.set_data(t.contiguous(at::MemoryFormat::ChannelsLast));
-  for (auto& t : model.buffers())
-    if (t.dim() == 4) t.set_data(t.contiguous(at::MemoryFormat::ChannelsLast));
+// diagnostics.jsonl: one line per sampled step (train.monitor_every), appended as epochs end.
+void Trainer::append_diagnostics(const std::vector<nlohmann::json>& rows) const {
+  if (rows.empty()) return;
+  std::string text;
+  for (const auto& r : rows) text += r.dump() + "\n";
+  dir_.append_file("diagnostics.jsonl", text);
 }
 
-EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
-                    const BatchPipeline& pipeline, bool bf16) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
-  if (bf16) cuda::set_bf16_autocast(true);
-  torch::Tensor loss_sum, top1, topk;
-  int64_t n = 0;
-  for (int64_t i = 0; i < loader.num_batches(); ++i) {
-    auto [images, labels] = loader.batch(i);
-    auto logits = model.forward(pipeline.prepare(images, false)).to(torch::kFloat);
-    const int64_t k = std::min<int64_t>(5, logits.size(1));
-    auto loss = torch::nn::functional::cross_entropy(
-        logits, labels,
-        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    auto top = std::get<1>(logits.topk(k, 1));
-    auto hits = top.eq(labels.view({-1, 1}));
-    auto c1 = hits.select(1, 0).sum();
-    auto ck = hits.any(1).sum();
-    // Accumulated on the device; one host sync at the end of the pass.
-    loss_sum = loss_sum.defined() ? loss_sum + loss.to(torch::kDouble) : loss.to(torch::kDouble);
-    top1 = top1.defined() ? top1 + c1 : c1;
-    topk = topk.defined() ? topk + ck : ck;
-    n += labels.size(0);
+// A resumed run re-samples the steps after its checkpoint: drop them (and a line cut short by
+// a kill) so that no step appears twice.
+void Trainer::truncate_diagnostics(int64_t last_step) const {
+  const auto path = dir_.path() / "diagnostics.jsonl";
+  if (!std::filesystem::exists(path)) return;
+  std::istringstream in(read_file(path));
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    try {
+      if (nlohmann::json::parse(line).at("step").get<int64_t>() <= last_step) kept += line + "\n";
+    } catch (const std::exception&) {
+    }
   }
-  if (bf16) {
-    cuda::set_bf16_autocast(false);
-    cuda::clear_autocast_cache();
+  dir_.write_file("diagnostics.jsonl", kept);
+}
+
+// Remaining time: mean epoch time so far (or the current epoch's pace) x epochs left.
+double Trainer::eta(int64_t epoch, double fraction_done) const {
+  double per_epoch = 0;
+  if (!epoch_times_.empty()) {
+    for (double t : epoch_times_) per_epoch += t;
+    per_epoch /= epoch_times_.size();
+  } else if (fraction_done > 0) {
+    per_epoch = dir_.seconds_running() / fraction_done;
+  } else {
+    return -1;
   }
-  model.train(was_training);
-  EvalResult r;
-  r.n = n;
-  if (n == 0) return r;
-  r.loss = loss_sum.item<double>() / n;
-  r.top1_err = 100.0 * (1.0 - static_cast<double>(top1.item<int64_t>()) / n);
-  r.top5_err = 100.0 * (1.0 - static_cast<double>(topk.item<int64_t>()) / n);
-  return r;
+  return per_epoch * ((epochs_ - epoch) + (1.0 - fraction_done));
+}
+
+nlohmann::json Trainer::metrics(const std::string& status) const {
+  nlohmann::json m;
+  m["epochs_completed"] = history_.size();
+  m["steps"] = step_;
+  m["final"] = history_.empty() ? nlohmann::json(nullptr) : history_.back();
+  if (!history_.empty()) {
+    size_t best = 0;
+    for (size_t i = 1; i < history_.size(); ++i)
+      if (history_[i]["test_err"].get<double>() < history_[best]["test_err"].get<double>())
+        best = i;
+    m["best"] = {{"test_err", history_[best]["test_err"]},
+                 {"test_top5_err", history_[best]["test_top5_err"]},
+                 {"epoch", history_[best]["epoch"]}};
+  } else {
+    m["best"] = nullptr;
+  }
+  if (diverged_epoch_ > 0) m["diverged_epoch"] = diverged_epoch_;
+  if (!divergence_.is_null()) m["divergence"] = divergence_;
+  m["history"] = nlohmann::json::array();
+  for (auto row : history_) {
+    row.erase("monitor");  // per-layer samples stay in history.jsonl and diagnostics.jsonl
+    m["history"].push_back(std::move(row));
+  }
+  m["effective"] = {{"lr", c_.lr},
+                    {"bf16", bf16_},
+                    {"cuda_graphs", stepper_->graph_status()},
+                    {"steps_per_epoch", c_.steps_per_epoch},
+                    {"parameters", c_.num_parameters}};
+  m["resumes"] = resumes_;
+  return dir_.metrics(status, m, prior_wall_s_);
+}
+
+void Trainer::write_progress(const std::string& status) const {
+  dir_.write_metrics(metrics(status));
 }
 
 }  // namespace normexp::train

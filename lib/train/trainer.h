@@ -1,60 +1,91 @@
 #pragma once
-// The pieces of one training run that are independent of files and logging: turning uint8
-// batches into network inputs, one evaluation pass, and the per-step update.
+// The classification trainer: the epoch loop over a DeviceLoader with TrainStep, evaluation
+// after every epoch, checkpoints, the history and metrics.json, progress with ETA, and the
+// divergence report. It receives everything built (components, data, the claimed run
+// directory) and looks nothing up.
+//
+// Resuming: restore() reads checkpoint.pt (model, optimizer, step, epoch position and data
+// order, running sums, RNG) and the history up to it from metrics.json; fit() then continues
+// mid-epoch at the next batch, so an interrupted run ends bit-identical to an uninterrupted one.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
-#include <ATen/core/Tensor.h>
-#include <torch/nn/module.h>
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
 
-#include "config/schema.h"
-#include "data/augment.h"
-#include "data/fastaa.h"
-#include "models/model.h"
+#include "config/experiment.h"
+#include "core/clock.h"
+#include "data/dataset.h"
+#include "train/components.h"
+#include "train/monitor.h"
+#include "train/pipeline.h"
+#include "train/progress.h"
+#include "train/run_directory.h"
+#include "train/status.h"
+#include "train/step.h"
 
 namespace normexp::train {
 
-// The reference order of file 004's FastAA (Fast AutoAugment's pipeline): policy on the uint8
-// image -> random crop + flip -> normalization -> Cutout. Standard augmentation is the middle
-// step alone.
-struct BatchPipeline {
-  std::shared_ptr<const data::FastAutoAugment> policy;  // data.augment: fastaa (else null)
-  bool augment = true;        // random crop (zero padding `pad`) + horizontal flip
-  int64_t pad = 4;            // file 004 / He et al.: 4-pixel padding for CIFAR
-  bool normalize = true;
-  std::vector<double> mean, std;
-  int64_t cutout = 0;         // side of the Cutout square after normalization (0: none)
-  bool channels_last = false;
-  // uint8 (N,C,H,W) on the device -> float input; augmentation only when `train`.
-  at::Tensor prepare(const at::Tensor& images, bool train) const;
-  // The augmented uint8 images before normalization: policy, crop and flip, without the
-  // Cutout that `prepare` applies after normalization (`normexp data preview` adds it).
-  at::Tensor augment_uint8(const at::Tensor& images) const;
+class Checkpoint;
+
+class Trainer {
+ public:
+  // `stop_requested(step)` is asked after every step: true finishes the step, writes a
+  // checkpoint and ends with Interrupted (SIGINT/SIGTERM, or a test's chosen step).
+  Trainer(const config::Experiment& exp, Components components, std::vector<Watch> watches,
+          const c10::Device& device, data::ImageData data, RunDirectory& dir,
+          std::function<bool(int64_t step)> stop_requested);
+  ~Trainer();
+
+  // Continues from dir/checkpoint.pt; false when there is none (the run starts afresh).
+  bool restore();
+  // Trains to train.epochs (or train.max_steps) and writes the final metrics.json.
+  RunStatus fit();
+  // metrics.json as it is now.
+  nlohmann::json metrics(const std::string& status) const;
 
  private:
-  mutable at::Tensor scale_, shift_;  // normalization, built once on the data's device
+  RunStatus train_epoch(int64_t epoch);
+  RunStatus interrupted(int64_t epoch);
+  RunStatus diverged(int64_t epoch, const at::Tensor& images, const at::Tensor& labels);
+  void write_checkpoint();
+  void write_progress(const std::string& status) const;
+  void append_diagnostics(const std::vector<nlohmann::json>& rows) const;
+  void truncate_diagnostics(int64_t last_step) const;
+  double eta(int64_t epoch, double fraction_done) const;
+
+  // The epoch in progress; in checkpoints, so that a run interrupted mid-epoch resumes at
+  // the next batch with the same data order and the same running sums.
+  struct EpochState {
+    int64_t epoch = 0;       // 1-based; 0 before the first epoch
+    int64_t next_batch = 0;  // index of the next batch of this epoch
+    int64_t seen = 0;
+    double train_time = 0;  // the running loss and correct sums live in the TrainStep
+  };
+
+  const config::Experiment& exp_;
+  Components c_;
+  c10::Device device_;
+  RunDirectory& dir_;
+  std::function<bool(int64_t)> stop_requested_;
+  BatchPipeline pipeline_;
+  std::unique_ptr<data::DeviceLoader> train_loader_, test_loader_;
+  std::unique_ptr<Progress> progress_;
+  std::unique_ptr<TrainStep> stepper_;  // after c_ and pipeline_, which it refers to
+  std::unique_ptr<LayerMonitor> monitor_;
+  nlohmann::json divergence_;
+  std::string data_description_;
+  std::vector<nlohmann::json> history_;
+  std::vector<double> epoch_times_;
+  EpochState state_;
+  int64_t epochs_ = 0, max_steps_ = 0, checkpoint_every_ = 0, step_ = 0, diverged_epoch_ = 0;
+  int resumes_ = 0;
+  double prior_wall_s_ = 0;
+  bool bf16_ = false;
 };
-
-// The augmentation part of a pipeline from the data section (augment, cutout, policy); the
-// caller adds mean/std and channels_last. A policy that cannot be loaded is a ConfigError
-// at data.policy.
-BatchPipeline pipeline_from_config(const config::Params& data);
-
-// Puts the model's 4-d parameters and buffers (conv weights) in channels_last layout, as
-// train.channels_last asks for the inputs: cuDNN then runs NHWC kernels without converting
-// the weights at every call. Layout only: values and the optimizer's handles stay the same.
-void use_channels_last(torch::nn::Module& model);
-
-struct EvalResult {
-  double loss = 0, top1_err = 0, top5_err = 0;  // errors in percent
-  int64_t n = 0;
-};
-
-// One pass over `loader` in eval mode without gradients. top-5 becomes top-k with
-// k = min(5, classes).
-EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
-                    const BatchPipeline& pipeline, bool bf16);
 
 }  // namespace normexp::train

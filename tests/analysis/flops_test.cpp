@@ -5,7 +5,8 @@
 
 #include "analysis/flops.h"
 #include "support/ml_support.h"
-#include "train/run.h"
+#include "compose/components.h"
+#include "compose/run.h"
 
 namespace normexp::analysis {
 namespace {
@@ -51,7 +52,7 @@ double model_macs_per_image(const std::string& model_yaml, int64_t classes) {
   auto exp = testing::experiment_from(
       dir, "name: m\ndata: {name: synthetic, classes: " + std::to_string(classes) +
                ", resolution: 32}\nmodel: " + model_yaml + "\nnorm: {name: bn}\n");
-  auto b = train::build(exp, torch::kCPU);
+  auto b = compose::build(exp, torch::kCPU);
   b.model->eval();
   torch::NoGradGuard no_grad;
   auto x = torch::randn({1, 3, 32, 32});

@@ -8,6 +8,7 @@
 #include "analysis/probe.h"
 #include "analysis/spectral.h"
 #include "config/test_support.h"
+#include "compose/components.h"
 #include "registry/builtin.h"
 #include "support/ml_support.h"
 
@@ -51,7 +52,7 @@ TEST(Probe, RecordsConvShapesAndNormInputStdsOnARegisteredModel) {
   const auto& reg = registry::norms().get("bn");
   analysis::ProbedScheme scheme(reg.make(exp.section("norm")));
   data::DataShape shape{3, 8, 8, 4};
-  auto model = registry::models().get("resnet").make(exp.section("model"), shape, scheme);
+  auto model = compose::components().model(exp.section("model"), shape, scheme);
   // ResNet-8: 7 convs (stem + 3 blocks x 2), 7 norm layers.
   EXPECT_EQ(scheme.conv_probes().size(), 7u);
   EXPECT_EQ(scheme.norm_probes().size(), 7u);
@@ -90,7 +91,7 @@ TEST(Probe, MeasuresSigmaWhereTheNormWouldBeForNone) {
   auto exp = testing::experiment_from(
       dir, "model: {name: mlp, hidden: [8, 8, 8], norm_layers: 2}\nnorm: {name: none}\n");
   analysis::ProbedScheme scheme(registry::norms().get("none").make(exp.section("norm")));
-  auto model = registry::models().get("mlp").make(exp.section("model"), {3, 8, 8, 4}, scheme);
+  auto model = compose::components().model(exp.section("model"), {3, 8, 8, 4}, scheme);
   // norm_layers = 2: two conv+norm positions, the third hidden layer plain.
   EXPECT_EQ(scheme.norm_probes().size(), 2u);
   scheme.set_recording(true);

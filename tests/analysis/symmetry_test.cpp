@@ -1,4 +1,4 @@
-// Table 1 of file 002 as numerical checks on LibTorch modules: BN's per-neuron, LN's
+// Table 1 of Akbar as numerical checks on LibTorch modules: BN's per-neuron, LN's
 // per-layer and WN's direction scalings leave the loss unchanged; the same transformations
 // change a plain network's loss (so the check can fail), and so does WN's (αv, g/α) as
 // printed in the table.

@@ -4,9 +4,9 @@
 
 #include <filesystem>
 
-#include "experiments/task.h"
+#include "compose/run.h"
 #include "registry/builtin.h"
-#include "train/run.h"
+#include "compose/components.h"
 
 namespace normexp {
 namespace {
@@ -30,7 +30,7 @@ TEST(Configs, EveryShippedConfigResolvesAndBuilds) {
     try {
       auto exp = config::load_experiment(path, {}, registry::experiment_schema());
       torch::NoGradGuard no_grad;
-      experiments::check_experiment(exp);  // train::build for classification, else the task's
+      compose::check_experiment(exp);  // every task's check (classify: the full build)
     } catch (const std::exception& e) {
       ADD_FAILURE() << e.what();
     }
@@ -38,7 +38,7 @@ TEST(Configs, EveryShippedConfigResolvesAndBuilds) {
 }
 
 TEST(Configs, Table1CellsFollowThePaper) {
-  // Spot checks against file 004 §4.1.1 and Table 1's settings.
+  // Spot checks against Ikami et al. 2021 §4.1.1 and Table 1's settings.
   const auto dir = std::filesystem::path(NORMEXP_SOURCE_DIR) / "configs" / "ikami" / "table1";
   auto load = [&](const std::string& cell) {
     return config::load_experiment(dir / (cell + ".yaml"), {}, registry::experiment_schema());

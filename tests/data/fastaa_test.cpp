@@ -1,4 +1,4 @@
-// Fast AutoAugment + Cutout (file 004's "FastAA", lib/data/fastaa.h): each op on hand-made
+// Fast AutoAugment + Cutout (Ikami et al. 2021's "FastAA", lib/data/fastaa.h): each op on hand-made
 // images against values worked out from the reference semantics in
 // configs/augment/fastaa_cifar10_policy.json ("notes": PIL's behaviour), the magnitude mapping,
 // the random draws (statistically, with tolerances of about 6 standard deviations and fixed
@@ -21,8 +21,9 @@
 #include "data/fastaa.h"
 #include "registry/builtin.h"
 #include "support/cli.h"
-#include "train/run.h"
-#include "train/trainer.h"
+#include "compose/components.h"
+#include "compose/run.h"
+#include "train/pipeline.h"
 
 namespace normexp {
 namespace {
@@ -565,7 +566,7 @@ TEST(FastAAConfigs, TablesOneAndTwoCells) {
       for (int b : {4, 16}) {
         auto e = load(base + "_b" + std::to_string(b) + ".yaml");
         EXPECT_EQ(e.section("train").get_int("batch_size"), b);
-        auto built = train::build(e, c10::Device(c10::kCPU));
+        auto built = compose::build(e, c10::Device(c10::kCPU));
         EXPECT_DOUBLE_EQ(built.lr, e.section("optim").get_float("lr") * b / 128.0);
         EXPECT_EQ(e.section("data").get_string("augment"), "fastaa");
       }

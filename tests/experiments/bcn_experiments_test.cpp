@@ -1,4 +1,4 @@
-// File 000's experiments: the probe generator, attention entropy, NT-Xent, kNN, the SimCLR
+// Markou's experiments: the probe generator, attention entropy, NT-Xent, kNN, the SimCLR
 // views, the overhead benchmark, and the probe and SimCLR tasks end to end through the CLI.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -10,7 +10,7 @@
 
 #include "core/fs.h"
 #include "experiments/overhead.h"
-#include "experiments/probe.h"
+#include "experiments/magnitude_probe.h"
 #include "experiments/simclr.h"
 #include "support/cli.h"
 #include "support/ml_support.h"

@@ -1,4 +1,4 @@
-// The files 001/003 capacity task end to end on tiny synthetic data: per-epoch history with
+// The Than 2025 capacity task end to end on tiny synthetic data: per-epoch history with
 // weight-norm products and ∏ 1/σ_k, for a normalized MLP (k of its hidden layers) and an
 // unnormalized ResNet (σ measured where the norms would be).
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
-#include "experiments/task.h"
+#include "compose/run.h"
 #include "support/ml_support.h"
 
 namespace normexp {
@@ -36,10 +36,10 @@ std::vector<json> history(const std::filesystem::path& dir) {
   return rows;
 }
 
-experiments::ExperimentResult run(const testing::TempDir& dir, std::vector<std::string> sets) {
+compose::RunResult run(const testing::TempDir& dir, std::vector<std::string> sets) {
   sets.push_back("output.root=" + (dir.path() / "results").string());
   auto exp = testing::experiment_from(dir, kCapacity, sets);
-  return experiments::run_experiment(exp);
+  return compose::run_experiment(exp);
 }
 
 TEST(Capacity, NormalizedMlpHistoryHasWeightNormsAndSigmas) {

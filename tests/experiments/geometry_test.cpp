@@ -1,4 +1,4 @@
-// The file 002 tasks end to end at reduced size through run_experiment (config -> results
+// The Akbar tasks end to end at reduced size through run_experiment (config -> results
 // directory), with assertions on what each experiment measures.
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
-#include "experiments/task.h"
+#include "compose/run.h"
 #include "support/ml_support.h"
 
 namespace normexp {
@@ -23,7 +23,7 @@ json run_task(const testing::TempDir& dir, const std::string& task_yaml,
       "\ntrain: {progress: none, threads: 1}\noutput: {root: " + (dir.path() / "results").string() +
       "}\n";
   auto exp = testing::experiment_from(dir, yaml);
-  auto r = experiments::run_experiment(exp);
+  auto r = compose::run_experiment(exp);
   EXPECT_EQ(r.status, experiments::TaskStatus::Completed);
   auto m = json::parse(read_file(r.dir / "metrics.json"));
   EXPECT_EQ(m["status"], "completed");

@@ -1,5 +1,5 @@
 // No dead parameters: every trainable tensor of every model x scheme, and of every shipped
-// file 004 Table 1-4 cell at a narrow width, receives gradient and moves in the first steps.
+// Ikami et al. 2021 Table 1-4 cell at a narrow width, receives gradient and moves in the first steps.
 //
 // The bug this guards against: WRN's pre-activation blocks once started cwo's mid-branch
 // affine at gamma = 0, right before a ReLU. Its output was exactly 0, ReLU passes no gradient
@@ -17,7 +17,8 @@
 #include "registry/builtin.h"
 #include "report/spec.h"
 #include "support/ml_support.h"
-#include "train/run.h"
+#include "compose/components.h"
+#include "compose/run.h"
 
 namespace normexp {
 namespace {
@@ -28,7 +29,7 @@ const c10::Device kCpu(c10::kCPU);
 // or whose gradient at the last step is zero everywhere. In float64: a small but real gradient
 // (an unnormalized ablation's layers start with a vanishing signal) must not be lost to
 // float32 rounding of gamma = 1 - lr * 1e-9.
-std::vector<std::string> dead_parameters(train::Built& b, int steps = 3) {
+std::vector<std::string> dead_parameters(train::Components& b, int steps = 3) {
   torch::manual_seed(0);
   b.model->to(torch::kDouble);
   const auto shape = b.dataset->shape();
@@ -80,7 +81,7 @@ TEST(GradientFlow, EveryModelWithEverySchemeHasNoDeadParameters) {
                ", train_size: 16, test_size: 8}\n"
                "model: {name: " + model + testing::narrow_model_options(model) + "}\nnorm: " + norm_yaml + "\n"
                "optim: {name: sgd, lr: 0.05}\n");
-      auto b = train::build(exp, kCpu);
+      auto b = compose::build(exp, kCpu);
       const auto dead = dead_parameters(b);
       EXPECT_TRUE(dead.empty()) << "dead parameters:" << join(dead);
       ++checked;
@@ -122,7 +123,7 @@ TEST(GradientFlow, EveryFile004TableCellHasNoDeadParametersAtNarrowWidth) {
       const auto narrow = narrow_sets(full);
       sets.insert(sets.end(), narrow.begin(), narrow.end());
       auto exp = config::load_experiment(*cell.config, sets, registry::experiment_schema());
-      auto b = train::build(exp, kCpu);
+      auto b = compose::build(exp, kCpu);
       const auto dead = dead_parameters(b);
       EXPECT_TRUE(dead.empty()) << "dead parameters:" << join(dead);
       ++checked;

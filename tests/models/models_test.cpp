@@ -3,7 +3,8 @@
 #include <torch/torch.h>
 
 #include "support/ml_support.h"
-#include "train/run.h"
+#include "compose/components.h"
+#include "compose/run.h"
 
 namespace normexp {
 namespace {
@@ -12,14 +13,14 @@ const c10::Device kCpu(c10::kCPU);
 
 // Builds through the real schema and registries (no data are loaded). `model` and `norm` are
 // the inside of a YAML flow mapping, e.g. "name: resnet, depth: 8".
-train::Built build(const std::string& model, const std::string& norm = "name: bn",
+train::Components build(const std::string& model, const std::string& norm = "name: bn",
                    int classes = 10) {
   testing::TempDir dir;
   auto exp = testing::experiment_from(
       dir, "data: {name: synthetic, classes: " + std::to_string(classes) +
                ", resolution: 32, train_size: 16, test_size: 8}\n"
                "model: {" + model + "}\nnorm: {" + norm + "}\n");
-  return train::build(exp, kCpu);
+  return compose::build(exp, kCpu);
 }
 
 ConfigIssue single_issue(const std::string& model, const std::string& norm) {
@@ -110,7 +111,7 @@ TEST(Models, GroupsNotDividingChannelsNameTheLayer) {
   EXPECT_EQ(issue.message, "16 does not divide the 24 channels of features.1");
   EXPECT_EQ(issue.where, "default");
 
-  // 16 groups divide every width of ResNet-110 and WRN-28-10 (file 004 §4.1.1).
+  // 16 groups divide every width of ResNet-110 and WRN-28-10 (Ikami et al. 2021 §4.1.1).
   EXPECT_NO_THROW(build("name: resnet, depth: 8", "name: gn"));
   EXPECT_NO_THROW(build("name: wrn, depth: 10, width: 10", "name: gn"));
 }
@@ -177,7 +178,7 @@ TEST(Models, VitB16ParameterCount) {
   auto exp = testing::experiment_from(
       dir, "data: {name: synthetic, classes: 1000, resolution: 224, train_size: 16, test_size: 8}\n"
            "model: {name: vit, preset: vit_b16}\nnorm: {name: ln}\n");
-  EXPECT_EQ(train::build(exp, kCpu).num_parameters, 86567656);
+  EXPECT_EQ(compose::build(exp, kCpu).num_parameters, 86567656);
 }
 
 TEST(Models, ResNetV1StemsAndVitShapes) {

@@ -1,4 +1,4 @@
-// Band-Constrained Normalization (file 000): Theorem 1's band, its ablations, gradients
+// Band-Constrained Normalization (Markou): Theorem 1's band, its ablations, gradients
 // against finite differences, and safety at x = 0.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -7,7 +7,8 @@
 
 #include "nn/bcn.h"
 #include "support/ml_support.h"
-#include "train/run.h"
+#include "compose/components.h"
+#include "compose/run.h"
 
 namespace normexp::nn {
 namespace {
@@ -180,7 +181,7 @@ TEST(Bcn, BackwardAgreesWithFiniteDifferences) {
   }
 }
 
-// File 000 §4.1: ds/dm~ = alpha/2 sech^2(m~), so the magnitude path's factor is in (0, alpha/2].
+// Markou §4.1: ds/dm~ = alpha/2 sech^2(m~), so the magnitude path's factor is in (0, alpha/2].
 TEST(Bcn, ScaleDerivativeIsHalfAlphaSech2) {
   for (double alpha : {0.1, 0.2, 0.7}) {
     auto m = torch::linspace(-8, 8, 401, torch::kDouble).requires_grad_(true);

@@ -1,4 +1,4 @@
-// The cwo invariants (file 004, Eq. 2) after every optimizer step of real training.
+// The cwo invariants (Ikami et al. 2021, Eq. 2) after every optimizer step of real training.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -6,7 +6,8 @@
 
 #include "nn/params.h"
 #include "support/ml_support.h"
-#include "train/run.h"
+#include "compose/components.h"
+#include "compose/run.h"
 
 namespace normexp {
 namespace {
@@ -39,7 +40,7 @@ Violations worst_over_training(const std::vector<std::string>& sets, int steps =
   testing::TempDir dir;
   auto exp = testing::experiment_from(dir, testing::kTinyYaml, sets);
   torch::manual_seed(0);
-  auto b = train::build(exp, c10::Device(c10::kCPU));
+  auto b = compose::build(exp, c10::Device(c10::kCPU));
   auto data = b.dataset->load();
   auto x = data.train_x.slice(0, 0, 32).to(torch::kFloat).div(255.0);
   auto y = data.train_y.slice(0, 0, 32);
@@ -90,7 +91,7 @@ TEST(Cwo, ProjectedStepMatchesAlgorithm1) {
   auto exp = testing::experiment_from(dir, testing::kTinyYaml,
                                       {"optim.momentum=0.0", "optim.weight_decay=0.0"});
   torch::manual_seed(0);
-  auto b = train::build(exp, c10::Device(c10::kCPU));
+  auto b = compose::build(exp, c10::Device(c10::kCPU));
   auto data = b.dataset->load();
   auto x = data.train_x.slice(0, 0, 16).to(torch::kFloat).div(255.0);
   auto loss = torch::nn::functional::cross_entropy(b.model->forward(x), data.train_y.slice(0, 0, 16));
@@ -120,7 +121,7 @@ TEST(Cwo, NoiseIsZeroInEvalAndLinearInTraining) {
   testing::TempDir dir;
   auto exp = testing::experiment_from(dir, testing::kTinyYaml,
                                       {"norm.noise.schedule=linear", "norm.noise.sigma=0.8"});
-  auto b = train::build(exp, c10::Device(c10::kCPU));
+  auto b = compose::build(exp, c10::Device(c10::kCPU));
   std::vector<double> sigmas;
   for (const auto& m : b.model->modules())
     if (auto* a = dynamic_cast<nn::AffineNoiseImpl*>(m.get())) sigmas.push_back(a->sigma());
@@ -148,7 +149,7 @@ TEST(Cwo, BothConstraintsHoldInResNetAndWrn) {
   // Filters: resnet-8 16 + 2*16 + 2*32 + 2*64; WRN-10-1 adds the 32- and 64-filter shortcuts.
   for (const auto& [model, filters] : {std::pair{kResNet8, 240}, std::pair{kWrn10x1, 336}}) {
     SCOPED_TRACE(model[0]);
-    // 0.2: file 004 §4.1.1's rate for both residual nets. At 0.5 these tiny nets diverge
+    // 0.2: Ikami et al. 2021 §4.1.1's rate for both residual nets. At 0.5 these tiny nets diverge
     // (non-finite weights) within a dozen steps, which would hide drift behind NaNs.
     auto v = worst_over_training(
         with(model, {"norm.noise.schedule=linear", "norm.noise.sigma=0.3"}), 12, 0.2);
@@ -158,7 +159,7 @@ TEST(Cwo, BothConstraintsHoldInResNetAndWrn) {
     EXPECT_LE(v.center, 1e-5);
   }
   testing::TempDir dir;
-  auto b = train::build(testing::experiment_from(dir, testing::kTinyYaml, kWrn10x1),
+  auto b = compose::build(testing::experiment_from(dir, testing::kTinyYaml, kWrn10x1),
                         c10::Device(c10::kCPU));
   std::vector<std::string> shortcuts;
   for (const auto& p : b.optimizer->params())
@@ -187,7 +188,7 @@ TEST(Cwo, LinearNoiseRisesAlongTheForwardOrderOfResidualNets) {
     testing::TempDir dir;
     auto exp = testing::experiment_from(
         dir, testing::kTinyYaml, with(sets, {"norm.noise.schedule=linear", "norm.noise.sigma=0.8"}));
-    auto b = train::build(exp, c10::Device(c10::kCPU));
+    auto b = compose::build(exp, c10::Device(c10::kCPU));
     std::vector<std::string> names;
     std::vector<double> sigmas;
     for (const auto& m : b.model->named_modules())
@@ -209,7 +210,7 @@ TEST(Cwo, SigmaWithoutScheduleIsAConfigError) {
   testing::TempDir dir;
   auto exp = testing::experiment_from(dir, testing::kTinyYaml, {"norm.noise.sigma=0.5"});
   try {
-    train::build(exp, c10::Device(c10::kCPU));
+    compose::build(exp, c10::Device(c10::kCPU));
     FAIL() << "expected a ConfigError";
   } catch (const ConfigError& e) {
     ASSERT_EQ(e.issues().size(), 1u);
@@ -234,7 +235,7 @@ TEST(Cwo, ResidualGammaKeepsDeepResNetsBoundedAtInit) {
         dir, "data: {name: synthetic, classes: 10, resolution: 32}\n"
              "model: {name: resnet, depth: 110}\nnorm: {name: cwo, residual_gamma: " + gamma + "}\n");
     torch::manual_seed(0);
-    auto b = train::build(exp, c10::Device(c10::kCPU));
+    auto b = compose::build(exp, c10::Device(c10::kCPU));
     int zeroed = 0;
     for (const auto& p : b.model->named_parameters())
       if (p.key().find("bn2.weight") != std::string::npos)

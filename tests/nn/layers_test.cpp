@@ -21,7 +21,7 @@ TEST(ProjectRows, LandsOnSphereAndCentersForAnyLayout) {
 
 TEST(ProjectRows, IsTheClosestPointOfTheConstraintSet) {
   // For a centered w~, the projection onto {||w||^2 = c, 1^T w = 0} is sqrt(c) w~/||w~||
-  // (file 004, Eq. 11): no other point of the set sampled here is closer.
+  // (Ikami et al. 2021, Eq. 11): no other point of the set sampled here is closer.
   torch::manual_seed(2);
   auto w = torch::randn({1, 12});
   auto p = w.clone();

@@ -7,7 +7,8 @@
 #include "nn/layers.h"
 #include "nn/params.h"
 #include "support/ml_support.h"
-#include "train/run.h"
+#include "compose/components.h"
+#include "compose/run.h"
 
 namespace normexp::nn {
 namespace {
@@ -91,12 +92,12 @@ int count(torch::nn::Module& model) {
   return n;
 }
 
-train::Built build(const std::string& norm) {
+train::Components build(const std::string& norm) {
   testing::TempDir dir;
   auto exp = testing::experiment_from(
       dir, "data: {name: synthetic, classes: 5, resolution: 8, train_size: 16, test_size: 8}\n"
            "model: {name: resnet, depth: 8}\nnorm: {" + norm + "}\n");
-  return train::build(exp, c10::Device(c10::kCPU));
+  return compose::build(exp, c10::Device(c10::kCPU));
 }
 
 TEST(WsSchemes, BuildStandardizedConvsBeforeTheirActivationNorm) {
@@ -114,7 +115,7 @@ TEST(WsSchemes, BuildStandardizedConvsBeforeTheirActivationNorm) {
   EXPECT_EQ(count<WSConv2dImpl>(*gn.model), 0);
   for (const auto& m : gn.model->modules())
     if (auto* g = dynamic_cast<torch::nn::GroupNormImpl*>(m.get()))
-      EXPECT_EQ(g->options.num_groups(), 16);  // file 004 §4.1.1
+      EXPECT_EQ(g->options.num_groups(), 16);  // Ikami et al. 2021 §4.1.1
 }
 
 TEST(WsSchemes, ParameterRolesDecayConvWeightsButNotNormAffines) {

@@ -40,11 +40,11 @@ TEST(Sgd, MomentumAndDecayMatchClosedForm) {
       EXPECT_NEAR(w[0][i].item<double>(), w0[i], 1e-6);
     }
   }
-  // Bias: no decay (file 004), momentum only: 0.5 - 0.5*1 - 0.5*1.9.
+  // Bias: no decay (Ikami et al. 2021), momentum only: 0.5 - 0.5*1 - 0.5*1.9.
   EXPECT_NEAR(b.item<double>(), 0.5 - 0.5 - 0.5 * 1.9, 1e-6);
 }
 
-// cwo's projected step (file 004 Algorithm 1) with the choices the paper leaves open.
+// cwo's projected step (Ikami et al. 2021 Algorithm 1) with the choices the paper leaves open.
 nn::ParamInfo constrained(const std::string& name, torch::Tensor t, nn::ConstraintSpec spec) {
   auto p = param(name, t, nn::ParamRole::Constrained);
   p.constraint = spec;

@@ -7,7 +7,8 @@
 
 #include "registry/builtin.h"
 #include "support/ml_support.h"
-#include "train/run.h"
+#include "compose/components.h"
+#include "compose/run.h"
 
 namespace normexp::registry {
 namespace {
@@ -27,7 +28,7 @@ TEST(Registry, EveryModelWithEveryNormSchemeRunsForward) {
       const bool token_norm = norm == "ln" || norm == "bcn" || norm == "none";
       if (model == "vit" && !token_norm) {
         try {
-          train::build(exp, kCpu);
+          compose::build(exp, kCpu);
           ADD_FAILURE() << "vit built with " << norm;
         } catch (const ConfigError& e) {
           EXPECT_NE(std::string(e.what()).find("token features"), std::string::npos) << e.what();
@@ -35,7 +36,7 @@ TEST(Registry, EveryModelWithEveryNormSchemeRunsForward) {
         ++combos;
         continue;
       }
-      auto b = train::build(exp, kCpu);
+      auto b = compose::build(exp, kCpu);
       auto x = torch::randn({3, 3, 8, 8});
       auto y = b.model->forward(x);
       EXPECT_EQ(y.sizes(), (std::vector<int64_t>{3, 7}));
@@ -86,7 +87,7 @@ TEST(Registry, EveryOptimizerStepsAndEveryScheduleGivesPositiveRates) {
   for (const auto& opt : optimizers().names()) {
     SCOPED_TRACE(opt);
     auto exp = testing::experiment_from(dir, std::string(testing::kTinyYaml), {"optim.name=" + opt});
-    auto b = train::build(exp, kCpu);
+    auto b = compose::build(exp, kCpu);
     auto before = b.optimizer->params().front().tensor.detach().clone();
     auto loss = b.model->forward(torch::randn({2, 3, 8, 8})).pow(2).mean();
     loss.backward();

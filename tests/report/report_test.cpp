@@ -164,7 +164,7 @@ TEST_F(Fixture, LatexIsBalancedAndEscaped) {
   EXPECT_NE(tex.find("\\textbf{11.50} (1)"), std::string::npos) << tex;
 }
 
-// Tables whose cells are different quantities of the same runs (file 002 Exp. 2: iterations,
+// Tables whose cells are different quantities of the same runs (Akbar Exp. 2: iterations,
 // λ_max, condition number): a cell's `metric` overrides the table's.
 TEST_F(Fixture, PerCellMetricOverridesTheTables) {
   const auto path = dir_.write("mixed.yaml", R"(title: mixed

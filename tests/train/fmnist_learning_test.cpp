@@ -1,5 +1,5 @@
 // Learning on real data, in CI: the narrow 9-layer CNN on a Fashion-MNIST subset with BN and
-// with cwo at the paper's CNN learning rate (file 004 §4.1.1: 0.1), the quick start's setting,
+// with cwo at the paper's CNN learning rate (Ikami et al. 2021 §4.1.1: 0.1), the quick start's setting,
 // about 45 s each on two cores. A working method clears the accuracy bar; the broken ones this
 // guards against do not: a net whose loss sticks at ln 10 (dead layers, a collapsed catapult)
 // stays near 90% error, and a diverged run ends with status "diverged".
@@ -15,7 +15,8 @@
 #include "core/fs.h"
 #include "data/fashion_mnist.h"
 #include "support/ml_support.h"
-#include "train/run.h"
+#include "compose/components.h"
+#include "compose/run.h"
 
 namespace normexp::train {
 namespace {
@@ -36,7 +37,7 @@ nlohmann::json train_on_fmnist(const std::vector<std::string>& sets) {
   auto all = sets;
   all.push_back("output.root=" + (dir.path() / "res").string());
   auto exp = testing::experiment_from(dir, kFmnistYaml, all);
-  auto result = run(exp);
+  auto result = compose::run_experiment(exp);
   return nlohmann::json::parse(read_file(result.dir / "metrics.json"));
 }
 

@@ -8,7 +8,8 @@
 
 #include "core/fs.h"
 #include "support/ml_support.h"
-#include "train/run.h"
+#include "compose/components.h"
+#include "compose/run.h"
 
 namespace normexp::train {
 namespace {
@@ -25,7 +26,7 @@ TEST(Monitor, SamplesEveryNthStepWithStatsThatMatchTheModel) {
   auto exp = testing::experiment_from(dir, testing::kTinyYaml,
                                       {"output.root=" + (dir.path() / "res").string(),
                                        "train.epochs=2", "train.monitor_every=3"});
-  auto result = run(exp);
+  auto result = compose::run_experiment(exp);
   ASSERT_EQ(result.status, RunStatus::Completed);
   const auto rows = jsonl(result.dir / "diagnostics.jsonl");
   // 16 steps: step 1, then every 3rd.
@@ -66,7 +67,7 @@ TEST(Monitor, GammaStatsAreTheAffineParameters) {
   auto exp = testing::experiment_from(dir, testing::kTinyYaml,
                                       {"output.root=" + (dir.path() / "res").string(),
                                        "train.epochs=1", "train.monitor_every=100"});
-  auto result = run(exp);
+  auto result = compose::run_experiment(exp);
   ASSERT_EQ(result.status, RunStatus::Completed);
   const auto rows = jsonl(result.dir / "diagnostics.jsonl");
   ASSERT_EQ(rows.size(), 1u);  // step 1 only
@@ -91,7 +92,7 @@ TEST(Monitor, DivergenceNamesTheStepAndTheLayer) {
         dir, testing::kTinyYaml,
         {"output.root=" + (dir.path() / "res").string(), "optim.lr=1e30", "train.epochs=3",
          "train.monitor_every=" + std::to_string(every)});
-    auto result = run(exp);
+    auto result = compose::run_experiment(exp);
     ASSERT_EQ(result.status, RunStatus::Diverged);
     const auto m = nlohmann::json::parse(read_file(result.dir / "metrics.json"));
     ASSERT_TRUE(m.contains("divergence")) << m.dump(2);
@@ -122,12 +123,12 @@ TEST(Monitor, ResumedRunDoesNotRepeatSamples) {
                                       "train.epochs=2", "train.monitor_every=2",
                                       "train.checkpoint_every=1"};
   auto exp = testing::experiment_from(dir, testing::kTinyYaml, sets);
-  RunOptions interrupt;
+  compose::RunOptions interrupt;
   interrupt.interrupt_at_step = 11;  // mid epoch 2: its samples 10 (and 11's none) are redone
-  ASSERT_EQ(run(exp, interrupt).status, RunStatus::Interrupted);
-  RunOptions resume;
+  ASSERT_EQ(compose::run_experiment(exp, interrupt).status, RunStatus::Interrupted);
+  compose::RunOptions resume;
   resume.resume = true;
-  auto result = run(exp, resume);
+  auto result = compose::run_experiment(exp, resume);
   ASSERT_EQ(result.status, RunStatus::Completed);
   std::vector<int64_t> steps;
   for (const auto& r : jsonl(result.dir / "diagnostics.jsonl")) steps.push_back(r["step"]);

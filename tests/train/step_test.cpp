@@ -8,8 +8,9 @@
 #include "support/cli.h"
 #include "support/ml_support.h"
 #include "train/bench.h"
-#include "train/cuda_backend.h"
-#include "train/run.h"
+#include "backend/cuda_backend.h"
+#include "compose/components.h"
+#include "compose/run.h"
 #include "train/step.h"
 
 namespace normexp::train {
@@ -19,14 +20,14 @@ namespace {
 struct Rig {
   testing::TempDir dir;
   config::Experiment exp;
-  Built b;
+  Components b;
   BatchPipeline pipeline;
   at::Tensor images, labels;
 
   Rig(const c10::Device& device, const std::vector<std::string>& sets)
       : exp(testing::experiment_from(dir, testing::kTinyYaml, sets)) {
     torch::manual_seed(0);
-    b = build(exp, device);
+    b = compose::build(exp, device);
     pipeline = pipeline_from_config(exp.section("data"));
     pipeline.mean.assign(3, 0.5);
     pipeline.std.assign(3, 0.25);
@@ -125,7 +126,7 @@ TEST(TrainStep, RunRecordsWhetherItsStepsWereGraphed) {
       dir, testing::kTinyYaml,
       {"output.root=" + (dir.path() / "res").string(), "train.epochs=1", "train.cuda_graphs=on",
        "train.device=auto"});
-  const auto result = run(exp);
+  const auto result = compose::run_experiment(exp);
   ASSERT_EQ(result.status, RunStatus::Completed);
   const std::string status = result.metrics["effective"]["cuda_graphs"];
   if (torch::cuda::is_available())
@@ -144,13 +145,13 @@ TEST(CudaRun, FastPathLearnsAndResumes) {
       {"output.root=" + (dir.path() / "res").string(), "train.device=cuda", "train.epochs=6",
        "train.bf16=true", "train.channels_last=true", "train.cuda_graphs=on", "optim.lr=0.2",
        "norm.noise.schedule=constant", "norm.noise.sigma=0.1"});
-  RunOptions interrupt;
+  compose::RunOptions interrupt;
   interrupt.interrupt_at_step = 13;
-  auto first = run(exp, interrupt);
+  auto first = compose::run_experiment(exp, interrupt);
   ASSERT_EQ(first.status, RunStatus::Interrupted);
-  RunOptions resume;
+  compose::RunOptions resume;
   resume.resume = true;
-  auto second = run(exp, resume);
+  auto second = compose::run_experiment(exp, resume);
   ASSERT_EQ(second.status, RunStatus::Completed);
   const auto& h = second.metrics["history"];
   ASSERT_EQ(h.size(), 6u);
@@ -182,7 +183,7 @@ TEST(Bench, MeasuresEveryConfigInterleavedWithConsistentFigures) {
   o.warmup = 2;
   o.steps = 3;
   o.rounds = 2;
-  const auto rows = bench_training(exps, o);
+  const auto rows = bench_training(exps, compose::components(), o);
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0]["norm"], "cwo");
   EXPECT_EQ(rows[1]["norm"], "bn");

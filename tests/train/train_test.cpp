@@ -8,7 +8,8 @@
 
 #include "core/fs.h"
 #include "support/ml_support.h"
-#include "train/run.h"
+#include "compose/components.h"
+#include "compose/run.h"
 
 namespace normexp::train {
 namespace {
@@ -26,7 +27,7 @@ TEST(Run, TinyRunWritesResultsAndLearns) {
                                       {"output.root=" + (dir.path() / "res").string(),
                                        "train.epochs=10", "norm.noise.schedule=constant",
                                        "norm.noise.sigma=0.1", "optim.lr=0.2"});
-  auto result = run(exp);
+  auto result = compose::run_experiment(exp);
   ASSERT_EQ(result.status, RunStatus::Completed);
   EXPECT_EQ(result.dir, dir.path() / "res" / "tiny" / exp.hash() / "seed0");
 
@@ -57,7 +58,7 @@ TEST(Run, TinyRunWritesResultsAndLearns) {
     EXPECT_EQ(f.path().string().find(".tmp"), std::string::npos) << f.path();
 
   // The same run again never overwrites the first; a new seed gets its own directory.
-  EXPECT_THROW(run(exp), RunExistsError);
+  EXPECT_THROW(compose::run_experiment(exp), RunExistsError);
   auto seed1 = testing::experiment_from(dir, testing::kTinyYaml,
                                         {"output.root=" + (dir.path() / "res").string(),
                                          "train.epochs=1", "norm.noise.schedule=constant",
@@ -72,7 +73,7 @@ TEST(Run, SameSeedSameMetricsOnCpu) {
   auto b = testing::experiment_from(dir, testing::kTinyYaml,
                                     {"output.root=" + (dir.path() / "b").string(), "train.epochs=1"});
   EXPECT_EQ(a.hash(), b.hash());
-  auto ra = run(a), rb = run(b);
+  auto ra = compose::run_experiment(a), rb = compose::run_experiment(b);
   EXPECT_EQ(ra.metrics["final"]["train_loss"], rb.metrics["final"]["train_loss"]);
   EXPECT_EQ(ra.metrics["final"]["test_err"], rb.metrics["final"]["test_err"]);
 }
@@ -83,7 +84,7 @@ TEST(Run, NonFiniteLossStopsWithStatusDiverged) {
   auto exp = testing::experiment_from(dir, testing::kTinyYaml,
                                       {"output.root=" + (dir.path() / "res").string(),
                                        "optim.lr=1e30", "train.epochs=3"});
-  auto result = run(exp);
+  auto result = compose::run_experiment(exp);
   EXPECT_EQ(result.status, RunStatus::Diverged);
   const auto m = nlohmann::json::parse(read_file(result.dir / "metrics.json"));
   EXPECT_EQ(m["status"], "diverged");
@@ -96,7 +97,7 @@ TEST(Run, MaxStepsStopsEarly) {
   auto exp = testing::experiment_from(dir, testing::kTinyYaml,
                                       {"output.root=" + (dir.path() / "res").string(),
                                        "train.max_steps=5"});
-  auto result = run(exp);
+  auto result = compose::run_experiment(exp);
   EXPECT_EQ(result.status, RunStatus::Completed);
   EXPECT_EQ(result.metrics["steps"], 5);
   EXPECT_EQ(result.metrics["epochs_completed"], 1);
@@ -112,7 +113,7 @@ TEST(Run, InterruptAndResumeEqualsAnUninterruptedRun) {
     sets.push_back("output.root=" + (dir.path() / root).string());
     return testing::experiment_from(dir, testing::kTinyYaml, sets);
   };
-  auto straight = run(with_root("straight"));
+  auto straight = compose::run_experiment(with_root("straight"));
   ASSERT_EQ(straight.status, RunStatus::Completed);
 
   // 8 steps per epoch: stop mid-epoch 2 (step 13), and at the end of epoch 3 (step 24).
@@ -120,18 +121,18 @@ TEST(Run, InterruptAndResumeEqualsAnUninterruptedRun) {
     SCOPED_TRACE(stop_at);
     const std::string root = "resumed" + std::to_string(stop_at);
     auto exp = with_root(root);
-    RunOptions interrupt;
+    compose::RunOptions interrupt;
     interrupt.interrupt_at_step = stop_at;
-    auto first = run(exp, interrupt);
+    auto first = compose::run_experiment(exp, interrupt);
     ASSERT_EQ(first.status, RunStatus::Interrupted);
     EXPECT_EQ(first.metrics["status"], "interrupted");
     EXPECT_EQ(first.metrics["steps"], stop_at);
     EXPECT_TRUE(std::filesystem::exists(first.dir / "checkpoint.pt"));
-    EXPECT_THROW(run(exp), RunExistsError);  // never continued without --resume
+    EXPECT_THROW(compose::run_experiment(exp), RunExistsError);  // never continued without --resume
 
-    RunOptions resume;
+    compose::RunOptions resume;
     resume.resume = true;
-    auto second = run(with_root(root), resume);
+    auto second = compose::run_experiment(with_root(root), resume);
     ASSERT_EQ(second.status, RunStatus::Completed);
     EXPECT_EQ(second.metrics["resumes"], 1);
     EXPECT_EQ(second.metrics["steps"], straight.metrics["steps"]);
@@ -142,7 +143,7 @@ TEST(Run, InterruptAndResumeEqualsAnUninterruptedRun) {
             << "epoch " << e + 1 << " " << key;
     }
     // Resuming a completed run does nothing.
-    auto third = run(with_root(root), resume);
+    auto third = compose::run_experiment(with_root(root), resume);
     EXPECT_EQ(third.status, RunStatus::Completed);
     EXPECT_EQ(third.metrics["resumes"], 1);
   }
@@ -153,9 +154,9 @@ TEST(Run, ResumeStartsARunThatDoesNotExist) {
   auto exp = testing::experiment_from(dir, testing::kTinyYaml,
                                       {"output.root=" + (dir.path() / "res").string(),
                                        "train.epochs=1"});
-  RunOptions resume;
+  compose::RunOptions resume;
   resume.resume = true;
-  auto r = run(exp, resume);
+  auto r = compose::run_experiment(exp, resume);
   EXPECT_EQ(r.status, RunStatus::Completed);
   EXPECT_EQ(r.metrics["resumes"], 0);
   EXPECT_TRUE(std::filesystem::exists(r.dir / "checkpoint.pt"));  // written at the end

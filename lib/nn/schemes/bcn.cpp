@@ -1,4 +1,4 @@
-// Band-Constrained Normalization (file 000) as a scheme: conv (no bias) -> BCN, and BCN
+// Band-Constrained Normalization (Markou) as a scheme: conv (no bias) -> BCN, and BCN
 // wherever a transformer has LayerNorm. ln, its LayerNorm baseline, lives here too.
 #include <torch/torch.h>
 
@@ -20,11 +20,7 @@ class BcnScheme : public NormScheme {
     o_.momentum = p.get_float("momentum");
   }
 
-  torch::nn::AnyModule conv(const ConvSpec& s) override {
-    torch::nn::Conv2d conv(conv_options(s, /*bias=*/false));
-    kaiming_fan_out_(conv->weight);
-    return torch::nn::AnyModule(conv);
-  }
+  torch::nn::AnyModule conv(const ConvSpec& s) override { return he_conv(s); }
 
   torch::nn::AnyModule norm(int64_t channels, const std::string&) override {
     auto o = o_;
@@ -48,11 +44,7 @@ class LnScheme : public NormScheme {
  public:
   explicit LnScheme(const config::Params& p) : eps_(p.get_float("eps")) {}
 
-  torch::nn::AnyModule conv(const ConvSpec& s) override {
-    torch::nn::Conv2d conv(conv_options(s, /*bias=*/false));
-    kaiming_fan_out_(conv->weight);
-    return torch::nn::AnyModule(conv);
-  }
+  torch::nn::AnyModule conv(const ConvSpec& s) override { return he_conv(s); }
 
   torch::nn::AnyModule norm(int64_t channels, const std::string&) override {
     return torch::nn::AnyModule(
@@ -72,16 +64,16 @@ class LnScheme : public NormScheme {
 std::vector<config::OptionSpec> bcn_options() {
   using namespace config;
   return {
-      opt_float("alpha", 0.2, "band thickness: ||y|| in [1 - alpha, 1] (file 000 §5.1: 0.2)",
+      opt_float("alpha", 0.2, "band thickness: ||y|| in [1 - alpha, 1] (Markou §5.1: 0.2)",
                 between(0, 1, true, true)),
-      opt_float("eps", 1e-5, "epsilon of the magnitude LayerNorm (file 000 §3.4)",
+      opt_float("eps", 1e-5, "epsilon of the magnitude LayerNorm (Markou §3.4)",
                 greater_than(0)),
       opt_string("stats", "tokens",
                  "magnitude LayerNorm statistics over: tokens (one sample's tokens/positions), "
                  "batch (all, running stats for eval), literal (the paper's LayerNorm(1): "
                  "degenerate, m~ = beta), none (ablation: no magnitude LayerNorm)",
                  {"tokens", "batch", "literal", "none"}),
-      opt_string("bound", "tanh", "tanh (file 000) or clip (ablation §5.4: hard clipping)",
+      opt_string("bound", "tanh", "tanh (Markou) or clip (ablation §5.4: hard clipping)",
                  {"tanh", "clip"}),
       opt_bool("scale_by_sqrt_dim", true,
                "multiply by sqrt(d) so entries have LayerNorm-like RMS in [1 - alpha, 1]"),

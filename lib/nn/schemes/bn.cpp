@@ -4,27 +4,12 @@
 
 namespace normexp::nn {
 
-torch::nn::Conv2dOptions conv_options(const ConvSpec& s, bool bias) {
-  return torch::nn::Conv2dOptions(s.in, s.out, s.kernel)
-      .stride(s.stride)
-      .padding(s.padding)
-      .bias(bias);
-}
-
-void kaiming_fan_out_(const torch::Tensor& weight) {
-  torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanOut, torch::kReLU);
-}
-
 namespace {
 class BnScheme : public NormScheme {
  public:
   BnScheme(double momentum, double eps) : momentum_(momentum), eps_(eps) {}
 
-  torch::nn::AnyModule conv(const ConvSpec& s) override {
-    torch::nn::Conv2d conv(conv_options(s, /*bias=*/false));
-    kaiming_fan_out_(conv->weight);
-    return torch::nn::AnyModule(conv);
-  }
+  torch::nn::AnyModule conv(const ConvSpec& s) override { return he_conv(s); }
 
   torch::nn::AnyModule norm(int64_t channels, const std::string&) override {
     return torch::nn::AnyModule(torch::nn::BatchNorm2d(

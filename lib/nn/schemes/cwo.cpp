@@ -1,4 +1,4 @@
-// Constrained weight optimization (file 004, Ikami et al.): every conv weight row lives on
+// Constrained weight optimization (Ikami et al. 2021, Ikami et al.): every conv weight row lives on
 // {||w||^2 = c, 1^T w = 0}; BN is replaced by a per-channel affine with noise injection.
 #include <torch/torch.h>
 
@@ -61,7 +61,7 @@ class CwoScheme : public NormScheme {
 std::vector<config::OptionSpec> cwo_options() {
   using namespace config;
   return {
-      opt_float("c", 2.0, "squared norm of every weight row (file 004 §3.1: c = 2)",
+      opt_float("c", 2.0, "squared norm of every weight row (Ikami et al. 2021 §3.1: c = 2)",
                 greater_than(0)),
       opt_bool("center", true, "centering constraint 1^T w = 0 (Table 3 ablation)"),
       opt_bool("sphere", true, "sphere constraint ||w||^2 = c (Table 3 ablation)"),

@@ -13,11 +13,7 @@ class GnScheme : public NormScheme {
   explicit GnScheme(config::Params p)
       : p_(std::move(p)), groups_(p_.get_int("groups")), eps_(p_.get_float("eps")) {}
 
-  torch::nn::AnyModule conv(const ConvSpec& s) override {
-    torch::nn::Conv2d conv(conv_options(s, /*bias=*/false));
-    kaiming_fan_out_(conv->weight);
-    return torch::nn::AnyModule(conv);
-  }
+  torch::nn::AnyModule conv(const ConvSpec& s) override { return he_conv(s); }
 
   torch::nn::AnyModule norm(int64_t channels, const std::string& where) override {
     if (channels % groups_ != 0)
@@ -38,7 +34,7 @@ std::vector<config::OptionSpec> gn_options() {
   using namespace config;
   return {
       opt_int("groups", 16, "channel groups; must divide every normalized layer's channels "
-                            "(file 004 §4.1.1: 16)",
+                            "(Ikami et al. 2021 §4.1.1: 16)",
               at_least(1)),
       opt_float("eps", 1e-5, "added to the variance", greater_than(0)),
   };

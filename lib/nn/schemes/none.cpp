@@ -1,4 +1,4 @@
-// No normalization: the "plain" network of file 004 Table 6 (BN layers removed).
+// No normalization: the "plain" network of Ikami et al. 2021 Table 6 (BN layers removed).
 #include <torch/torch.h>
 
 #include "nn/schemes/schemes.h"

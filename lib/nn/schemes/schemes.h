@@ -16,12 +16,15 @@ namespace normexp::nn {
 torch::nn::Conv2dOptions conv_options(const ConvSpec& spec, bool bias);
 // He et al. (2015) normal init for ReLU nets, fan_out as in torchvision's ResNets.
 void kaiming_fan_out_(const torch::Tensor& weight);
+// The conv of the activation-normalized schemes (bn, gn, ln, bcn): no bias (the norm after it
+// has β), He-normal fan_out weights.
+torch::nn::AnyModule he_conv(const ConvSpec& spec);
 
 // bn: conv (no bias) -> BatchNorm2d.
 std::vector<config::OptionSpec> bn_options();
 std::unique_ptr<NormScheme> make_bn(const config::Params& p);
 
-// cwo (file 004): constrained conv -> per-channel affine with noise injection.
+// cwo (Ikami et al. 2021): constrained conv -> per-channel affine with noise injection.
 std::vector<config::OptionSpec> cwo_options();
 std::unique_ptr<NormScheme> make_cwo(const config::Params& p, NoiseSchedule noise);
 
@@ -36,7 +39,7 @@ std::unique_ptr<NormScheme> make_ws_bn(const config::Params& p);
 std::vector<config::OptionSpec> ws_gn_options();
 std::unique_ptr<NormScheme> make_ws_gn(const config::Params& p);
 
-// none: a plain conv with bias and nothing after it (the "plain" baseline of file 004 Table 6).
+// none: a plain conv with bias and nothing after it (the "plain" baseline of Ikami et al. 2021 Table 6).
 std::vector<config::OptionSpec> none_options();
 std::unique_ptr<NormScheme> make_none(const config::Params& p);
 
@@ -45,7 +48,7 @@ std::unique_ptr<NormScheme> make_none(const config::Params& p);
 std::vector<config::OptionSpec> ln_options();
 std::unique_ptr<NormScheme> make_ln(const config::Params& p);
 
-// bcn (file 000): conv (no bias) -> Band-Constrained Normalization over the channel vector of
+// bcn (Markou): conv (no bias) -> Band-Constrained Normalization over the channel vector of
 // each position; in transformers BCN over the token width (nn/bcn.h).
 std::vector<config::OptionSpec> bcn_options();
 std::unique_ptr<NormScheme> make_bcn(const config::Params& p);

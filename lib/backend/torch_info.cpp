@@ -1,9 +1,9 @@
-#include "core/torch_info.h"
+#include "backend/torch_info.h"
 
 #include <torch/torch.h>
 #include <torch/version.h>
 
-#include "train/cuda_backend.h"
+#include "backend/cuda_backend.h"
 
 namespace normexp {
 

@@ -2,7 +2,7 @@
 #include <stdexcept>
 
 #include "core/error.h"
-#include "train/cuda_backend.h"
+#include "backend/cuda_backend.h"
 
 namespace normexp::cuda {
 

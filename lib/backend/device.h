@@ -1,11 +1,14 @@
 #pragma once
+// The device a run trains on and the process-wide LibTorch settings it runs under.
+
+#include <cstdint>
 #include <string>
 
 #include <c10/core/Device.h>
 
 #include "config/schema.h"
 
-namespace normexp::train {
+namespace normexp::backend {
 
 // train.device -> a device: "auto" is CUDA when available, else CPU. Asking for CUDA on a
 // machine (or a LibTorch) without it is a ConfigError at train.device.
@@ -15,4 +18,8 @@ std::string describe_device(const c10::Device& device);
 // Blocks until queued work on `device` is done (no-op on CPU); for honest timings.
 void synchronize(const c10::Device& device);
 
-}  // namespace normexp::train
+// From the train section: CPU threads (0: every core), deterministic algorithms, cuDNN
+// benchmark; then seeds LibTorch's generators with `seed`.
+void configure_torch(const config::Params& train, int64_t seed, const c10::Device& device);
+
+}  // namespace normexp::backend

@@ -1,5 +1,5 @@
 #pragma once
-// File 000 §5.2: the magnitude-ranking probe and the attention entropy of the trained probe
+// Markou §5.2: the magnitude-ranking probe and the attention entropy of the trained probe
 // model.
 //
 // The task (our design; the paper gives only its name and purpose): a sequence of T tokens
@@ -39,6 +39,6 @@ at::Tensor attention_entropy(const at::Tensor& p);
 
 std::vector<config::OptionSpec> probe_options();
 TaskResult run_probe(TaskContext& ctx);
-void check_probe(const config::Experiment& exp);
+void check_probe(const config::Experiment& exp, const train::ComponentFactory& components);
 
 }  // namespace normexp::experiments

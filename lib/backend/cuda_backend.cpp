@@ -1,4 +1,4 @@
-#include "train/cuda_backend.h"
+#include "backend/cuda_backend.h"
 
 #include <torch/torch.h>
 
@@ -14,7 +14,7 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "core/torch_compat.h"
+#include "backend/torch_compat.h"
 
 namespace normexp::cuda {
 

@@ -1,4 +1,4 @@
-#include "experiments/probe.h"
+#include "experiments/magnitude_probe.h"
 
 #include <torch/torch.h>
 
@@ -8,12 +8,12 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/clock.h"
 #include "core/error.h"
-#include "core/torch_compat.h"
+#include "backend/torch_compat.h"
 #include "models/transformer.h"
 #include "nn/params.h"
-#include "registry/builtin.h"
-#include "train/device.h"
+#include "backend/device.h"
 
 namespace normexp::experiments {
 
@@ -66,7 +66,8 @@ struct ProbeParts {
   int64_t steps_per_epoch = 0;
 };
 
-ProbeParts build_probe(const config::Experiment& exp, const c10::Device& device) {
+ProbeParts build_probe(const config::Experiment& exp, const train::ComponentFactory& components,
+                       const c10::Device& device) {
   const Params& t = exp.section("task");
   const Params& train = exp.section("train");
   IssueCollector collect;
@@ -82,7 +83,7 @@ ProbeParts build_probe(const config::Experiment& exp, const c10::Device& device)
   const int64_t batch = train.get_int("batch_size");
   parts.steps_per_epoch = (t.get_int("train_size") + batch - 1) / batch;
   const Params& norm = exp.section("norm");
-  collect([&] { parts.scheme = registry::norms().get(norm.get_string("name")).make(norm); });
+  collect([&] { parts.scheme = components.norm(norm); });
   if (parts.scheme && collect.empty()) {
     collect([&] {
       parts.model = models::TokenScorer(t.get_int("token_dim"), t.get_int("dim"),
@@ -94,31 +95,28 @@ ProbeParts build_probe(const config::Experiment& exp, const c10::Device& device)
   const Params& sched = exp.section("schedule");
   const double lr = optim::scaled_lr(optim_p, batch);
   collect([&] {
-    parts.schedule = registry::lr_schedules().get(sched.get_string("name"))
-                         .make(sched, {lr, parts.steps_per_epoch, train.get_int("epochs")});
+    parts.schedule = components.schedule(sched, {lr, parts.steps_per_epoch, train.get_int("epochs")});
   });
   if (parts.model) {
     parts.model->to(device);
     collect([&] {
-      parts.optimizer = registry::optimizers().get(optim_p.get_string("name"))
-                            .make(optim_p, nn::classify_parameters(*parts.model));
+      parts.optimizer = components.optimizer(optim_p, nn::classify_parameters(*parts.model));
     });
   }
   collect.throw_if_any();
   return parts;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 }  // namespace
 
-void check_probe(const config::Experiment& exp) { build_probe(exp, c10::Device(c10::kCPU)); }
+void check_probe(const config::Experiment& exp, const train::ComponentFactory& components) {
+  build_probe(exp, components, c10::Device(c10::kCPU));
+}
 
 TaskResult run_probe(TaskContext& ctx) {
   const Params& t = ctx.task();
   const Params& train = ctx.exp.section("train");
-  auto parts = build_probe(ctx.exp, ctx.device);
+  auto parts = build_probe(ctx.exp, ctx.components, ctx.device);
   auto& model = parts.model;
   const int64_t T = t.get_int("tokens"), d = t.get_int("token_dim");
   const auto seed = static_cast<uint64_t>(t.get_int("data_seed"));

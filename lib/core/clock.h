@@ -1,0 +1,18 @@
+#pragma once
+// Wall-clock helpers shared by every writer of results: elapsed seconds for timings and ETAs,
+// and the UTC timestamps of metrics.json.
+
+#include <chrono>
+#include <string>
+
+namespace normexp {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+inline double seconds_since(SteadyTime t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string iso_time_now();  // UTC, ISO 8601, e.g. "2026-11-30T15:49:43Z"
+
+}  // namespace normexp

@@ -1,0 +1,166 @@
+// Plans for the missing (cell, seed) pairs: shell commands, a Slurm array, and the H200-hours
+// they would take from `normexp bench` rows.
+
+#include "report/report.h"
+
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+
+namespace normexp::report {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string shell_quote(const std::string& word) {
+  if (!word.empty() &&
+      word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                             "_-.,/=:+@%") == std::string::npos)
+    return word;
+  std::string out = "'";
+  for (char ch : word) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
+
+std::vector<PlanItem> plan_items(const TableSpec& spec, const config::Schema& schema,
+                                 const std::map<std::string, std::vector<RunRecord>>& index,
+                                 const PlanOptions& options, std::vector<std::string>& comments) {
+  std::vector<PlanItem> items;
+  for (const auto& cell : spec.cells) {
+    const std::string name = "(" + cell.row + ", " + cell.column + ")";
+    if (!cell.supported()) {
+      comments.push_back("# skipped " + name + ": " + cell.status);
+      continue;
+    }
+    const auto sets = cell.sets_with(options.sets);
+    std::string hash, workload;
+    std::int64_t epochs = 0;
+    try {
+      const auto exp = config::load_experiment(*cell.config, sets, schema);
+      hash = exp.hash();
+      try {  // classification cells; other tasks have no such workload (estimate: unmatched)
+        const auto& data = exp.section("data");
+        workload = workload_key(exp.resolved()["model"], exp.section("norm").get_string("name"),
+                                exp.section("train").get_int("batch_size"),
+                                data.get_string("augment"), data.get_int("cutout"));
+        epochs = exp.section("train").get_int("epochs");
+      } catch (const std::exception&) {
+        workload = "task " + exp.task();
+      }
+    } catch (const ConfigError& e) {
+      comments.push_back("# skipped " + name + ": config error: " + e.issues().front().str());
+      continue;
+    }
+    const auto it = index.find(hash);
+    for (const auto seed : options.seeds) {
+      std::string done;
+      if (it != index.end())
+        for (const auto& run : it->second)
+          if (run.seed == seed && (run.status == "completed" || run.status == "diverged"))
+            done = run.status;
+      if (done == "completed") continue;
+      if (done == "diverged") {  // re-running gives the same divergence; a human decides
+        comments.push_back(fmt::format("# not planned {} seed {}: diverged", name, seed));
+        continue;
+      }
+      std::string cmd = options.binary + " run " + shell_quote(cell.config_display());
+      for (const auto& s : sets) cmd += " --set " + shell_quote(s);
+      cmd += fmt::format(" --seed {}", seed);
+      if (!options.results.empty()) cmd += " --output " + shell_quote(options.results);
+      cmd += " --resume";
+      items.push_back({&cell, seed, cmd, workload, epochs});
+    }
+  }
+  return items;
+}
+
+std::string render_plan(const TableSpec& spec, const std::vector<PlanItem>& items,
+                        const std::vector<std::string>& comments, const PlanOptions& options) {
+  std::string out;
+  if (!options.slurm) {
+    out += fmt::format("# {}: {} missing (cell, seed) runs\n", spec.name, items.size());
+    for (const auto& c : comments) out += c + "\n";
+    for (const auto& i : items) out += i.command + "\n";
+    return out;
+  }
+  out += "#!/bin/bash\n";
+  out += fmt::format("# normexp plan {}: {} missing (cell, seed) runs; submit with sbatch.\n",
+                     spec.name, items.size());
+  for (const auto& c : comments) out += c + "\n";
+  if (items.empty()) return out + "# nothing to run\n";
+  out += fmt::format("#SBATCH --job-name=normexp-{}\n#SBATCH --array=0-{}\n", spec.name,
+                     items.size() - 1);
+  out += "#SBATCH --output=slurm-%A_%a.out\nset -euo pipefail\ncmds=(\n";
+  for (const auto& i : items) out += "  " + shell_quote(i.command) + "\n";
+  out += ")\neval \"${cmds[$SLURM_ARRAY_TASK_ID]}\"\n";
+  return out;
+}
+
+std::string workload_key(const json& model, const std::string& norm, std::int64_t batch_size,
+                         const std::string& augment, std::int64_t cutout) {
+  return fmt::format("{} {} b{} {}{}", model.dump(), norm, batch_size, augment,
+                     cutout > 0 ? fmt::format(" cutout{}", cutout) : "");
+}
+
+std::vector<std::string> estimate_plan(const std::vector<PlanItem>& items,
+                                       const std::vector<json>& bench_rows) {
+  struct Rate {
+    double images_per_s = 0;
+    std::int64_t train_size = 0;
+    std::string device;
+  };
+  std::map<std::string, Rate> rates;
+  for (const auto& row : bench_rows) {
+    const auto& data = row.at("estimate");
+    const std::string key = workload_key(
+        row.at("model"), row.at("norm").get<std::string>(), row.at("batch_size").get<std::int64_t>(),
+        row.at("augment").get<std::string>(),
+        row.contains("cutout") ? row["cutout"].get<std::int64_t>() : 0);
+    rates[key] = {row.at("images_per_s").get<double>(), data.at("train_size").get<std::int64_t>(),
+                  row.value("device", std::string("?"))};
+  }
+  struct Group {
+    std::int64_t runs = 0;
+    double hours = 0;
+  };
+  std::map<std::string, Group> groups;
+  std::set<std::string> missing;
+  double total = 0;
+  std::int64_t matched = 0;
+  std::set<std::string> devices;
+  for (const auto& item : items) {
+    const auto it = rates.find(item.workload);
+    if (it == rates.end() || it->second.images_per_s <= 0) {
+      missing.insert(item.workload);
+      continue;
+    }
+    const double hours = static_cast<double>(item.epochs) *
+                         static_cast<double>(it->second.train_size) /
+                         it->second.images_per_s / 3600.0;
+    auto& g = groups[item.workload];
+    ++g.runs;
+    g.hours += hours;
+    total += hours;
+    ++matched;
+    devices.insert(it->second.device);
+  }
+  std::vector<std::string> out;
+  const std::string on = fmt::format("{}", fmt::join(devices, ", "));
+  out.push_back(fmt::format("# estimate: {} of {} planned runs, {:.1f} device-hours of training "
+                            "steps on {} (evaluation not included)",
+                            matched, items.size(), total, on.empty() ? "-" : on));
+  for (const auto& [key, g] : groups)
+    out.push_back(fmt::format("#   {:>4} runs x {:6.2f} h  {}", g.runs, g.hours / g.runs, key));
+  for (const auto& key : missing)
+    out.push_back("#   no bench row for: " + key + " (normexp bench one of its cells)");
+  return out;
+}
+
+
+}  // namespace normexp::report

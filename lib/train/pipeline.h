@@ -1,0 +1,60 @@
+#pragma once
+// From stored images to network inputs and back to numbers: the training-input pipeline
+// (augmentation, normalization, layout) and one evaluation pass.
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include "config/schema.h"
+#include "data/augment.h"
+#include "data/fastaa.h"
+#include "models/model.h"
+
+namespace normexp::train {
+
+// The reference order of Ikami et al. 2021's FastAA (Fast AutoAugment's pipeline): policy on the uint8
+// image -> random crop + flip -> normalization -> Cutout. Standard augmentation is the middle
+// step alone.
+struct BatchPipeline {
+  std::shared_ptr<const data::FastAutoAugment> policy;  // data.augment: fastaa (else null)
+  bool augment = true;        // random crop (zero padding `pad`) + horizontal flip
+  int64_t pad = 4;            // Ikami et al. 2021 / He et al.: 4-pixel padding for CIFAR
+  bool normalize = true;
+  std::vector<double> mean, std;
+  int64_t cutout = 0;         // side of the Cutout square after normalization (0: none)
+  bool channels_last = false;
+  // uint8 (N,C,H,W) on the device -> float input; augmentation only when `train`.
+  at::Tensor prepare(const at::Tensor& images, bool train) const;
+  // The augmented uint8 images before normalization: policy, crop and flip, without the
+  // Cutout that `prepare` applies after normalization (`normexp data preview` adds it).
+  at::Tensor augment_uint8(const at::Tensor& images) const;
+
+ private:
+  mutable at::Tensor scale_, shift_;  // normalization, built once on the data's device
+};
+
+// The augmentation part of a pipeline from the data section (augment, cutout, policy); the
+// caller adds mean/std and channels_last. A policy that cannot be loaded is a ConfigError
+// at data.policy.
+BatchPipeline pipeline_from_config(const config::Params& data);
+
+// Puts the model's 4-d parameters and buffers (conv weights) in channels_last layout, as
+// train.channels_last asks for the inputs: cuDNN then runs NHWC kernels without converting
+// the weights at every call. Layout only: values and the optimizer's handles stay the same.
+void use_channels_last(torch::nn::Module& model);
+
+struct EvalResult {
+  double loss = 0, top1_err = 0, top5_err = 0;  // errors in percent
+  int64_t n = 0;
+};
+
+// One pass over `loader` in eval mode without gradients. top-5 becomes top-k with
+// k = min(5, classes).
+EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
+                    const BatchPipeline& pipeline, bool bf16);
+
+}  // namespace normexp::train

@@ -1,0 +1,115 @@
+#include "train/run_directory.h"
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/version.h"
+#include "backend/torch_info.h"
+
+namespace normexp::train {
+
+namespace fs = std::filesystem;
+
+const char* status_name(RunStatus s) {
+  switch (s) {
+    case RunStatus::Completed: return "completed";
+    case RunStatus::Diverged: return "diverged";
+    case RunStatus::Interrupted: return "interrupted";
+  }
+  return "?";
+}
+
+fs::path RunDirectory::path_for(const config::Experiment& exp) {
+  return fs::path(exp.section("output").get_string("root")) / exp.name / exp.hash() /
+         ("seed" + std::to_string(exp.seed));
+}
+
+namespace {
+std::string status_of(const fs::path& dir) {
+  try {
+    return nlohmann::json::parse(read_file(dir / "metrics.json")).value("status", "unknown");
+  } catch (const std::exception&) {
+    return "unknown";
+  }
+}
+
+RunExistsError exists_error(const fs::path& dir) {
+  return RunExistsError("results directory " + dir.string() + " already holds a run (status: " +
+                        status_of(dir) +
+                        "); runs are never overwritten: use another --seed or output.root, or "
+                        "delete the directory");
+}
+}  // namespace
+
+RunDirectory::RunDirectory(const config::Experiment& exp, bool resume)
+    : exp_(exp), path_(path_for(exp)), started_at_(iso_time_now()),
+      started_(std::chrono::steady_clock::now()) {
+  if (!fs::exists(path_)) return;
+  if (!resume) throw exists_error(path_);
+  reopened_ = true;
+  const auto metrics = path_ / "metrics.json";
+  if (!fs::exists(metrics)) return;
+  try {
+    previous_ = nlohmann::json::parse(read_file(metrics));
+  } catch (const nlohmann::json::exception& e) {
+    throw RunError("cannot resume " + path_.string() + ": " + metrics.string() +
+                   " is not valid JSON (" + e.what() + ")");
+  }
+  if (!previous_.is_object())
+    throw RunError("cannot resume " + path_.string() + ": " + metrics.string() +
+                   " is not a JSON object");
+}
+
+std::optional<RunStatus> RunDirectory::finished() const {
+  if (!previous_.is_object()) return std::nullopt;
+  const std::string status = previous_.value("status", "unknown");
+  if (status == "completed") return RunStatus::Completed;
+  if (status == "diverged") return RunStatus::Diverged;
+  return std::nullopt;
+}
+
+void RunDirectory::claim() {
+  if (!reopened_) {
+    std::error_code ec;
+    fs::create_directories(path_.parent_path(), ec);
+    if (ec) throw RunError("cannot create " + path_.parent_path().string() + ": " + ec.message());
+    if (!fs::create_directory(path_, ec)) {
+      if (ec) throw RunError("cannot create " + path_.string() + ": " + ec.message());
+      throw exists_error(path_);
+    }
+  }
+  started_ = std::chrono::steady_clock::now();
+  write_file("config.yaml", exp_.resolved_yaml());
+}
+
+nlohmann::json RunDirectory::metrics(const std::string& status, const nlohmann::json& fields,
+                                     double prior_wall_s) const {
+  nlohmann::json m = fields.is_object() ? fields : nlohmann::json::object();
+  m["name"] = exp_.name;
+  m["hash"] = exp_.hash();
+  m["seed"] = exp_.seed;
+  m["status"] = status;
+  m["config"] = exp_.resolved();
+  m["config_file"] = exp_.source;
+  m["versions"] = {{"normexp", normexp_version()},
+                   {"git_commit", git_commit()},
+                   {"libtorch", torch_version()}};
+  m["device"] = device_;
+  m["started_at"] = started_at_;
+  m["updated_at"] = iso_time_now();
+  m["wall_time_s"] = prior_wall_s + seconds_running();
+  return m;
+}
+
+void RunDirectory::write_metrics(const nlohmann::json& metrics) const {
+  write_file("metrics.json", metrics.dump(2) + "\n");
+}
+
+void RunDirectory::write_file(const std::string& name, const std::string& text) const {
+  write_file_atomic(path_ / name, text);
+}
+
+void RunDirectory::append_file(const std::string& name, const std::string& text) const {
+  normexp::append_file(path_ / name, text);
+}
+
+}  // namespace normexp::train

@@ -1,0 +1,2 @@
+// Fixture for the layer check: a folder that is no floor.
+#include "core/error.h"

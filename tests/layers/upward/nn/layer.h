@@ -1,0 +1,5 @@
+#pragma once
+// Fixture for the layer check (tests/CMakeLists.txt): nn may not include train.
+#include <vector>
+#include "nn/other.h"
+#include "train/step.h"

@@ -35,8 +35,10 @@ constexpr int kExitInterrupted = 130;
 
 const char* kExitCodes =
     "Exit codes: 0 completed, 1 runtime error (data, I/O), 2 bad config or usage,\n"
-    "3 results directory already holds this run, 4 diverged (non-finite loss),\n"
-    "130 interrupted (SIGINT/SIGTERM).";
+    "3 results directory already holds this run (or another process is writing it),\n"
+    "4 diverged (non-finite loss), 130 interrupted (SIGINT/SIGTERM: checkpoint written,\n"
+    "status 'interrupted'); a second signal exits at once with 128 + signal (130, 143),\n"
+    "leaving status 'running': --resume continues from the last checkpoint.";
 
 struct ConfigArgs {
   std::string config;

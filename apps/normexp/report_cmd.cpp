@@ -61,6 +61,18 @@ void common_options(CLI::App* cmd, ReportArgs& a) {
       ->capture_default_str();
 }
 
+// The results index, with every unreadable metrics.json named on stderr (tables count such
+// runs as "unreadable" in their cell; they are never averaged and never silently dropped).
+std::map<std::string, std::vector<report::RunRecord>> indexed(const ReportArgs& a) {
+  auto index = report::index_results(a.results);
+  const auto bad = report::unreadable_runs(index);
+  for (const auto& line : bad) std::cerr << "warning: unreadable run: " << line << "\n";
+  if (!bad.empty())
+    std::cerr << "warning: " << bad.size() << " unreadable run" << (bad.size() > 1 ? "s" : "")
+              << " under " << a.results << ": counted apart in their cells, not averaged\n";
+  return index;
+}
+
 }  // namespace
 
 void add_report_commands(CLI::App& app, int& exit_code) {
@@ -80,7 +92,7 @@ void add_report_commands(CLI::App& app, int& exit_code) {
   rep->add_option("--plot", a->plot_dir, "also write learning curves (gnuplot) into this folder");
   rep->callback([a, &exit_code, &schema] {
     exit_code = guarded([&] {
-      const auto index = report::index_results(a->results);
+      const auto index = indexed(*a);
       std::vector<std::string> parts;
       for (const auto& t : a->tables) {
         const auto spec = load(*a, t);
@@ -128,7 +140,7 @@ void add_report_commands(CLI::App& app, int& exit_code) {
       if (a->results != "results") o.results = a->results;  // default root needs no flag
       std::vector<std::string> comments;
       const auto items =
-          report::plan_items(spec, schema, report::index_results(a->results), o, comments);
+          report::plan_items(spec, schema, indexed(*a), o, comments);
       if (!a->estimates.empty()) {
         std::vector<nlohmann::json> rows;
         for (const auto& path : a->estimates) {
@@ -164,7 +176,7 @@ void add_report_commands(CLI::App& app, int& exit_code) {
       const auto spec = load(*a, a->tables.at(0));
       report::ReportOptions o;
       o.sets = a->sets;
-      const auto r = report::build_report(spec, schema, report::index_results(a->results), o);
+      const auto r = report::build_report(spec, schema, indexed(*a), o);
       std::cout << report::write_plots(r, a->plot_dir.empty() ? "plots/" + spec.name : a->plot_dir);
     });
   });

@@ -3,13 +3,17 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
+#include "core/utf8.h"
 
 namespace normexp::config {
 
@@ -76,9 +80,36 @@ int line_of(const YAML::Mark& mark) {
 
 // yaml-cpp already caps nesting while parsing; this also guards against alias loops.
 constexpr int kMaxDepth = 200;
+// yaml-cpp shares an aliased node; converting copies it at every use. Nine levels of nine
+// aliases ("billion laughs") would copy 9^9 nodes: the copy stops at this many (a large table
+// spec has a few thousand).
+constexpr std::int64_t kMaxNodes = 200000;
 
-Node convert(const YAML::Node& y, const std::string& source, int line, int depth) {
-  if (depth > kMaxDepth) throw ConfigError(source, "", "YAML nested too deeply");
+struct ConvertState {
+  std::string source;
+  std::int64_t nodes = 0;
+};
+
+void check_utf8(const std::string& text, const ConvertState& st, int line, const std::string& path,
+                const char* what) {
+  if (auto at = invalid_utf8_at(text))
+    throw ConfigError(st.source + ":" + std::to_string(line), path,
+                      fmt::format("{} is not valid UTF-8 (byte 0x{:02X} at offset {})", what,
+                                  static_cast<unsigned char>(text[*at]), *at));
+}
+
+std::string child_path(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+Node convert(const YAML::Node& y, ConvertState& st, int line, int depth, const std::string& path) {
+  const std::string& source = st.source;
+  if (depth > kMaxDepth) throw ConfigError(source, path, "YAML nested too deeply");
+  if (++st.nodes > kMaxNodes)
+    throw ConfigError(source, "",
+                      fmt::format("the document expands to more than {} nodes (aliases of "
+                                  "aliases?); refusing to load it",
+                                  kMaxNodes));
   Node n;
   n.file = source;
   n.line = line;
@@ -86,11 +117,13 @@ Node convert(const YAML::Node& y, const std::string& source, int line, int depth
     case YAML::NodeType::Scalar:
       n.kind = Node::Kind::Scalar;
       n.scalar = y.Scalar();
+      check_utf8(n.scalar, st, line, path, "the value");
       break;
     case YAML::NodeType::Sequence:
       n.kind = Node::Kind::Seq;
       for (const auto& item : y) {
-        n.seq.push_back(convert(item, source, line_of(item.Mark()), depth + 1));
+        n.seq.push_back(convert(item, st, line_of(item.Mark()), depth + 1,
+                                path + "[" + std::to_string(n.seq.size()) + "]"));
       }
       break;
     case YAML::NodeType::Map:
@@ -102,13 +135,14 @@ Node convert(const YAML::Node& y, const std::string& source, int line, int depth
           throw ConfigError(key_where, "", "mapping keys must be plain names");
         }
         const std::string& key = kv.first.Scalar();
+        check_utf8(key, st, key_line, path, "the key");
         if (n.find(key) != nullptr) {
-          throw ConfigError(key_where, key, "duplicate key");
+          throw ConfigError(key_where, child_path(path, key), "duplicate key");
         }
         // Block maps and lists start on the line after their key, and an empty value has no
         // useful mark; the key's line is where a reader looks for them.
         const int value_line = kv.second.IsScalar() ? line_of(kv.second.Mark()) : key_line;
-        n.map.emplace_back(key, convert(kv.second, source, value_line, depth + 1));
+        n.map.emplace_back(key, convert(kv.second, st, value_line, depth + 1, child_path(path, key)));
       }
       break;
     case YAML::NodeType::Null:
@@ -170,6 +204,11 @@ class Loader {
     }
 
     Node root = parse_yaml(text, display);
+    if (root.is_null() && referrer == nullptr)
+      throw ConfigError(display, "",
+                        "the config is empty (or only comments): it would run every default "
+                        "(200 epochs of a CNN on synthetic data); write the experiment, or a "
+                        "base: to start from");
     if (root.is_null()) {
       root.kind = Node::Kind::Map;  // an empty file is an empty config
       root.line = 0;
@@ -250,6 +289,24 @@ class Loader {
 
 }  // namespace
 
+namespace {
+// YAML forbids tabs in indentation, and yaml-cpp's message does not say so: name the first
+// line with a tab (the error's own line when it has one).
+std::string tab_hint(std::string_view text, int error_line) {
+  int first = 0, line = 1;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+    } else if (text[i] == '\t' && (first == 0 || line == error_line)) {
+      first = line;
+      if (line == error_line) break;
+    }
+  }
+  if (first == 0) return "";
+  return " (line " + std::to_string(first) + " has a tab: YAML indents with spaces only)";
+}
+}  // namespace
+
 Node parse_yaml(std::string_view text, const std::string& source) {
   YAML::Node doc;
   try {
@@ -257,9 +314,10 @@ Node parse_yaml(std::string_view text, const std::string& source) {
   } catch (const YAML::Exception& e) {
     const int line = line_of(e.mark);
     throw ConfigError(line > 0 ? source + ":" + std::to_string(line) : source, "",
-                      "invalid YAML: " + e.msg);
+                      "invalid YAML: " + e.msg + tab_hint(text, line));
   }
-  return convert(doc, source, doc.IsDefined() ? line_of(doc.Mark()) : 0, 0);
+  ConvertState st{source};
+  return convert(doc, st, doc.IsDefined() ? line_of(doc.Mark()) : 0, 0, "");
 }
 
 Node load_config_file(const fs::path& path) {

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <system_error>
 
@@ -89,9 +91,11 @@ const CifarArchive& official_cifar_archive(CifarVariant v) {
 CifarRecords read_cifar_file(const fs::path& path, CifarVariant v, int64_t expected_records) {
   const int64_t record = cifar_record_bytes(v);
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec))
+  if (!fs::exists(path, ec))
     throw RunError(fmt::format("missing {} file '{}' (expected {} records of {} bytes)",
                                pretty_name(v), path.string(), expected_records, record));
+  if (!fs::is_regular_file(path, ec))
+    throw RunError(fmt::format("{} file '{}' is not a regular file", pretty_name(v), path.string()));
   const auto size = static_cast<int64_t>(fs::file_size(path, ec));
   if (ec) throw RunError("cannot read '" + path.string() + "': " + ec.message());
   if (size % record != 0)
@@ -108,11 +112,16 @@ CifarRecords read_cifar_file(const fs::path& path, CifarVariant v, int64_t expec
 
   // One read of the whole file into a (N, record) tensor; columns are then sliced out.
   auto raw = torch::empty({n, record}, torch::kUInt8);
+  errno = 0;
   std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw RunError(fmt::format("cannot open '{}': {}", path.string(),
+                               errno != 0 ? std::strerror(errno) : "unknown error"));
   in.read(reinterpret_cast<char*>(raw.data_ptr<uint8_t>()), size);
   if (!in || in.gcount() != size)
-    throw RunError(fmt::format("cannot read '{}': got {} of {} bytes", path.string(),
-                               static_cast<int64_t>(in.gcount()), size));
+    throw RunError(fmt::format("cannot read '{}': got {} of {} bytes ({})", path.string(),
+                               static_cast<int64_t>(in.gcount()), size,
+                               errno != 0 ? std::strerror(errno) : "the file ended early"));
 
   CifarRecords out;
   const int64_t lb = cifar_label_bytes(v);

@@ -2,7 +2,9 @@
 
 #include "report/report.h"
 
+#include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -26,20 +28,37 @@ std::map<std::string, std::vector<RunRecord>> index_results(const fs::path& root
         const auto mpath = seed_dir.path() / "metrics.json";
         if (!fs::exists(mpath)) continue;
         RunRecord rec;
-        try {
-          rec.metrics = json::parse(read_file(mpath));
-        } catch (const std::exception&) {
-          continue;
-        }
         rec.dir = seed_dir.path();
         rec.name = name_dir.path().filename().string();
-        rec.hash = rec.metrics.value("hash", hash_dir.path().filename().string());
-        rec.status = rec.metrics.value("status", std::string("unknown"));
+        rec.hash = hash_dir.path().filename().string();
         try {
-          rec.seed = rec.metrics.contains("seed") ? rec.metrics["seed"].get<std::int64_t>()
-                                                  : std::stoll(dirname.substr(4));
+          rec.seed = std::stoll(dirname.substr(4));
         } catch (const std::exception&) {
-          continue;
+          continue;  // not a run directory of ours
+        }
+        try {
+          rec.metrics = json::parse(read_file(mpath));
+          if (!rec.metrics.is_object())
+            rec.problem = std::string("valid JSON but not an object (") +
+                          rec.metrics.type_name() + ")";
+        } catch (const json::exception& e) {
+          rec.problem = std::string("not valid JSON (") + e.what() + ")";
+        } catch (const std::exception& e) {
+          rec.problem = e.what();
+        }
+        if (rec.problem.empty()) {
+          const auto text = [&](const char* key, const std::string& def) {
+            const auto it = rec.metrics.find(key);
+            return it != rec.metrics.end() && it->is_string() ? it->get<std::string>() : def;
+          };
+          rec.hash = text("hash", rec.hash);
+          rec.status = text("status", "unknown");
+          const auto seed = rec.metrics.find("seed");
+          if (seed != rec.metrics.end() && seed->is_number_integer())
+            rec.seed = seed->get<std::int64_t>();
+        } else {
+          rec.status = "unreadable";
+          rec.metrics = json::object();
         }
         index[rec.hash].push_back(std::move(rec));
       }
@@ -64,5 +83,14 @@ std::optional<double> metric_value(const json& metrics, const std::string& dotte
   return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
 }
 
+std::vector<std::string> unreadable_runs(const std::map<std::string, std::vector<RunRecord>>& index) {
+  std::vector<std::string> out;
+  for (const auto& [hash, runs] : index)
+    for (const auto& run : runs)
+      if (!run.problem.empty())
+        out.push_back((run.dir / "metrics.json").string() + ": " + run.problem);
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 }  // namespace normexp::report

@@ -60,11 +60,21 @@ std::vector<PlanItem> plan_items(const TableSpec& spec, const config::Schema& sc
     const auto it = index.find(hash);
     for (const auto seed : options.seeds) {
       std::string done;
+      const RunRecord* unreadable = nullptr;
       if (it != index.end())
-        for (const auto& run : it->second)
+        for (const auto& run : it->second) {
           if (run.seed == seed && (run.status == "completed" || run.status == "diverged"))
             done = run.status;
+          if (run.seed == seed && !run.problem.empty()) unreadable = &run;
+        }
       if (done == "completed") continue;
+      if (unreadable && done.empty()) {  // --resume would stop at it: a human looks first
+        comments.push_back(fmt::format("# not planned {} seed {}: {}/metrics.json is unreadable "
+                                       "({}); repair or remove that run directory",
+                                       name, seed, unreadable->dir.string(),
+                                       unreadable->problem));
+        continue;
+      }
       if (done == "diverged") {  // re-running gives the same divergence; a human decides
         comments.push_back(fmt::format("# not planned {} seed {}: diverged", name, seed));
         continue;

@@ -18,20 +18,26 @@
 
 namespace normexp::report {
 
-// One run directory <root>/<name>/<hash>/seed<k>/ with a readable metrics.json.
+// One run directory <root>/<name>/<hash>/seed<k>/ with a metrics.json. A file that cannot be
+// read, is not JSON or is not an object (cut short by a full disk, edited by hand) still gives
+// a record, with status "unreadable" and `problem` saying why; hash and seed then come from
+// the directory names, so the run counts against its cell instead of vanishing.
 struct RunRecord {
   std::filesystem::path dir;
   std::string name, hash, status;
   std::int64_t seed = 0;
-  nlohmann::json metrics;
+  nlohmann::json metrics;  // an object; empty for an unreadable run
+  std::string problem;     // why the run is unreadable ("" otherwise)
 };
 
-// Every run under `root`, by hash. Unreadable metrics.json files are skipped (a run being
-// written is replaced atomically, so this only happens for foreign files).
+// Every run under `root`, by hash.
 std::map<std::string, std::vector<RunRecord>> index_results(const std::filesystem::path& root);
 
 // A metric by dotted path ("final.test_err"); nullopt when absent or not a number.
 std::optional<double> metric_value(const nlohmann::json& metrics, const std::string& dotted);
+
+// "<dir>/metrics.json: <problem>" for every unreadable run of the index, in path order.
+std::vector<std::string> unreadable_runs(const std::map<std::string, std::vector<RunRecord>>& index);
 
 struct Stats {
   int n = 0;

@@ -1,5 +1,14 @@
 #include "train/run_directory.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/version.h"
@@ -46,6 +55,8 @@ RunDirectory::RunDirectory(const config::Experiment& exp, bool resume)
   if (!fs::exists(path_)) return;
   if (!resume) throw exists_error(path_);
   reopened_ = true;
+  lock();  // before reading: what a live writer is rewriting is not ours to judge
+  remove_stale_temporaries();
   const auto metrics = path_ / "metrics.json";
   if (!fs::exists(metrics)) return;
   try {
@@ -67,11 +78,67 @@ std::optional<RunStatus> RunDirectory::finished() const {
   return std::nullopt;
 }
 
+// Files of a writer killed in the middle of write_file_atomic (name.tmp.<pid>): with the lock
+// held, no live writer owns them.
+void RunDirectory::remove_stale_temporaries() const {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(path_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(".tmp.") == std::string::npos) continue;
+    fs::remove(entry.path(), ec);
+    if (!ec) spdlog::info("removed {}, left by a writer that was killed", entry.path().string());
+  }
+}
+
+RunDirectory::~RunDirectory() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
+}
+
+void RunDirectory::lock() {
+  const fs::path file = path_.parent_path() / ("." + path_.filename().string() + ".lock");
+  lock_fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0)
+    throw RunError("cannot open the lock file " + file.string() + ": " + std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err == EWOULDBLOCK) {
+      std::string holder;
+      try {
+        holder = read_file(file);
+      } catch (const std::exception&) {
+      }
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      ::close(lock_fd_);
+      lock_fd_ = -1;
+      throw RunExistsError("results directory " + path_.string() +
+                           " is being written by another normexp (" +
+                           (holder.empty() ? std::string("holder unknown") : holder) +
+                           "); two writers would mix their files: wait for it to end, or stop "
+                           "it, then --resume");
+    }
+    // No locks on this file system (e.g. NFS without lockd, Lustre without -o flock).
+    spdlog::warn("cannot lock {} ({}): make sure that only one normexp writes this run",
+                 file.string(), std::strerror(err));
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    return;
+  }
+  char host[256] = "?";
+  ::gethostname(host, sizeof host - 1);
+  const std::string who = "pid " + std::to_string(::getpid()) + " on host " + host +
+                          " since " + iso_time_now() + "\n";
+  if (::ftruncate(lock_fd_, 0) == 0) {
+    ssize_t written = ::pwrite(lock_fd_, who.data(), who.size(), 0);
+    (void)written;  // the holder's note is a courtesy; the lock is what counts
+  }
+}
+
 void RunDirectory::claim() {
   if (!reopened_) {
     std::error_code ec;
     fs::create_directories(path_.parent_path(), ec);
     if (ec) throw RunError("cannot create " + path_.parent_path().string() + ": " + ec.message());
+    lock();  // before creating: a --resume that finds the new directory then waits on us
     if (!fs::create_directory(path_, ec)) {
       if (ec) throw RunError("cannot create " + path_.string() + ": " + ec.message());
       throw exists_error(path_);

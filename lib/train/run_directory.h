@@ -3,6 +3,13 @@
 //   <output.root>/<name>/<hash>/seed<k>/{config.yaml, metrics.json, history.jsonl, ...}
 // It decides whether a run may start or continue there, claims the directory atomically,
 // and writes every file atomically, so a reader never sees a half-written file.
+//
+// One writer at a time: a writer holds an advisory lock (flock) on <hash>/.seed<k>.lock from
+// the moment it claims or reopens the directory until it ends; the kernel drops the lock when
+// the process dies, so a crash never leaves a stale lock. A second writer (a --resume of a
+// live run, a requeued Slurm task) exits 3 naming the holder's pid, host and start time. On a
+// network file system without lock support (some NFS and Lustre mounts) the lock cannot be
+// taken: the run goes on with a warning, and only one writer per run is then the user's job.
 
 #include <filesystem>
 #include <optional>
@@ -24,6 +31,9 @@ class RunDirectory {
   // exists is RunExistsError (exit 3) naming the status of the run there. With `resume`, the
   // metrics.json found there is read (RunError naming the file when it cannot be parsed).
   RunDirectory(const config::Experiment& exp, bool resume);
+  ~RunDirectory();
+  RunDirectory(const RunDirectory&) = delete;
+  RunDirectory& operator=(const RunDirectory&) = delete;
 
   const std::filesystem::path& path() const { return path_; }
   // True when --resume found the directory (the run continues or restarts in it).
@@ -33,8 +43,8 @@ class RunDirectory {
   // Completed or Diverged when the run found there has ended: nothing is left to do.
   std::optional<RunStatus> finished() const;
 
-  // Creates the directory when it is new. Creating the leaf is atomic, so of two runs started
-  // at once one gets RunExistsError. Writes config.yaml and starts the wall clock.
+  // Creates the directory when it is new (RunExistsError when it exists by now or another
+  // writer holds the lock). Writes config.yaml and starts the wall clock.
   void claim();
 
   // metrics.json: the record every run has (name, hash, seed, status, config, versions,
@@ -60,6 +70,11 @@ class RunDirectory {
   nlohmann::json previous_;
   std::string device_, started_at_;
   SteadyTime started_;
+  int lock_fd_ = -1;
+
+  // Takes the writer's lock or throws RunExistsError naming the holder.
+  void lock();
+  void remove_stale_temporaries() const;
 };
 
 }  // namespace normexp::train

@@ -233,8 +233,8 @@ RunStatus Trainer::interrupted(int64_t epoch) {
   write_checkpoint();
   progress_->epoch_done(fmt::format(
       "interrupted in epoch {} at step {}; checkpoint written, status 'interrupted' "
-      "(continue with: normexp run {} --resume{})",
-      epoch, step_, exp_.source, exp_.seed ? " --seed " + std::to_string(exp_.seed) : ""));
+      "(continue with: normexp run {} --resume)",
+      epoch, step_, (dir_.path() / "config.yaml").string()));  // name, seed, --sets, root
   return RunStatus::Interrupted;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "config/test_support.h"
+#include "core/fs.h"
 #include "support/cli.h"
 
 namespace normexp {
@@ -111,13 +112,22 @@ train: {epochs: 4, batch_size: 64, threads: 1, deterministic: true, progress: pl
   auto straight = sh("run " + cfg.string() + " --output " + a.string());
   ASSERT_EQ(straight.code, 0) << straight.out;
 
-  const std::string cmd = bin + " run " + cfg.string() + " --output " + b.string() +
-                          " > /dev/null 2>&1 & pid=$!; sleep 1.5; kill -INT $pid; wait $pid; "
+  const auto log = dir.path() / "first.log";
+  const std::string cmd = bin + " run " + cfg.string() + " --output " + b.string() + " > " +
+                          log.string() + " 2>&1 & pid=$!; sleep 1.5; kill -INT $pid; wait $pid; "
                           "echo code=$?";
   const std::string out = testing::shell("sh -c '" + cmd + "'").out;
   ASSERT_NE(out.find("code=130"), std::string::npos) << out;
 
-  auto resumed = sh("run " + cfg.string() + " --output " + b.string() + " --resume");
+  // The hint alone continues the same run: the run's config.yaml carries name, seed, every
+  // --set and the output root (the config file and the flags need not be repeated).
+  const std::string first = read_file(log);
+  const std::string marker = "continue with: normexp ";
+  const auto at = first.find(marker);
+  ASSERT_NE(at, std::string::npos) << first;
+  const std::string hint = first.substr(at + marker.size(), first.find(')', at) - at - marker.size());
+  EXPECT_NE(hint.find(b.string()), std::string::npos) << hint;
+  auto resumed = sh(hint);
   ASSERT_EQ(resumed.code, 0) << resumed.out;
   EXPECT_NE(resumed.out.find("resuming"), std::string::npos) << resumed.out;
   // The final line of metrics printed by both runs is identical.
@@ -127,6 +137,32 @@ train: {epochs: 4, batch_size: 64, threads: 1, deterministic: true, progress: pl
   };
   EXPECT_FALSE(final_line(straight.out).empty()) << straight.out;
   EXPECT_EQ(final_line(resumed.out), final_line(straight.out));
+}
+
+// The README tells Slurm users to always pass --resume, so a requeued task can start while the
+// first is still running: the second process must not train into the same directory.
+TEST(Cli, ASecondWriterOfALiveRunExits3) {
+  testing::TempDir dir;
+  const auto cfg = dir.write("long.yaml", R"(name: long
+data: {name: synthetic, classes: 5, train_size: 3000, test_size: 200, resolution: 16}
+model: {name: cnn9, width: 0.25}
+norm: {name: cwo}
+optim: {lr: 0.05}
+train: {epochs: 20, batch_size: 64, threads: 1, progress: plain}
+)");
+  const std::string bin = NORMEXP_BINARY;
+  const auto out = dir.path() / "r";
+  // The first writer runs in the background; the second starts once the first has claimed.
+  const std::string cmd =
+      bin + " run " + cfg.string() + " --output " + out.string() +
+      " > /dev/null 2>&1 & pid=$!; "
+      "for i in $(seq 100); do [ -f " + out.string() + "/long/*/seed0/config.yaml ] && break; "
+      "sleep 0.1; done; " +
+      bin + " run " + cfg.string() + " --output " + out.string() + " --resume; echo code=$?; " +
+      "kill -INT $pid; wait $pid";
+  const std::string text = testing::shell("sh -c '" + cmd + "'").out;
+  EXPECT_NE(text.find("code=3"), std::string::npos) << text;
+  EXPECT_NE(text.find("is being written by another normexp (pid"), std::string::npos) << text;
 }
 
 TEST(Cli, HelpAndUsageErrors) {

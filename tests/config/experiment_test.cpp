@@ -49,7 +49,7 @@ class ExperimentTest : public ::testing::Test {
 }  // namespace
 
 TEST_F(ExperimentTest, DefaultsNameFromStemAndSeed) {
-  const Experiment e = load("");
+  const Experiment e = load("seed: 0\n");
   EXPECT_EQ(e.name, "exp");
   EXPECT_EQ(e.seed, 0);
   EXPECT_EQ(e.source, file());

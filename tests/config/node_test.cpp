@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "config/node.h"
 #include "core/error.h"
 #include "test_support.h"
@@ -61,6 +63,12 @@ TEST(Node, SyntaxErrorHasFileAndLine) {
   EXPECT_TRUE(contains(e.issues()[0].where, "bad.yaml:")) << e.what();
   EXPECT_NE(e.issues()[0].where, "bad.yaml:0");
   EXPECT_TRUE(contains(e.what(), "invalid YAML")) << e.what();
+}
+
+TEST(Node, ADuplicateKeyIsNamedByItsPath) {
+  const ConfigError e = config_error([] { parse_yaml("optim:\n  lr: 1\n  lr: 2\n", "d.yaml"); });
+  EXPECT_EQ(e.issues().at(0).where, "d.yaml:3");
+  EXPECT_EQ(e.issues().at(0).path, "optim.lr");
 }
 
 TEST(Node, DuplicateKeyIsAnError) {
@@ -264,8 +272,57 @@ TEST(LoadConfig, TopLevelMustBeAMapping) {
   EXPECT_TRUE(contains(config_error([&] { load_config_file(list); }).what(), "mapping"));
   const auto bad_base = dir.write("badbase.yaml", "base: {a: 1}\n");
   EXPECT_TRUE(contains(config_error([&] { load_config_file(bad_base); }).what(), "base"));
-  const auto empty = dir.write("empty.yaml", "");
-  const Node n = load_config_file(empty);
-  EXPECT_TRUE(n.is_map());
-  EXPECT_TRUE(n.map.empty());
+}
+
+// An empty or comment-only config used to start the all-defaults experiment (200 epochs of a
+// 1.9 M-parameter CNN); it is refused, while an empty base adds nothing and is fine.
+TEST(LoadConfig, AnEmptyConfigIsAnErrorButAnEmptyBaseIsNot) {
+  TempDir dir;
+  for (const char* text : {"", "# only a comment\n\n", "---\n"}) {
+    const auto empty = dir.write("empty.yaml", text);
+    const ConfigError e = config_error([&] { load_config_file(empty); });
+    EXPECT_EQ(e.issues().at(0).where, empty.string());
+    EXPECT_TRUE(contains(e.what(), "empty")) << e.what();
+  }
+  dir.write("nothing.yaml", "# nothing\n");
+  const Node n = load_config_file(dir.write("top.yaml", "base: nothing.yaml\nseed: 1\n"));
+  ASSERT_TRUE(n.is_map());
+  EXPECT_EQ(n.find("seed")->scalar, "1");
+}
+
+// "Billion laughs": nine levels of nine aliases would copy 9^9 nodes. The loader stops at its
+// node budget, quickly and with a config error naming the file.
+TEST(Node, AnAliasBombIsRefusedWithoutExpandingIt) {
+  std::string text = "l0: &l0 [x, x, x, x, x, x, x, x, x]\n";
+  for (int level = 1; level <= 9; ++level) {
+    text += "l" + std::to_string(level) + ": &l" + std::to_string(level) + " [";
+    for (int k = 0; k < 9; ++k) text += (k ? ", *l" : "*l") + std::to_string(level - 1);
+    text += "]\n";
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const ConfigError e = config_error([&] { parse_yaml(text, "bomb.yaml"); });
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  EXPECT_EQ(e.issues().at(0).where, "bomb.yaml");
+  EXPECT_TRUE(contains(e.what(), "aliases")) << e.what();
+  // Aliases as such are fine: a few reuses of an anchor load as copies.
+  const Node ok = parse_yaml("a: &a {lr: 1}\nb: *a\n", "ok.yaml");
+  EXPECT_EQ(ok.find("b")->find("lr")->scalar, "1");
+}
+
+// Every string is checked as UTF-8 where it is read, with its file:line and key, instead of
+// failing later in the JSON writer after the run directory exists.
+TEST(Node, InvalidUtf8IsRefusedAtItsLine) {
+  const ConfigError value = config_error([] { parse_yaml("seed: 1\nname: caf\xe9\n", "u.yaml"); });
+  EXPECT_EQ(value.issues().at(0).where, "u.yaml:2");
+  EXPECT_EQ(value.issues().at(0).path, "name");
+  EXPECT_TRUE(contains(value.what(), "UTF-8")) << value.what();
+  const ConfigError key = config_error([] { parse_yaml("optim:\n  l\xffr: 1\n", "k.yaml"); });
+  EXPECT_EQ(key.issues().at(0).where, "k.yaml:2");
+  EXPECT_TRUE(contains(key.what(), "key is not valid UTF-8")) << key.what();
+  EXPECT_NO_THROW(parse_yaml("name: café σ 漢字 🙂\n", "ok.yaml"));
+}
+
+TEST(Node, ATabInTheIndentationIsNamed) {
+  const ConfigError e = config_error([] { parse_yaml("optim:\n\tlr: 0.1\n", "t.yaml"); });
+  EXPECT_TRUE(contains(e.what(), "tab")) << e.what();
 }

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/hash.h"
+#include "core/utf8.h"
 #include "core/version.h"
 
 namespace fs = std::filesystem;
@@ -148,4 +149,20 @@ TEST(Version, LooksLikeAVersionAndCommit) {
   EXPECT_TRUE(std::regex_match(normexp_version(), std::regex(R"(\d+\.\d+\.\d+.*)")))
       << normexp_version();
   EXPECT_FALSE(git_commit().empty());
+}
+
+TEST(Utf8, AcceptsWellFormedTextAndNamesTheFirstBadByte) {
+  using normexp::invalid_utf8_at;
+  EXPECT_EQ(invalid_utf8_at(""), std::nullopt);
+  EXPECT_EQ(invalid_utf8_at("plain ascii"), std::nullopt);
+  EXPECT_EQ(invalid_utf8_at("caf\xc3\xa9 \xcf\x83 \xe6\xbc\xa2 \xf0\x9f\x99\x82"), std::nullopt);
+  EXPECT_EQ(invalid_utf8_at("\xf4\x8f\xbf\xbf"), std::nullopt);  // U+10FFFF, the last one
+  EXPECT_EQ(invalid_utf8_at("ab\x80"), 2u);                      // a lone continuation byte
+  EXPECT_EQ(invalid_utf8_at("caf\xe9"), 3u);                     // Latin-1, not UTF-8
+  EXPECT_EQ(invalid_utf8_at("\xc0\x80"), 0u);                    // overlong NUL
+  EXPECT_EQ(invalid_utf8_at("x\xe0\x80\x80"), 1u);               // overlong 3-byte form
+  EXPECT_EQ(invalid_utf8_at("\xed\xa0\x80"), 0u);                // a UTF-16 surrogate
+  EXPECT_EQ(invalid_utf8_at("\xf4\x90\x80\x80"), 0u);            // above U+10FFFF
+  EXPECT_EQ(invalid_utf8_at("ok\xe2\x82"), 2u);                  // cut short
+  EXPECT_EQ(invalid_utf8_at("\xff"), 0u);
 }

@@ -191,6 +191,13 @@ TEST(CifarReader, MissingFileIsAnError) {
   const auto msg = error_of(
       [&] { read_cifar_file(dir.path() / "nope.bin", CifarVariant::Cifar10, 10000); });
   EXPECT_TRUE(contains(msg, "nope.bin") && contains(msg, "10000 records")) << msg;
+  EXPECT_TRUE(contains(msg, "missing")) << msg;
+  // Something that exists but cannot be read is not "missing".
+  std::filesystem::create_directories(dir.path() / "data_batch_1.bin");
+  const auto not_file = error_of(
+      [&] { read_cifar_file(dir.path() / "data_batch_1.bin", CifarVariant::Cifar10, 10000); });
+  EXPECT_TRUE(contains(not_file, "not a regular file") && !contains(not_file, "missing"))
+      << not_file;
 }
 
 // ---- datasets ----------------------------------------------------------------------------

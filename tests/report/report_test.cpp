@@ -237,6 +237,42 @@ TEST_F(Fixture, PlanListsExactlyTheMissingCellSeedPairs) {
   EXPECT_NE(script.find("eval \"${cmds[$SLURM_ARRAY_TASK_ID]}\""), std::string::npos);
 }
 
+// A metrics.json cut short (a full disk) or valid JSON that is not an object used to vanish
+// from the table (n dropped without a word) or abort the whole report. Each is now a run of
+// its cell with status "unreadable", named with its problem; the plan does not re-plan it
+// (--resume would stop at it) but says why.
+TEST_F(Fixture, UnreadableRunsAreCountedApartAndNamed) {
+  const std::string b1 = "results/tiny/" + hash_b_ + "/seed1/metrics.json";
+  const std::string b2 = "results/tiny/" + hash_b_ + "/seed2/metrics.json";
+  dir_.write(b1, "{\"name\": \"tiny\", \"status\": \"comp");  // cut short
+  dir_.write(b2, "[1, 2, 3]");
+  const auto spec = report::load_spec(spec_path_);
+  const auto index = report::index_results(root_);
+  const auto r = report::build_report(spec, schema(), index, {});
+  const auto* b = r.find("r", "b");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->stats.n, 1);  // the readable seed 0 alone is averaged
+  EXPECT_EQ(b->other.at("unreadable"), 2);
+  EXPECT_NE(report::render_markdown(r).find("(+2 unreadable)"), std::string::npos);
+
+  const auto named = report::unreadable_runs(index);
+  ASSERT_EQ(named.size(), 2u);
+  EXPECT_NE(named[0].find((dir_.path() / b1).string() + ": not valid JSON"), std::string::npos)
+      << named[0];
+  EXPECT_NE(named[1].find((dir_.path() / b2).string() + ": valid JSON but not an object (array)"),
+            std::string::npos)
+      << named[1];
+
+  report::PlanOptions o;
+  o.seeds = {0, 1, 2};
+  std::vector<std::string> comments;
+  for (const auto& item : report::plan_items(spec, schema(), index, o, comments))
+    EXPECT_FALSE(item.cell->column == "b" && item.seed > 0) << item.command;
+  int unreadable = 0;
+  for (const auto& c : comments) unreadable += c.find("is unreadable") != std::string::npos;
+  EXPECT_EQ(unreadable, 2);
+}
+
 // Device-hours of the missing runs from `normexp bench` rows: epochs x training-set size /
 // images/s per run, matched by workload; runs without a row are listed, not guessed.
 TEST_F(Fixture, PlanEstimatesDeviceHoursFromBenchRows) {

@@ -1,6 +1,7 @@
 // checkpoint.pt with named entries: what it holds, what it refuses, and that checkpoints of
 // the first format (tensors by position, written before 2026-11-30) still resume exactly.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include <set>
@@ -16,6 +17,7 @@
 #include "nn/params.h"
 #include "support/ml_support.h"
 #include "train/checkpoint.h"
+#include "train/run_directory.h"
 #include "train/monitor.h"
 
 namespace normexp::train {
@@ -169,6 +171,40 @@ TEST(RunDirectory, AnUnparseableMetricsFileIsNamedOnResume) {
     EXPECT_NE(std::string(e.what()).find((r.dir / "metrics.json").string()), std::string::npos)
         << e.what();
   }
+}
+
+// One writer per run: the second RunDirectory of a live run (a --resume while it runs, or two
+// --resumes of an interrupted run) is refused and names the holder; once the holder is gone,
+// the run can be resumed.
+TEST(RunDirectory, ASecondWriterIsRefusedNamingTheHolder) {
+  testing::TempDir dir;
+  const auto exp = tiny(dir, "res");
+  interrupted_at(exp, 3);
+  const std::string me = "pid " + std::to_string(::getpid());
+  {
+    RunDirectory first(exp, /*resume=*/true);
+    try {
+      RunDirectory second(exp, /*resume=*/true);
+      ADD_FAILURE() << "two writers of one run";
+    } catch (const RunExistsError& e) {
+      EXPECT_NE(std::string(e.what()).find("being written by another normexp (" + me),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  // The lock went with the first. The next writer also removes what a killed one left.
+  const auto r = RunDirectory::path_for(exp);
+  write_file_atomic(r / "keep.txt", "x");
+  std::filesystem::copy_file(r / "keep.txt", r / "metrics.json.tmp.999999");
+  EXPECT_NO_THROW(RunDirectory(exp, /*resume=*/true));
+  EXPECT_FALSE(std::filesystem::exists(r / "metrics.json.tmp.999999"));
+  EXPECT_TRUE(std::filesystem::exists(r / "keep.txt"));
+
+  // A new run holds the lock from its claim on: a --resume started right after waits its turn.
+  const auto fresh = tiny(dir, "fresh");
+  RunDirectory a(fresh, /*resume=*/false);
+  a.claim();
+  EXPECT_THROW(RunDirectory(fresh, /*resume=*/true), RunExistsError);
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of untrusted input with libFuzzer (clang, ASan + UBSan):
 #   bash bench/fuzz.sh [SECONDS_PER_TARGET] [JOBS]     (defaults: 60 s, 2 targets at a time)
-# Builds build-fuzz/ (torch-free floors only, a minute or two), runs every target of
+#   FUZZ_TARGETS="config_loader" bash bench/fuzz.sh 600   (some targets only)
+# Builds build-fuzz/ (the floors the targets need, clang with the LibTorch of the normal
+# build; a few minutes), runs every target of
 # fuzz/CMakeLists.txt for SECONDS_PER_TARGET on a scratch copy of its corpus, then merges
 # what grew back into fuzz/corpus/<target>/ keeping only inputs that add coverage (small).
 # A crash, leak or sanitizer report stops that target; the reproducer is left in
@@ -15,7 +17,7 @@ command -v clang++ >/dev/null || { echo "fuzz.sh: needs clang (apt-get install c
 
 cmake -S "$root" -B "$build" -G Ninja -DNORMEXP_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets=$(sed -n 's/^set(NORMEXP_FUZZ_TARGETS \(.*\))$/\1/p' "$root/fuzz/CMakeLists.txt")
+targets=${FUZZ_TARGETS:-$(sed -n 's/^set(NORMEXP_FUZZ_TARGETS \(.*\))$/\1/p' "$root/fuzz/CMakeLists.txt")}
 ninja -C "$build" $(for t in $targets; do echo "fuzz_$t"; done) >/dev/null
 mkdir -p "$build/logs" "$build/findings"
 
@@ -25,7 +27,7 @@ run_one() {
   cp "$root/fuzz/corpus/$t/"* "$work/"
   local status=0
   # -rss_limit_mb: the config loader's node budget must hold memory well below this.
-  "$build/fuzz/fuzz_$t" "$work" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+  "$build/fuzz/fuzz_$t" "$work" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=8192 \
     -artifact_prefix="$build/findings/$t/" -print_final_stats=1 >"$build/logs/$t.log" 2>&1 || status=$?
   local execs
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$build/logs/$t.log" | tail -1)

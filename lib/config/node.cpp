@@ -1,6 +1,9 @@
 #include "config/node.h"
 
 #include <yaml-cpp/yaml.h>
+#if __has_include(<yaml-cpp/depthguard.h>)
+#include <yaml-cpp/depthguard.h>
+#endif
 
 #include <cerrno>
 #include <cstdint>
@@ -104,7 +107,10 @@ std::string child_path(const std::string& path, const std::string& key) {
 
 Node convert(const YAML::Node& y, ConvertState& st, int line, int depth, const std::string& path) {
   const std::string& source = st.source;
-  if (depth > kMaxDepth) throw ConfigError(source, path, "YAML nested too deeply");
+  if (depth > kMaxDepth)  // the path would be hundreds of "[0]": name where it starts
+    throw ConfigError(source + ":" + std::to_string(line), "",
+                      fmt::format("nested more than {} levels deep (a config nests a few)",
+                                  kMaxDepth));
   if (++st.nodes > kMaxNodes)
     throw ConfigError(source, "",
                       fmt::format("the document expands to more than {} nodes (aliases of "
@@ -311,6 +317,14 @@ Node parse_yaml(std::string_view text, const std::string& source) {
   YAML::Node doc;
   try {
     doc = YAML::Load(std::string(text));
+#if __has_include(<yaml-cpp/depthguard.h>)
+  } catch (const YAML::DeepRecursion& e) {  // yaml-cpp >= 0.7 says only "bad file"
+    const int line = line_of(e.mark);
+    throw ConfigError(line > 0 ? source + ":" + std::to_string(line) : source, "",
+                      fmt::format("invalid YAML: nested more than {} levels deep (a config "
+                                  "nests a few)",
+                                  e.depth()));
+#endif
   } catch (const YAML::Exception& e) {
     const int line = line_of(e.mark);
     throw ConfigError(line > 0 ? source + ":" + std::to_string(line) : source, "",

@@ -270,9 +270,10 @@ FashionMnistDataset::FashionMnistDataset(const config::Params& p)
       test_size_(p.get_int("test_size")) {
   // Every problem at once, pointing at where each key was written.
   IssueCollector issues;
-  for (const auto& [key, message] :
+  // (Not a structured binding: C++17 lambdas cannot capture those; clang refuses.)
+  for (const auto& problem :
        problems(pad_, channels_, train_size_, train_count_, test_size_, test_count_))
-    issues([&] { throw p.error(key, message); });
+    issues([&] { throw p.error(problem.first, problem.second); });
   issues.throw_if_any();
   if (train_size_ == 0) train_size_ = train_count_;
   if (test_size_ == 0) test_size_ = test_count_;

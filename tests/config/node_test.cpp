@@ -322,6 +322,19 @@ TEST(Node, InvalidUtf8IsRefusedAtItsLine) {
   EXPECT_NO_THROW(parse_yaml("name: café σ 漢字 🙂\n", "ok.yaml"));
 }
 
+// 10,000 levels used to give "invalid YAML: bad file" (yaml-cpp's depth guard), 300 levels an
+// error whose key path was 300 "[0]"s long.
+TEST(Node, DeepNestingSaysSoBriefly) {
+  for (int depth : {300, 10000}) {
+    SCOPED_TRACE(depth);
+    const std::string text = "a: " + std::string(depth, '[') + std::string(depth, ']') + "\n";
+    const ConfigError e = config_error([&] { parse_yaml(text, "deep.yaml"); });
+    EXPECT_TRUE(contains(e.what(), "levels deep")) << e.what();
+    EXPECT_FALSE(contains(e.what(), "bad file")) << e.what();
+    EXPECT_LT(std::string(e.what()).size(), 200u) << e.what();
+  }
+}
+
 TEST(Node, ATabInTheIndentationIsNamed) {
   const ConfigError e = config_error([] { parse_yaml("optim:\n\tlr: 0.1\n", "t.yaml"); });
   EXPECT_TRUE(contains(e.what(), "tab")) << e.what();

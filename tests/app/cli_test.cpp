@@ -170,6 +170,8 @@ TEST(Cli, HelpAndUsageErrors) {
   EXPECT_EQ(h.code, 0);
   EXPECT_NE(h.out.find("--set"), std::string::npos);
   EXPECT_NE(h.out.find("Exit codes"), std::string::npos);
+  // A second signal exits at once with 128 + signal: both codes are documented.
+  EXPECT_NE(h.out.find("(130, 143)"), std::string::npos) << h.out;
   EXPECT_EQ(sh("frobnicate").code, 2);
   EXPECT_EQ(sh("run /no/such/file.yaml").code, 2);
 }

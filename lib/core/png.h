@@ -1,6 +1,6 @@
 #pragma once
-// A minimal PNG writer (8-bit RGB or grey, deflate "stored" blocks, no compression): enough for
-// small preview images without an image library, so `normexp data preview` works on every
+// A small PNG writer (8-bit RGB or grey, one IDAT chunk, zlib's deflate and CRC-32): enough
+// for preview images without an image library, so `normexp data preview` works on every
 // build. Torch-free.
 
 #include <cstdint>
@@ -17,10 +17,5 @@ std::string encode_png(const std::vector<std::uint8_t>& pixels, int width, int h
 // encode_png, written atomically (RunError on failure).
 void write_png(const std::filesystem::path& path, const std::vector<std::uint8_t>& pixels,
                int width, int height, int channels);
-
-// Checksums the format needs (exposed for tests): CRC-32 (ISO 3309, as PNG chunks use) and
-// Adler-32 (zlib stream trailer).
-std::uint32_t crc32(const std::string& bytes);
-std::uint32_t adler32(const std::string& bytes);
 
 }  // namespace normexp

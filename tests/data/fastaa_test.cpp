@@ -5,6 +5,9 @@
 // seeds), the batched policy against the ops applied one image at a time, the pipeline order,
 // the configs of Tables 1-2, the PNG writer and `normexp data preview|bench`.
 #include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cstring>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -575,13 +578,51 @@ TEST(FastAAConfigs, TablesOneAndTwoCells) {
 
 // --- PNG and the commands ---
 
-TEST(Png, ChecksumsAndLayout) {
-  EXPECT_EQ(crc32("123456789"), 0xCBF43926U);    // the CRC-32 check value
-  EXPECT_EQ(adler32("Wikipedia"), 0x11E60398U);  // RFC 1950's example value
-  const auto png = encode_png(std::vector<std::uint8_t>(2 * 3 * 3, 7), 2, 3, 3);
-  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
-  EXPECT_EQ(png.substr(12, 4), "IHDR");
-  EXPECT_EQ(png.substr(png.size() - 12), std::string("\0\0\0\0IEND\xAE\x42\x60\x82", 12));
+// Reads the PNG back the long way: every chunk's CRC-32 and the inflated IDAT against the
+// pixels (zlib as the reference decoder).
+TEST(Png, ChunksCheckAndTheImageInflatesBackToThePixels) {
+  for (int channels : {1, 3}) {
+    SCOPED_TRACE(channels);
+    const int w = 37, h = 23;
+    std::vector<std::uint8_t> pixels(static_cast<size_t>(w) * h * channels);
+    for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>(i * 7 % 251);
+    const std::string png = encode_png(pixels, w, h, channels);
+    ASSERT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+    auto u32 = [&](size_t at) {
+      std::uint32_t v = 0;
+      for (int k = 0; k < 4; ++k) v = v << 8 | static_cast<unsigned char>(png[at + k]);
+      return v;
+    };
+    std::vector<std::string> types;
+    std::string idat, ihdr;
+    for (size_t at = 8; at < png.size();) {
+      const std::uint32_t len = u32(at);
+      const std::string body = png.substr(at + 4, 4 + len);
+      EXPECT_EQ(u32(at + 8 + len),
+                ::crc32(0L, reinterpret_cast<const Bytef*>(body.data()), body.size()))
+          << body.substr(0, 4);
+      types.push_back(body.substr(0, 4));
+      if (types.back() == "IDAT") idat += body.substr(4);
+      if (types.back() == "IHDR") ihdr = body.substr(4);
+      at += 12 + len;
+    }
+    EXPECT_EQ(types, (std::vector<std::string>{"IHDR", "IDAT", "IEND"}));
+    ASSERT_EQ(ihdr.size(), 13u);
+    EXPECT_EQ(ihdr[9], channels == 3 ? 2 : 0);  // colour type
+    uLongf raw_size = static_cast<uLongf>((w * channels + 1) * h);
+    std::string raw(raw_size, '\0');
+    ASSERT_EQ(uncompress(reinterpret_cast<Bytef*>(raw.data()), &raw_size,
+                         reinterpret_cast<const Bytef*>(idat.data()), idat.size()),
+              Z_OK);
+    ASSERT_EQ(raw_size, static_cast<uLongf>((w * channels + 1) * h));
+    for (int y = 0; y < h; ++y) {
+      EXPECT_EQ(raw[y * (w * channels + 1)], '\0');  // filter: none
+      EXPECT_EQ(0, std::memcmp(raw.data() + y * (w * channels + 1) + 1,
+                               pixels.data() + y * w * channels, w * channels))
+          << "row " << y;
+    }
+    EXPECT_LT(png.size(), raw.size());  // deflate, not stored blocks
+  }
   EXPECT_THROW(encode_png({1, 2}, 2, 3, 3), std::invalid_argument);
 }
 

@@ -97,16 +97,20 @@ TEST(Cli, DivergedRunExits4) {
   EXPECT_NE(r.out.find("status: diverged"), std::string::npos) << r.out;
 }
 
+// A run of a few seconds per epoch on one thread, for tests that interrupt or race it; the
+// train section comes last so a test can add keys to it.
+std::string long_run_yaml(int epochs) {
+  return "name: long\n"
+         "data: {name: synthetic, classes: 5, train_size: 3000, test_size: 200, resolution: 16}\n"
+         "model: {name: cnn9, width: 0.25}\nnorm: {name: cwo}\noptim: {lr: 0.05}\n"
+         "train:\n  epochs: " + std::to_string(epochs) +
+         "\n  batch_size: 64\n  threads: 1\n  progress: plain\n";
+}
+
 TEST(Cli, SigintWritesACheckpointAndResumeFinishesTheSameRun) {
   testing::TempDir dir;
   // Long enough (a few seconds on one thread) to be interrupted part way.
-  const auto cfg = dir.write("long.yaml", R"(name: long
-data: {name: synthetic, classes: 5, train_size: 3000, test_size: 200, resolution: 16}
-model: {name: cnn9, width: 0.25}
-norm: {name: cwo}
-optim: {lr: 0.05}
-train: {epochs: 4, batch_size: 64, threads: 1, deterministic: true, progress: plain}
-)");
+  const auto cfg = dir.write("long.yaml", long_run_yaml(4) + "  deterministic: true\n");
   const std::string bin = NORMEXP_BINARY;
   const auto a = dir.path() / "a", b = dir.path() / "b";
   auto straight = sh("run " + cfg.string() + " --output " + a.string());
@@ -143,13 +147,7 @@ train: {epochs: 4, batch_size: 64, threads: 1, deterministic: true, progress: pl
 // first is still running: the second process must not train into the same directory.
 TEST(Cli, ASecondWriterOfALiveRunExits3) {
   testing::TempDir dir;
-  const auto cfg = dir.write("long.yaml", R"(name: long
-data: {name: synthetic, classes: 5, train_size: 3000, test_size: 200, resolution: 16}
-model: {name: cnn9, width: 0.25}
-norm: {name: cwo}
-optim: {lr: 0.05}
-train: {epochs: 20, batch_size: 64, threads: 1, progress: plain}
-)");
+  const auto cfg = dir.write("long.yaml", long_run_yaml(20));
   const std::string bin = NORMEXP_BINARY;
   const auto out = dir.path() / "r";
   // The first writer runs in the background; the second starts once the first has claimed.

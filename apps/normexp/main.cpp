@@ -15,11 +15,13 @@
 #include "core/version.h"
 #include "registry/builtin.h"
 #include "backend/device.h"
+#include "backend/launch.h"
 #include "bench_cmd.h"
 #include "guarded.h"
 #include "compose/run.h"
 
 #include "data_cmd.h"
+#include "launch_cmd.h"
 #include "report_cmd.h"
 
 namespace {
@@ -62,7 +64,15 @@ config::Experiment load(const ConfigArgs& a) {
   if (!a.device.empty()) sets.push_back("train.device=" + a.device);
   if (!a.output.empty()) sets.push_back("output.root=" + a.output);
   if (!a.progress.empty()) sets.push_back("train.progress=" + a.progress);
-  return config::load_experiment(a.config, sets, registry::experiment_schema(), a.seed);
+  auto exp = config::load_experiment(a.config, sets, registry::experiment_schema(), a.seed);
+  // One of N ranks (torchrun, srun): the world size becomes part of the config (and of its
+  // hash) unless the config states one; compose::run_experiment refuses a mismatch.
+  const backend::Launch launch = backend::detect_launch();
+  if (launch.distributed() && exp.section("train").get_int("world_size") == 1) {
+    sets.push_back("train.world_size=" + std::to_string(launch.world_size));
+    exp = config::load_experiment(a.config, sets, registry::experiment_schema(), a.seed);
+  }
+  return exp;
 }
 
 int cmd_run(const ConfigArgs& a) {
@@ -190,6 +200,7 @@ int main(int argc, char** argv) {
   add_data_commands(app, data_exit);
   add_report_commands(app, data_exit);  // report, plan, plot: same convention
   add_bench_commands(app, data_exit);
+  add_launch_command(app, data_exit);
 
   try {
     app.parse(argc, argv);

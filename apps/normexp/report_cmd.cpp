@@ -21,7 +21,8 @@ struct ReportArgs {
   std::string results = "results", tables_dir = "configs/tables", format = "markdown", output,
               plot_dir, seeds = "0", binary = "normexp";
   std::vector<std::string> estimates;
-  bool unmatched = false, slurm = false;
+  bool unmatched = false, slurm = false, no_requeue = false;
+  report::SlurmOptions slurm_options;
 };
 
 report::TableSpec load(const ReportArgs& a, const std::string& table) {
@@ -121,7 +122,34 @@ void add_report_commands(CLI::App& app, int& exit_code) {
   common_options(plan, *a);
   plan->add_option("--seeds", a->seeds, "seeds every cell should have, e.g. 0,1,2")
       ->capture_default_str();
-  plan->add_flag("--slurm", a->slurm, "an sbatch job-array script instead of a command list");
+  plan->add_flag("--slurm", a->slurm,
+                 "an sbatch job-array script instead of a command list: one array task per "
+                 "run, requeued after SIGTERM (preemption, time limit) and resumed from its "
+                 "checkpoint");
+  auto& so = a->slurm_options;
+  plan->add_option("--partition", so.partition, "--slurm: #SBATCH --partition");
+  plan->add_option("--account", so.account, "--slurm: #SBATCH --account");
+  plan->add_option("--time", so.time, "--slurm: #SBATCH --time, e.g. 1-00:00:00 or 12:00:00");
+  plan->add_option("--ranks", so.ranks,
+                   "data-parallel ranks per run (train.world_size; with --slurm, srun starts "
+                   "one normexp per rank)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  plan->add_option("--gpus-per-task", so.gpus_per_task, "--slurm: GPUs per rank (0: CPU only)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  plan->add_option("--cpus-per-task", so.cpus_per_task, "--slurm: CPU cores per rank (0: the cluster's default)")
+      ->check(CLI::NonNegativeNumber);
+  plan->add_option("--throttle", so.throttle, "--slurm: at most K array tasks at once (--array=...%K)")
+      ->check(CLI::NonNegativeNumber);
+  plan->add_option("--signal-before", so.signal_seconds,
+                   "--slurm: seconds before the time limit at which normexp gets SIGTERM and "
+                   "checkpoints (0: none)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  plan->add_flag("--no-requeue", a->no_requeue, "--slurm: neither --requeue nor a requeue after SIGTERM");
+  plan->add_option("--sbatch", so.extra,
+                   "--slurm: a further #SBATCH line, e.g. --sbatch '--mem=64G' (repeatable)");
   plan->add_option("--output", a->output, "write to this file (atomically) instead of stdout");
   plan->add_option("--estimate", a->estimates,
                    "normexp bench --out JSON file(s): add the device-hours of the planned runs "
@@ -136,6 +164,12 @@ void add_report_commands(CLI::App& app, int& exit_code) {
       o.seeds = parse_seeds(a->seeds);
       o.sets = a->sets;
       o.slurm = a->slurm;
+      o.slurm_options = a->slurm_options;
+      o.slurm_options.requeue = !a->no_requeue;
+      // The world size is part of each run's config and hash: a plan for N ranks looks for,
+      // and launches, N-rank runs.
+      if (a->slurm_options.ranks > 1)
+        o.sets.push_back("train.world_size=" + std::to_string(a->slurm_options.ranks));
       o.binary = a->binary;
       if (a->results != "results") o.results = a->results;  // default root needs no flag
       std::vector<std::string> comments;

@@ -68,7 +68,20 @@ DeviceLoader::DeviceLoader(at::Tensor x, at::Tensor y, int64_t batch_size, bool 
 
 int64_t DeviceLoader::num_batches() const {
   if (drop_last_) return n_ / batch_size_;
-  return (n_ + batch_size_ - 1) / batch_size_;
+  const int64_t full = n_ / batch_size_, rest = n_ % batch_size_;
+  return full + (rest > 0 && (keep_small_last_ || rest >= world_) ? 1 : 0);
+}
+
+void DeviceLoader::shard(int64_t rank, int64_t world, bool keep_small_last) {
+  TORCH_CHECK(world >= 1 && rank >= 0 && rank < world, "DeviceLoader: rank ", rank,
+              " outside a world of ", world);
+  rank_ = rank;
+  world_ = world;
+  keep_small_last_ = keep_small_last;
+}
+
+int64_t DeviceLoader::global_batch_size(int64_t i) const {
+  return std::min(n_, (i + 1) * batch_size_) - i * batch_size_;
 }
 
 void DeviceLoader::new_epoch() {
@@ -76,9 +89,14 @@ void DeviceLoader::new_epoch() {
 }
 
 std::pair<at::Tensor, at::Tensor> DeviceLoader::batch(int64_t i) const {
-  const int64_t start = i * batch_size_;
-  const int64_t end = std::min(n_, start + batch_size_);
+  int64_t start = i * batch_size_;
+  int64_t end = std::min(n_, start + batch_size_);
   TORCH_CHECK(start < end, "DeviceLoader: batch ", i, " out of range");
+  if (world_ > 1) {  // this rank's part (empty when the batch has fewer images than ranks)
+    const int64_t len = end - start;
+    end = start + len * (rank_ + 1) / world_;
+    start += len * rank_ / world_;
+  }
   if (order_.defined()) {
     auto idx = order_.slice(0, start, end);
     return {x_.index_select(0, idx), y_.index_select(0, idx)};

@@ -33,19 +33,32 @@ class DeviceLoader {
  public:
   DeviceLoader(at::Tensor x, at::Tensor y, int64_t batch_size, bool shuffle, bool drop_last);
   int64_t size() const { return n_; }
+  at::Device device() const { return x_.device(); }
   int64_t num_batches() const;
   // Draws this epoch's order (global generator of the data's device) when shuffling.
   void new_epoch();
   // This epoch's order (undefined when not shuffling), to checkpoint and restore mid-epoch.
   const at::Tensor& order() const { return order_; }
   void set_order(at::Tensor order) { order_ = std::move(order); }
-  // uint8 images and int64 labels of batch i of the current epoch.
+  // uint8 images and int64 labels of batch i of the current epoch (this rank's part of it
+  // when sharded).
   std::pair<at::Tensor, at::Tensor> batch(int64_t i) const;
+
+  // Data-parallel: batch(i) becomes rank `rank`'s contiguous part of global batch i (parts
+  // differ in size by at most one), so the `world` ranks together see exactly the batches of
+  // one process, in the same epoch order. A last batch smaller than `world` would leave some
+  // rank without an image: training leaves it out of num_batches() (`keep_small_last`
+  // false); evaluation keeps it (`true`) and those ranks get empty parts.
+  void shard(int64_t rank, int64_t world, bool keep_small_last);
+  // The size of global batch i (what the ranks' parts add up to).
+  int64_t global_batch_size(int64_t i) const;
 
  private:
   at::Tensor x_, y_, order_;
   int64_t n_, batch_size_;
   bool shuffle_, drop_last_;
+  int64_t rank_ = 0, world_ = 1;
+  bool keep_small_last_ = true;
 };
 
 }  // namespace normexp::data

@@ -11,8 +11,11 @@ namespace normexp::experiments {
 
 TaskStatus classify(TaskContext& ctx) {
   train::MonitoredScheme* monitored = nullptr;
+  const bool sync_bn = ctx.data_parallel && ctx.exp.section("train").get_bool("sync_bn");
   train::Components parts =
       ctx.components.build(ctx.exp, ctx.device, [&](std::unique_ptr<nn::NormScheme> scheme) {
+        if (sync_bn)
+          scheme = train::sync_batch_norm(ctx.data_parallel->shared_group())(std::move(scheme));
         auto m = std::make_unique<train::MonitoredScheme>(std::move(scheme));
         monitored = m.get();
         return m;
@@ -21,7 +24,7 @@ TaskStatus classify(TaskContext& ctx) {
   ctx.run.claim();
   auto watches = monitored ? monitored->watches() : std::vector<train::Watch>{};
   train::Trainer trainer(ctx.exp, std::move(parts), std::move(watches), ctx.device,
-                         std::move(data), ctx.run, ctx.stop_predicate());
+                         std::move(data), ctx.run, ctx.stop_predicate(), ctx.data_parallel);
   if (!trainer.restore() && ctx.run.reopened())
     spdlog::info("{} has no checkpoint yet; starting the run from the beginning",
                  ctx.dir.string());

@@ -20,6 +20,7 @@
 
 #include "config/experiment.h"
 #include "train/components.h"
+#include "train/data_parallel.h"
 #include "train/run_directory.h"
 #include "train/status.h"
 
@@ -48,6 +49,8 @@ class TaskContext {
   train::RunDirectory& run;
   const std::filesystem::path& dir;  // run.path()
   const train::ComponentFactory& components;
+  // Set when this process is one rank of a data-parallel run (classify only); null otherwise.
+  const train::DataParallel* data_parallel = nullptr;
 
   // True after SIGINT/SIGTERM (or, for tests, once a trainer passes a chosen step): finish
   // the current unit of work and return Interrupted.

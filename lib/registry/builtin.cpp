@@ -198,7 +198,25 @@ std::vector<OptionSpec> train_options() {
                        "for non-finite values at every step (a divergence then names the layer "
                        "and step); 0: off (a divergence is then located after the fact)",
                        at_least(0))),
-      unhashed(opt_int("threads", 0, "CPU threads for LibTorch (0: all cores)", at_least(0))),
+      unhashed(opt_int("threads", 0,
+                       "CPU threads for LibTorch (0: all cores; each of N data-parallel ranks "
+                       "on one machine: 1/N of them)",
+                       at_least(0))),
+      // Data-parallel runs. Added after the first results: hashed only when set.
+      hashed_unless_default(opt_int(
+          "world_size", 1,
+          "data-parallel ranks the run trains on, taken from the launcher (torchrun, srun) "
+          "when not set; batch_size stays the global batch (the paper's), each rank trains "
+          "on its 1/world_size part; a run resumes only with the world size it started with",
+          at_least(1))),
+      hashed_unless_default(opt_bool(
+          "sync_bn", false,
+          "data-parallel runs: BatchNorm statistics of the whole global batch (all-reduced "
+          "in every BN layer) instead of each rank's part")),
+      unhashed(opt_int("dist_timeout_s", 300,
+                       "data-parallel runs: a rank that waits this long for another in a "
+                       "collective (or at the start) fails the run with a message",
+                       at_least(1))),
       unhashed(opt_bool("deterministic", false, "deterministic algorithms only (slower on CUDA)")),
       unhashed(opt_string("progress", "auto",
                           "auto: a bar on a terminal, plain log lines otherwise",

@@ -99,16 +99,49 @@ std::string render_plan(const TableSpec& spec, const std::vector<PlanItem>& item
     for (const auto& i : items) out += i.command + "\n";
     return out;
   }
+  const SlurmOptions& so = options.slurm_options;
   out += "#!/bin/bash\n";
   out += fmt::format("# normexp plan {}: {} missing (cell, seed) runs; submit with sbatch.\n",
                      spec.name, items.size());
   for (const auto& c : comments) out += c + "\n";
   if (items.empty()) return out + "# nothing to run\n";
-  out += fmt::format("#SBATCH --job-name=normexp-{}\n#SBATCH --array=0-{}\n", spec.name,
-                     items.size() - 1);
-  out += "#SBATCH --output=slurm-%A_%a.out\nset -euo pipefail\ncmds=(\n";
+  auto sbatch = [&](const std::string& line) { out += "#SBATCH " + line + "\n"; };
+  sbatch("--job-name=normexp-" + spec.name);
+  sbatch(fmt::format("--array=0-{}{}", items.size() - 1,
+                     so.throttle > 0 ? fmt::format("%{}", so.throttle) : ""));
+  sbatch("--output=slurm-%A_%a.out");
+  sbatch("--open-mode=append");  // a requeued task goes on in the same log
+  sbatch(fmt::format("--ntasks={}", so.ranks));
+  if (so.gpus_per_task > 0) sbatch(fmt::format("--gpus-per-task={}", so.gpus_per_task));
+  if (so.cpus_per_task > 0) sbatch(fmt::format("--cpus-per-task={}", so.cpus_per_task));
+  if (!so.partition.empty()) sbatch("--partition=" + so.partition);
+  if (!so.account.empty()) sbatch("--account=" + so.account);
+  if (!so.time.empty()) sbatch("--time=" + so.time);
+  if (so.requeue) sbatch("--requeue");
+  // The signal goes to the job step, i.e. to normexp itself: it finishes the step, writes a
+  // checkpoint and exits 130 before the limit kills it.
+  if (so.signal_seconds > 0) sbatch(fmt::format("--signal=TERM@{}", so.signal_seconds));
+  for (const auto& line : so.extra) sbatch(line);
+  out += so.requeue
+             ? "#\n# Every command carries --resume: a task that starts again (preempted and "
+               "requeued by\n# Slurm, or requeued below after its time limit) continues from its "
+               "last checkpoint.\n"
+             : "#\n# Every command carries --resume: submitting this script again continues "
+               "every unfinished run\n# from its last checkpoint.\n";
+  if (so.ranks > 1)
+    out += fmt::format("# Each run is data-parallel over {} ranks: srun starts one normexp per "
+                       "rank (train.world_size={}).\n",
+                       so.ranks, so.ranks);
+  out += "set -uo pipefail\ncmds=(\n";
   for (const auto& i : items) out += "  " + shell_quote(i.command) + "\n";
-  out += ")\neval \"${cmds[$SLURM_ARRAY_TASK_ID]}\"\n";
+  out += ")\nsrun --kill-on-bad-exit=1 bash -c \"exec ${cmds[$SLURM_ARRAY_TASK_ID]}\"\ncode=$?\n";
+  if (so.requeue)
+    out += "# 130/143: stopped by SIGTERM with a checkpoint written (the time limit's --signal, or\n"
+           "# a preemption): queue the same task again to continue it.\n"
+           "if [ \"$code\" -eq 130 ] || [ \"$code\" -eq 143 ]; then\n"
+           "  scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"\n"
+           "fi\n";
+  out += "exit \"$code\"\n";
   return out;
 }
 

@@ -81,12 +81,27 @@ std::string render(const Report& r, const std::string& format);  // markdown|csv
 
 // One line per missing (cell, seed): `normexp run CONFIG --set .. --seed K --resume`, or an
 // sbatch job-array script. Unsupported cells become comment lines.
+// What an sbatch job array asks of the cluster (normexp plan --slurm). Every run is one array
+// task; a run of `ranks` > 1 is data-parallel (srun starts one normexp per rank).
+struct SlurmOptions {
+  std::string partition, account;
+  std::string time;             // --time, e.g. 1-00:00:00 (empty: the partition's default)
+  int ranks = 1;                // tasks per run (train.world_size)
+  int gpus_per_task = 1;        // 0: CPU-only tasks
+  int cpus_per_task = 0;        // 0: the cluster's default
+  int throttle = 0;             // %K: at most K array tasks at once (0: no limit)
+  bool requeue = true;          // --requeue, and requeue itself after a SIGTERM checkpoint
+  int signal_seconds = 300;     // SIGTERM this long before the time limit (0: none)
+  std::vector<std::string> extra;  // further #SBATCH lines, as written after "#SBATCH "
+};
+
 struct PlanOptions {
   std::vector<std::int64_t> seeds{0};
   std::vector<std::string> sets;
   std::string results;  // passed as --output when not empty
   std::string binary = "normexp";
   bool slurm = false;
+  SlurmOptions slurm_options;
 };
 struct PlanItem {
   const Cell* cell;

@@ -58,16 +58,17 @@ void use_channels_last(torch::nn::Module& model) {
     if (t.dim() == 4) t.set_data(t.contiguous(at::MemoryFormat::ChannelsLast));
 }
 
-EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
-                    const BatchPipeline& pipeline, bool bf16) {
+at::Tensor evaluate_sums(models::ModelImpl& model, data::DeviceLoader& loader,
+                         const BatchPipeline& pipeline, bool bf16) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
   if (bf16) cuda::set_bf16_autocast(true);
-  torch::Tensor loss_sum, top1, topk;
-  int64_t n = 0;
+  // Accumulated on the device; one host sync when the caller reads them.
+  auto sums = torch::zeros({4}, torch::TensorOptions().dtype(torch::kDouble).device(loader.device()));
   for (int64_t i = 0; i < loader.num_batches(); ++i) {
     auto [images, labels] = loader.batch(i);
+    if (labels.size(0) == 0) continue;  // a data-parallel rank's empty part of a small batch
     auto logits = model.forward(pipeline.prepare(images, false)).to(torch::kFloat);
     const int64_t k = std::min<int64_t>(5, logits.size(1));
     auto loss = torch::nn::functional::cross_entropy(
@@ -75,26 +76,35 @@ EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     auto top = std::get<1>(logits.topk(k, 1));
     auto hits = top.eq(labels.view({-1, 1}));
-    auto c1 = hits.select(1, 0).sum();
-    auto ck = hits.any(1).sum();
-    // Accumulated on the device; one host sync at the end of the pass.
-    loss_sum = loss_sum.defined() ? loss_sum + loss.to(torch::kDouble) : loss.to(torch::kDouble);
-    top1 = top1.defined() ? top1 + c1 : c1;
-    topk = topk.defined() ? topk + ck : ck;
-    n += labels.size(0);
+    sums += torch::stack({loss.to(torch::kDouble), hits.select(1, 0).sum().to(torch::kDouble),
+                          hits.any(1).sum().to(torch::kDouble),
+                          torch::scalar_tensor(static_cast<double>(labels.size(0)),
+                                               torch::TensorOptions().dtype(torch::kDouble))
+                              .to(sums.device())});
   }
   if (bf16) {
     cuda::set_bf16_autocast(false);
     cuda::clear_autocast_cache();
   }
   model.train(was_training);
+  return sums;
+}
+
+EvalResult eval_result(const at::Tensor& sums) {
+  const auto s = sums.to(torch::kCPU);
+  const double* v = s.data_ptr<double>();
   EvalResult r;
-  r.n = n;
-  if (n == 0) return r;
-  r.loss = loss_sum.item<double>() / n;
-  r.top1_err = 100.0 * (1.0 - static_cast<double>(top1.item<int64_t>()) / n);
-  r.top5_err = 100.0 * (1.0 - static_cast<double>(topk.item<int64_t>()) / n);
+  r.n = static_cast<int64_t>(v[3]);
+  if (r.n == 0) return r;
+  r.loss = v[0] / v[3];
+  r.top1_err = 100.0 * (1.0 - v[1] / v[3]);
+  r.top5_err = 100.0 * (1.0 - v[2] / v[3]);
   return r;
+}
+
+EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
+                    const BatchPipeline& pipeline, bool bf16) {
+  return eval_result(evaluate_sums(model, loader, pipeline, bf16));
 }
 
 }  // namespace normexp::train

@@ -56,5 +56,10 @@ struct EvalResult {
 // k = min(5, classes).
 EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
                     const BatchPipeline& pipeline, bool bf16);
+// The same pass as sums on the device, float64 [loss, top-1 hits, top-k hits, images]: what
+// data-parallel ranks add up before eval_result turns them into means and errors.
+at::Tensor evaluate_sums(models::ModelImpl& model, data::DeviceLoader& loader,
+                         const BatchPipeline& pipeline, bool bf16);
+EvalResult eval_result(const at::Tensor& sums);
 
 }  // namespace normexp::train

@@ -70,6 +70,18 @@ RunDirectory::RunDirectory(const config::Experiment& exp, bool resume)
                    " is not a JSON object");
 }
 
+RunDirectory::RunDirectory(const config::Experiment& exp, bool resume, Follower)
+    : exp_(exp), path_(path_for(exp)), follower_(true), started_at_(iso_time_now()),
+      started_(std::chrono::steady_clock::now()) {
+  if (!resume || !fs::exists(path_)) return;
+  reopened_ = true;
+  try {
+    previous_ = nlohmann::json::parse(read_file(path_ / "metrics.json"));
+  } catch (const std::exception&) {
+    previous_ = nullptr;  // rank 0 judges the directory; a follower only borrows its history
+  }
+}
+
 std::optional<RunStatus> RunDirectory::finished() const {
   if (!previous_.is_object()) return std::nullopt;
   const std::string status = previous_.value("status", "unknown");
@@ -134,6 +146,10 @@ void RunDirectory::lock() {
 }
 
 void RunDirectory::claim() {
+  if (follower_) {
+    started_ = std::chrono::steady_clock::now();
+    return;
+  }
   if (!reopened_) {
     std::error_code ec;
     fs::create_directories(path_.parent_path(), ec);
@@ -172,10 +188,12 @@ void RunDirectory::write_metrics(const nlohmann::json& metrics) const {
 }
 
 void RunDirectory::write_file(const std::string& name, const std::string& text) const {
+  if (follower_) return;
   write_file_atomic(path_ / name, text);
 }
 
 void RunDirectory::append_file(const std::string& name, const std::string& text) const {
+  if (follower_) return;
   normexp::append_file(path_ / name, text);
 }
 

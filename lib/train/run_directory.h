@@ -31,6 +31,11 @@ class RunDirectory {
   // exists is RunExistsError (exit 3) naming the status of the run there. With `resume`, the
   // metrics.json found there is read (RunError naming the file when it cannot be parsed).
   RunDirectory(const config::Experiment& exp, bool resume);
+  // A data-parallel rank other than 0: the same path, but it never locks, creates or writes
+  // anything (every write is a no-op); on `resume` it reads metrics.json as rank 0 found it.
+  struct Follower {};
+  RunDirectory(const config::Experiment& exp, bool resume, Follower);
+  bool writes() const { return !follower_; }
   ~RunDirectory();
   RunDirectory(const RunDirectory&) = delete;
   RunDirectory& operator=(const RunDirectory&) = delete;
@@ -67,6 +72,7 @@ class RunDirectory {
   const config::Experiment& exp_;
   std::filesystem::path path_;
   bool reopened_ = false;
+  bool follower_ = false;
   nlohmann::json previous_;
   std::string device_, started_at_;
   SteadyTime started_;

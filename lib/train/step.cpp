@@ -89,7 +89,12 @@ void TrainStep::body(const at::Tensor& images, const at::Tensor& labels, bool ca
   at::Tensor logits;
   auto loss = loss_of(images, labels, &logits);
   optimizer_.zero_grad();
-  loss.backward();
+  if (loss_weight_ == 1.0) {
+    loss.backward();
+  } else {
+    (loss * loss_weight_).backward();
+  }
+  if (gradient_sync_) gradient_sync_();
   // The plain path hands the host LR to the update, exactly as before graphs existed.
   if (device_lr_) {
     optimizer_.step_on_device(lr_);

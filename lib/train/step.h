@@ -13,6 +13,7 @@
 // step runs eagerly and graph_status() says why; the run logs it once.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -66,6 +67,11 @@ class TrainStep {
   void forward_backward(const at::Tensor& images, const at::Tensor& labels);
   // Must outlive the TrainStep; set before the first step (nullptr: none).
   void set_observer(StepObserver* observer);
+  // Data-parallel runs (train::DataParallel): `sync` runs between the backward pass and the
+  // update (the all-reduce of the gradients), and the loss is backpropagated times `weight`
+  // (this rank's share of the global batch; set before each step). Eager steps only.
+  void set_gradient_sync(std::function<void()> sync) { gradient_sync_ = std::move(sync); }
+  void set_loss_weight(double weight) { loss_weight_ = weight; }
 
   // The first global step whose loss was non-finite, -1 while none (int64 device scalar: kept
   // on the device at every step, read only after a divergence).
@@ -102,6 +108,8 @@ class TrainStep {
   std::string status_ = "off";
   std::unique_ptr<cuda::Graph> graph_;
   StepObserver* observer_ = nullptr;
+  std::function<void()> gradient_sync_;
+  double loss_weight_ = 1.0;
   at::Tensor step_, bad_step_;
   at::Tensor lr_, last_loss_, loss_sum_, correct_, static_images_, static_labels_;
 };

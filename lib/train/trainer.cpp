@@ -13,6 +13,7 @@
 #include "backend/torch_compat.h"
 #include "core/fs.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 
 namespace normexp::train {
 
@@ -22,8 +23,8 @@ constexpr const char* kCheckpoint = "checkpoint.pt";
 
 Trainer::Trainer(const config::Experiment& exp, Components components, std::vector<Watch> watches,
                  const c10::Device& device, data::ImageData data, RunDirectory& dir,
-                 std::function<bool(int64_t)> stop_requested)
-    : exp_(exp), c_(std::move(components)), device_(device), dir_(dir),
+                 std::function<bool(int64_t)> stop_requested, const DataParallel* data_parallel)
+    : exp_(exp), c_(std::move(components)), dp_(data_parallel), device_(device), dir_(dir),
       stop_requested_(std::move(stop_requested)) {
   const config::Params& train = exp.section("train");
   epochs_ = train.get_int("epochs");
@@ -46,13 +47,30 @@ Trainer::Trainer(const config::Experiment& exp, Components components, std::vect
   test_loader_ = std::make_unique<data::DeviceLoader>(
       data.test_x.to(device_), data.test_y.to(device_), train.get_int("eval_batch_size"),
       /*shuffle=*/false, /*drop_last=*/false);
-  progress_ =
-      std::make_unique<Progress>(Progress::parse_mode(train.get_string("progress")), epochs_);
+  if (dp_) {
+    train_loader_->shard(dp_->rank(), dp_->world(), /*keep_small_last=*/false);
+    test_loader_->shard(dp_->rank(), dp_->world(), /*keep_small_last=*/true);
+  }
+  const bool speaks = !dp_ || dp_->is_root();
+  progress_ = std::make_unique<Progress>(
+      speaks ? Progress::parse_mode(train.get_string("progress")) : Progress::Mode::None,
+      epochs_);
   StepOptions step_options;
   step_options.bf16 = bf16_;
   step_options.graphs = parse_graph_mode(train.get_string("cuda_graphs"));
+  if (dp_ && step_options.graphs != GraphMode::Off) {
+    // The gradient all-reduce runs between backward and update, outside any graph.
+    spdlog::warn("train.cuda_graphs is off in a data-parallel run (world size {}): the "
+                 "gradient all-reduce is not captured",
+                 dp_->world());
+    step_options.graphs = GraphMode::Off;
+  }
   stepper_ =
       std::make_unique<TrainStep>(*c_.model, *c_.optimizer, pipeline_, device_, step_options);
+  if (dp_) {
+    stepper_->set_gradient_sync(
+        [dp = dp_, params = c_.model->parameters()] { dp->sum_gradients(params); });
+  }
   monitor_ = std::make_unique<LayerMonitor>(std::move(watches), train.get_int("monitor_every"),
                                             device_);
   if (monitor_->every() > 0) stepper_->set_observer(monitor_.get());
@@ -76,9 +94,26 @@ bool Trainer::restore() {
   stepper_->loss_sum().copy_(at("loss_sum"));
   stepper_->correct().copy_(at("correct"));
   if (ck.progress.count("order")) train_loader_->set_order(ck.progress.at("order").to(device_));
-  compat::set_cpu_rng_state(at("rng_cpu"));
-  if (device_.is_cuda() && ck.progress.count("rng_cuda"))
-    cuda::set_rng_state(ck.progress.at("rng_cuda"));
+  const int64_t saved_world = ck.progress.count("world_size") ? at("world_size").item<int64_t>() : 1;
+  const int64_t world = dp_ ? dp_->world() : 1;
+  if (saved_world != world)
+    throw RunError(fmt::format("cannot resume {}: its checkpoint is of a run with {} rank(s), "
+                               "this one has {}; resume it with the world size it started with",
+                               source, saved_world, world));
+  if (dp_) {
+    // The sums in the checkpoint are every rank's: rank 0 carries them on, the others add.
+    if (!dp_->is_root()) {
+      state_.seen = 0;
+      stepper_->reset_sums();
+    }
+    compat::set_cpu_rng_state(at("rng_cpu_ranks")[dp_->rank()].contiguous());
+    if (device_.is_cuda() && ck.progress.count("rng_cuda_ranks"))
+      cuda::set_rng_state(ck.progress.at("rng_cuda_ranks")[dp_->rank()].contiguous());
+  } else {
+    compat::set_cpu_rng_state(at("rng_cpu"));
+    if (device_.is_cuda() && ck.progress.count("rng_cuda"))
+      cuda::set_rng_state(ck.progress.at("rng_cuda"));
+  }
 
   // History and bookkeeping from the metrics written with (or after) the checkpoint.
   const nlohmann::json& old = dir_.previous();
@@ -106,6 +141,7 @@ RunStatus Trainer::fit() {
                exp_.section("model").get_string("name"), c_.num_parameters,
                exp_.section("norm").get_string("name"), c_.lr);
 
+  if (dp_) dp_->broadcast_model(*c_.model);  // one starting point (also after a restore)
   RunStatus status = RunStatus::Completed;
   // A checkpoint taken mid-epoch continues that epoch; otherwise start the next one.
   int64_t epoch = state_.next_batch > 0 ? state_.epoch : state_.epoch + 1;
@@ -123,6 +159,22 @@ RunStatus Trainer::fit() {
 
 void Trainer::write_checkpoint() {
   backend::synchronize(device_);
+  at::Tensor loss_sum = stepper_->loss_sum().cpu(), correct = stepper_->correct().cpu();
+  int64_t seen = state_.seen;
+  at::Tensor rng_ranks, rng_cuda_ranks;
+  if (dp_) {  // collectives first, on every rank; then only rank 0 writes
+    if (!sums_reduced_) {
+      auto seen_t = torch::tensor(seen);
+      std::vector<at::Tensor> sums{loss_sum.clone(), correct.clone(), seen_t};
+      dp_->sum(sums);
+      loss_sum = sums[0];
+      correct = sums[1];
+      seen = sums[2].item<int64_t>();
+    }
+    rng_ranks = dp_->gather(compat::cpu_rng_state());
+    if (device_.is_cuda()) rng_cuda_ranks = dp_->gather(cuda::rng_state());
+    if (!dp_->is_root()) return;
+  }
   Checkpoint ck;
   ck.set_model(*c_.model);
   for (const auto& [name, tensor] : c_.optimizer->state()) ck.optimizer[name] = tensor.detach().cpu();
@@ -130,13 +182,18 @@ void Trainer::write_checkpoint() {
   ck.progress = {{"step", scalar(step_)},
                  {"epoch", scalar(state_.epoch)},
                  {"next_batch", scalar(state_.next_batch)},
-                 {"seen", scalar(state_.seen)},
+                 {"seen", scalar(seen)},
                  {"train_time", torch::tensor(state_.train_time, torch::kDouble)},
-                 {"loss_sum", stepper_->loss_sum().cpu()},
-                 {"correct", stepper_->correct().cpu()},
+                 {"loss_sum", loss_sum},
+                 {"correct", correct},
                  {"rng_cpu", compat::cpu_rng_state()}};
   if (train_loader_->order().defined()) ck.progress["order"] = train_loader_->order().cpu();
   if (device_.is_cuda()) ck.progress["rng_cuda"] = cuda::rng_state();
+  if (dp_) {
+    ck.progress["world_size"] = scalar(dp_->world());
+    ck.progress["rng_cpu_ranks"] = rng_ranks;
+    if (rng_cuda_ranks.defined()) ck.progress["rng_cuda_ranks"] = rng_cuda_ranks;
+  }
   ck.save(dir_.path() / kCheckpoint);
 }
 
@@ -151,7 +208,13 @@ RunStatus Trainer::train_epoch(int64_t epoch) {
     state_.train_time = 0;
     stepper_->reset_sums();
     train_loader_->new_epoch();
+    if (dp_ && train_loader_->order().defined()) {  // rank 0's order: one permutation
+      at::Tensor order = train_loader_->order();
+      dp_->broadcast(order);
+      train_loader_->set_order(order);
+    }
   }
+  sums_reduced_ = false;
   const int64_t steps = train_loader_->num_batches();
   const auto t0 = std::chrono::steady_clock::now();
   double lr = c_.schedule->lr_at(std::max<int64_t>(0, step_ - 1));
@@ -159,22 +222,35 @@ RunStatus Trainer::train_epoch(int64_t epoch) {
     if (max_steps_ > 0 && step_ >= max_steps_) break;
     auto [images, labels] = train_loader_->batch(i);
     lr = c_.schedule->lr_at(step_);
+    if (dp_)
+      stepper_->set_loss_weight(static_cast<double>(labels.size(0)) /
+                                static_cast<double>(train_loader_->global_batch_size(i)));
     stepper_->run(images, labels, lr, step_ + 1);
     state_.seen += labels.size(0);
     ++step_;
     ++i;
     if (progress_->due()) {
       const double l = stepper_->last_loss().item<double>();
-      if (!std::isfinite(l)) return diverged(epoch, images, labels);
+      if (!dp_ && !std::isfinite(l)) return diverged(epoch, images, labels);
       progress_->draw(epoch, i, steps, l, eta(epoch, static_cast<double>(i) / steps));
     }
-    if (stop_requested_(step_) && i < steps) {
+    bool stop = false;
+    if (!dp_) {
+      stop = stop_requested_(step_);
+    } else if (step_ % kAgreeEvery == 0 && i < steps) {
+      const double l = stepper_->last_loss().item<double>();
+      const auto agreed = dp_->any({stop_requested_(step_), !std::isfinite(l)});
+      if (agreed[1]) return diverged(epoch, images, labels);
+      stop = agreed[0];
+    }
+    if (stop && i < steps) {
       state_.train_time += seconds_since(t0);
       return interrupted(epoch);
     }
   }
   backend::synchronize(device_);
   state_.train_time += seconds_since(t0);
+  if (dp_) reduce_epoch_sums();
   const double train_time = state_.train_time;
   const int64_t seen = state_.seen;
   const double train_loss = seen ? stepper_->loss_sum().item<double>() / seen : 0.0;
@@ -184,7 +260,12 @@ RunStatus Trainer::train_epoch(int64_t epoch) {
   }
 
   const auto e0 = std::chrono::steady_clock::now();
-  const EvalResult test = evaluate(model, *test_loader_, pipeline_, bf16_);
+  at::Tensor test_sums = evaluate_sums(model, *test_loader_, pipeline_, bf16_);
+  if (dp_) {
+    std::vector<at::Tensor> sums{test_sums};
+    dp_->sum(sums);
+  }
+  const EvalResult test = eval_result(test_sums);
   const double eval_time = seconds_since(e0);
   if (!std::isfinite(test.loss)) {
     auto [images, labels] = train_loader_->batch(0);
@@ -224,8 +305,18 @@ RunStatus Trainer::train_epoch(int64_t epoch) {
       epoch, epochs_, train_loss, row["train_err"].get<double>(), test.loss, test.top1_err,
       test.top5_err, lr, train_time + eval_time, row["images_per_s"].get<double>(),
       format_duration(eta(epoch + 1, 0.0))));
-  if (stop_requested_(step_) && epoch < epochs_) return interrupted(epoch + 1);
+  const bool stop = dp_ ? dp_->any({stop_requested_(step_)})[0] : stop_requested_(step_);
+  if (stop && epoch < epochs_) return interrupted(epoch + 1);
   return RunStatus::Completed;
+}
+
+void Trainer::reduce_epoch_sums() {
+  if (sums_reduced_) return;
+  auto seen = torch::tensor(state_.seen).to(device_);
+  std::vector<at::Tensor> sums{stepper_->loss_sum(), stepper_->correct(), seen};
+  dp_->sum(sums);
+  state_.seen = seen.item<int64_t>();
+  sums_reduced_ = true;
 }
 
 RunStatus Trainer::interrupted(int64_t epoch) {
@@ -338,8 +429,13 @@ nlohmann::json Trainer::metrics(const std::string& status) const {
   m["effective"] = {{"lr", c_.lr},
                     {"bf16", bf16_},
                     {"cuda_graphs", stepper_->graph_status()},
-                    {"steps_per_epoch", c_.steps_per_epoch},
-                    {"parameters", c_.num_parameters}};
+                    {"steps_per_epoch", train_loader_->num_batches()},
+                    {"parameters", c_.num_parameters},
+                    {"world_size", dp_ ? dp_->world() : 1}};
+  if (dp_) {
+    m["effective"]["distributed_backend"] = dp_->group().backend();
+    m["effective"]["gradient_allreduce_s"] = dp_->gradient_sync_seconds();  // this attempt's
+  }
   m["resumes"] = resumes_;
   return dir_.metrics(status, m, prior_wall_s_);
 }

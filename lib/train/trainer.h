@@ -31,14 +31,24 @@
 namespace normexp::train {
 
 class Checkpoint;
+class DataParallel;
 
 class Trainer {
  public:
   // `stop_requested(step)` is asked after every step: true finishes the step, writes a
   // checkpoint and ends with Interrupted (SIGINT/SIGTERM, or a test's chosen step).
+  //
+  // `data_parallel` (null: a single process) makes this one rank of a data-parallel run:
+  // its part of every batch, gradients summed over the ranks, agreement on stopping every
+  // kAgreeEvery steps, global metrics; only rank 0's RunDirectory writes.
   Trainer(const config::Experiment& exp, Components components, std::vector<Watch> watches,
           const c10::Device& device, data::ImageData data, RunDirectory& dir,
-          std::function<bool(int64_t step)> stop_requested);
+          std::function<bool(int64_t step)> stop_requested,
+          const DataParallel* data_parallel = nullptr);
+
+  // Data-parallel ranks agree on stopping (a signal on any rank, a non-finite loss) every this
+  // many steps and at every epoch's end: one tiny all-reduce, and all ranks stop at one step.
+  static constexpr int64_t kAgreeEvery = 10;
   ~Trainer();
 
   // Continues from dir/checkpoint.pt; false when there is none (the run starts afresh).
@@ -51,6 +61,8 @@ class Trainer {
  private:
   RunStatus train_epoch(int64_t epoch);
   RunStatus interrupted(int64_t epoch);
+  // The epoch's running sums over every rank (loss, correct, images): in place, once.
+  void reduce_epoch_sums();
   RunStatus diverged(int64_t epoch, const at::Tensor& images, const at::Tensor& labels);
   void write_checkpoint();
   void write_progress(const std::string& status) const;
@@ -69,6 +81,8 @@ class Trainer {
 
   const config::Experiment& exp_;
   Components c_;
+  const DataParallel* dp_ = nullptr;
+  bool sums_reduced_ = false;  // this epoch's sums already hold every rank's
   c10::Device device_;
   RunDirectory& dir_;
   std::function<bool(int64_t)> stop_requested_;

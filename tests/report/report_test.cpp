@@ -234,7 +234,15 @@ TEST_F(Fixture, PlanListsExactlyTheMissingCellSeedPairs) {
   o.slurm = true;
   const auto script = report::render_plan(spec, items, comments, o);
   EXPECT_NE(script.find("#SBATCH --array=0-6"), std::string::npos) << script;
-  EXPECT_NE(script.find("eval \"${cmds[$SLURM_ARRAY_TASK_ID]}\""), std::string::npos);
+  EXPECT_NE(script.find("srun --kill-on-bad-exit=1 bash -c \"exec ${cmds[$SLURM_ARRAY_TASK_ID]}\""),
+            std::string::npos) << script;
+  EXPECT_NE(script.find("#SBATCH --requeue"), std::string::npos);
+  EXPECT_NE(script.find("scontrol requeue"), std::string::npos);
+  o.slurm_options.requeue = false;
+  o.slurm_options.signal_seconds = 0;
+  const auto plain = report::render_plan(spec, items, comments, o);
+  EXPECT_EQ(plain.find("requeue"), std::string::npos) << plain;
+  EXPECT_EQ(plain.find("--signal"), std::string::npos) << plain;
 }
 
 // A metrics.json cut short (a full disk) or valid JSON that is not an object used to vanish

@@ -1,5 +1,6 @@
 #pragma once
-// Image classification data held whole in memory as uint8 (N, C, H, W), labels int64 (N).
+// Classification data held whole in memory: uint8 images (N, C, H, W) or float point clouds,
+// labels int64 (N).
 // The trainer moves it to the training device once; batching and augmentation happen there.
 
 #include <cstdint>
@@ -14,8 +15,13 @@ struct DataShape {
   int64_t channels = 3, height = 32, width = 32, classes = 10;
 };
 
+// What train_x holds: uint8 images (N, C, H, W), or float point clouds (N, 3, points, 1)
+// (ModelNet40), which the training pipeline augments differently and does not normalize.
+enum class Modality { Images, Points };
+
 struct ImageData {
   at::Tensor train_x, train_y, test_x, test_y;
+  Modality modality = Modality::Images;
   DataShape shape;
   std::vector<double> mean, std;  // per channel, in [0, 1] pixel units (for normalization)
   std::string description;

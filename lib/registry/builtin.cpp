@@ -11,6 +11,8 @@
 #include "experiments/capacity.h"
 #include "experiments/geometry.h"
 #include "models/mlp.h"
+#include "models/dgcnn.h"
+#include "data/modelnet40.h"
 #include "nn/schemes/schemes.h"
 
 namespace normexp::registry {
@@ -29,6 +31,9 @@ void register_builtin_datasets(Registry<DatasetFactory>& r) {
   r.add({"fashion_mnist", "Fashion-MNIST IDX files (Debian's dataset-fashion-mnist)",
          data::FashionMnistDataset::options(),
          [](const Params& p) { return std::make_unique<data::FashionMnistDataset>(p); }});
+  r.add({"modelnet40", "ModelNet40 point clouds, HDF5 release of PointNet/DGCNN (Ikami et al. 2021 Table 5)",
+         data::ModelNet40Dataset::options(),
+         [](const Params& p) { return std::make_unique<data::ModelNet40Dataset>(p); }});
 }
 
 void register_builtin_models(Registry<ModelFactory>& r) {
@@ -44,6 +49,8 @@ void register_builtin_models(Registry<ModelFactory>& r) {
   r.add({"mlp", "fully connected net on flattened images, first k hidden layers normalized "
                 "(Than 2025)",
          models::mlp_options(), models::make_mlp});
+  r.add({"dgcnn", "DGCNN point-cloud classifier: EdgeConv on a dynamic k-NN graph [Wang et al. 2019]",
+         models::dgcnn_options(), models::make_dgcnn});
 }
 
 void register_builtin_norms(Registry<NormFactory>& r) {
@@ -225,7 +232,10 @@ std::vector<OptionSpec> train_options() {
 }
 
 std::vector<OptionSpec> output_options() {
-  return {unhashed(opt_string("root", "results", "results go to <root>/<name>/<hash>/seed<k>/"))};
+  return {unhashed(opt_string("root", "results", "results go to <root>/<name>/<hash>/seed<k>/")),
+          unhashed(opt_bool("tensorboard", true,
+                            "classification runs also write events.out.tfevents.normexp (per-epoch "
+                            "scalars and the HParams summary) for TensorBoard"))};
 }
 
 const Schema& experiment_schema() {

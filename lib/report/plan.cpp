@@ -32,6 +32,9 @@ std::vector<PlanItem> plan_items(const TableSpec& spec, const config::Schema& sc
                                  const std::map<std::string, std::vector<RunRecord>>& index,
                                  const PlanOptions& options, std::vector<std::string>& comments) {
   std::vector<PlanItem> items;
+  // Cells that read different metrics of one run (Table 5's two accuracies) share the run:
+  // it is planned once.
+  std::set<std::pair<std::string, std::int64_t>> planned;
   for (const auto& cell : spec.cells) {
     const std::string name = "(" + cell.row + ", " + cell.column + ")";
     if (!cell.supported()) {
@@ -79,6 +82,7 @@ std::vector<PlanItem> plan_items(const TableSpec& spec, const config::Schema& sc
         comments.push_back(fmt::format("# not planned {} seed {}: diverged", name, seed));
         continue;
       }
+      if (!planned.insert({hash, seed}).second) continue;
       std::string cmd = options.binary + " run " + shell_quote(cell.config_display());
       for (const auto& s : sets) cmd += " --set " + shell_quote(s);
       cmd += fmt::format(" --seed {}", seed);

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "backend/cuda_backend.h"
 
@@ -33,7 +35,20 @@ at::Tensor BatchPipeline::augment_uint8(const at::Tensor& images) const {
   return x;
 }
 
+namespace {
+at::Tensor augment_points(const at::Tensor& x) {
+  const auto opts = x.options();
+  const auto theta = torch::rand({x.size(0), 1, 1, 1}, opts) * (2 * M_PI);
+  const auto c = theta.cos(), s = theta.sin();
+  const auto px = x.select(1, 0).unsqueeze(1), py = x.select(1, 1).unsqueeze(1),
+             pz = x.select(1, 2).unsqueeze(1);
+  const auto rotated = torch::cat({c * px + s * pz, py, -s * px + c * pz}, 1);
+  return rotated + (torch::randn_like(rotated) * 0.01).clamp(-0.05, 0.05);
+}
+}  // namespace
+
 at::Tensor BatchPipeline::prepare(const at::Tensor& images, bool train) const {
+  if (points) return train && augment ? augment_points(images) : images;
   at::Tensor x = train ? augment_uint8(images) : images;
   if (normalize) {
     if (!scale_.defined() || scale_.device() != x.device())
@@ -59,13 +74,14 @@ void use_channels_last(torch::nn::Module& model) {
 }
 
 at::Tensor evaluate_sums(models::ModelImpl& model, data::DeviceLoader& loader,
-                         const BatchPipeline& pipeline, bool bf16) {
+                         const BatchPipeline& pipeline, bool bf16, int64_t classes) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
   if (bf16) cuda::set_bf16_autocast(true);
   // Accumulated on the device; one host sync when the caller reads them.
-  auto sums = torch::zeros({4}, torch::TensorOptions().dtype(torch::kDouble).device(loader.device()));
+  auto sums = torch::zeros({4 + 2 * classes},
+                           torch::TensorOptions().dtype(torch::kDouble).device(loader.device()));
   for (int64_t i = 0; i < loader.num_batches(); ++i) {
     auto [images, labels] = loader.batch(i);
     if (labels.size(0) == 0) continue;  // a data-parallel rank's empty part of a small batch
@@ -76,11 +92,18 @@ at::Tensor evaluate_sums(models::ModelImpl& model, data::DeviceLoader& loader,
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     auto top = std::get<1>(logits.topk(k, 1));
     auto hits = top.eq(labels.view({-1, 1}));
-    sums += torch::stack({loss.to(torch::kDouble), hits.select(1, 0).sum().to(torch::kDouble),
-                          hits.any(1).sum().to(torch::kDouble),
-                          torch::scalar_tensor(static_cast<double>(labels.size(0)),
-                                               torch::TensorOptions().dtype(torch::kDouble))
-                              .to(sums.device())});
+    const auto hit1 = hits.select(1, 0);
+    sums.narrow(0, 0, 4) += torch::stack(
+        {loss.to(torch::kDouble), hit1.sum().to(torch::kDouble),
+         hits.any(1).sum().to(torch::kDouble),
+         torch::scalar_tensor(static_cast<double>(labels.size(0)),
+                              torch::TensorOptions().dtype(torch::kDouble))
+             .to(sums.device())});
+    if (classes > 0) {
+      sums.narrow(0, 4, classes).index_add_(0, labels, hit1.to(torch::kDouble));
+      sums.narrow(0, 4 + classes, classes)
+          .index_add_(0, labels, torch::ones_like(labels, torch::kDouble));
+    }
   }
   if (bf16) {
     cuda::set_bf16_autocast(false);
@@ -99,6 +122,17 @@ EvalResult eval_result(const at::Tensor& sums) {
   r.loss = v[0] / v[3];
   r.top1_err = 100.0 * (1.0 - v[1] / v[3]);
   r.top5_err = 100.0 * (1.0 - v[2] / v[3]);
+  const int64_t classes = (s.numel() - 4) / 2;
+  if (classes > 0) {
+    double acc = 0;
+    int64_t present = 0;
+    for (int64_t c = 0; c < classes; ++c)
+      if (v[4 + classes + c] > 0) {
+        acc += v[4 + c] / v[4 + classes + c];
+        ++present;
+      }
+    r.mean_class_acc = present > 0 ? 100.0 * acc / present : 0.0;
+  }
   return r;
 }
 

@@ -27,6 +27,10 @@ struct BatchPipeline {
   std::vector<double> mean, std;
   int64_t cutout = 0;         // side of the Cutout square after normalization (0: none)
   bool channels_last = false;
+  // Point clouds (data::Modality::Points, float (N, 3, P, 1)): `augment` is Ikami et al.
+  // 2021 §4.2.1's (after PointNet's): a random rotation about the up axis (y) and per-point
+  // jitter N(0, 0.01²) clipped to ±0.05; no crop, flip, normalization or Cutout.
+  bool points = false;
   // uint8 (N,C,H,W) on the device -> float input; augmentation only when `train`.
   at::Tensor prepare(const at::Tensor& images, bool train) const;
   // The augmented uint8 images before normalization: policy, crop and flip, without the
@@ -49,6 +53,9 @@ void use_channels_last(torch::nn::Module& model);
 
 struct EvalResult {
   double loss = 0, top1_err = 0, top5_err = 0;  // errors in percent
+  // Mean over the classes present of each class's top-1 accuracy, in percent (ModelNet40's
+  // "mean class accuracy"); -1 when the pass did not count per class.
+  double mean_class_acc = -1;
   int64_t n = 0;
 };
 
@@ -56,10 +63,11 @@ struct EvalResult {
 // k = min(5, classes).
 EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
                     const BatchPipeline& pipeline, bool bf16);
-// The same pass as sums on the device, float64 [loss, top-1 hits, top-k hits, images]: what
-// data-parallel ranks add up before eval_result turns them into means and errors.
+// The same pass as sums on the device, float64 [loss, top-1 hits, top-k hits, images], then
+// with `classes` > 0 each class's top-1 hits and images: what data-parallel ranks add up
+// before eval_result turns them into means and errors.
 at::Tensor evaluate_sums(models::ModelImpl& model, data::DeviceLoader& loader,
-                         const BatchPipeline& pipeline, bool bf16);
+                         const BatchPipeline& pipeline, bool bf16, int64_t classes = 0);
 EvalResult eval_result(const at::Tensor& sums);
 
 }  // namespace normexp::train

@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <functional>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -12,6 +14,7 @@
 #include "backend/device.h"
 #include "backend/torch_compat.h"
 #include "core/fs.h"
+#include "core/tensorboard.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 
@@ -31,6 +34,8 @@ Trainer::Trainer(const config::Experiment& exp, Components components, std::vect
   max_steps_ = train.get_int("max_steps");
   checkpoint_every_ = train.get_int("checkpoint_every");
   bf16_ = train.get_bool("bf16");
+  tensorboard_ = exp.section("output").get_bool("tensorboard");
+  start_unix_ = unix_now();
   if (bf16_ && !device_.is_cuda()) {
     spdlog::warn("train.bf16 is ignored on {}: bf16 autocast is used on CUDA only", device_.str());
     bf16_ = false;
@@ -38,6 +43,8 @@ Trainer::Trainer(const config::Experiment& exp, Components components, std::vect
   pipeline_ = pipeline_from_config(exp.section("data"));
   pipeline_.mean = data.mean;
   pipeline_.std = data.std;
+  pipeline_.points = data.modality == data::Modality::Points;
+  classes_ = data.shape.classes;
   pipeline_.channels_last = train.get_bool("channels_last");
   if (pipeline_.channels_last) use_channels_last(*c_.model);
   data_description_ = data.description;
@@ -126,6 +133,9 @@ bool Trainer::restore() {
     resumes_ = old.value("resumes", 0) + 1;
   }
   for (const auto& row : history_) epoch_times_.push_back(row["epoch_time_s"].get<double>());
+  if (!history_.empty() && history_.front().contains("wall_time"))  // the run's first start
+    start_unix_ = history_.front()["wall_time"].get<double>() -
+                  history_.front()["elapsed_s"].get<double>();
   truncate_diagnostics(step_);
   spdlog::info("resuming {} at epoch {} step {} (batch {} of the epoch)", dir_.path().string(),
                std::max<int64_t>(1, state_.epoch + (state_.next_batch == 0 ? 1 : 0)), step_,
@@ -260,7 +270,7 @@ RunStatus Trainer::train_epoch(int64_t epoch) {
   }
 
   const auto e0 = std::chrono::steady_clock::now();
-  at::Tensor test_sums = evaluate_sums(model, *test_loader_, pipeline_, bf16_);
+  at::Tensor test_sums = evaluate_sums(model, *test_loader_, pipeline_, bf16_, classes_);
   if (dp_) {
     std::vector<at::Tensor> sums{test_sums};
     dp_->sum(sums);
@@ -283,10 +293,12 @@ RunStatus Trainer::train_epoch(int64_t epoch) {
       {"test_err", test.top1_err},
       {"test_acc", 100.0 - test.top1_err},  // Band-constrained normalization reports accuracy
       {"test_top5_err", test.top5_err},
+      {"test_mean_class_acc", test.mean_class_acc},  // ModelNet40 reports it
       {"epoch_time_s", train_time + eval_time},
       {"train_time_s", train_time},
       {"images_per_s", train_time > 0 ? seen / train_time : 0.0},
       {"elapsed_s", prior_wall_s_ + dir_.seconds_running()},
+      {"wall_time", unix_now()},  // seconds since 1970 (TensorBoard's x axis in "wall" mode)
   };
   state_.next_batch = 0;  // the epoch is complete
   if (auto rows = monitor_->take_rows(); !rows.empty()) {
@@ -442,6 +454,49 @@ nlohmann::json Trainer::metrics(const std::string& status) const {
 
 void Trainer::write_progress(const std::string& status) const {
   dir_.write_metrics(metrics(status));
+  if (tensorboard_ && dir_.writes()) write_tensorboard(status);
+}
+
+// events.out.tfevents.normexp, rewritten whole from the history after every epoch (one source
+// of truth with history.jsonl and `normexp plot`; a resumed run's file has each step once).
+void Trainer::write_tensorboard(const std::string& status) const {
+  std::vector<std::string> events{tensorboard::file_version_event(start_unix_)};
+  std::map<std::string, nlohmann::json> hparams{{"seed", exp_.seed}};
+  std::function<void(const std::string&, const nlohmann::json&)> flatten =
+      [&](const std::string& prefix, const nlohmann::json& j) {
+        if (j.is_object()) {
+          for (const auto& [k, v] : j.items()) flatten(prefix.empty() ? k : prefix + "." + k, v);
+        } else if (!j.is_null()) {
+          hparams[prefix] = j;
+        }
+      };
+  flatten("", exp_.resolved());
+  events.push_back(tensorboard::hparams_start_event(start_unix_, hparams, exp_.name + "/" + exp_.hash()));
+  for (const auto& row : history_) {
+    std::vector<std::pair<std::string, double>> scalars;
+    for (const auto& [tag, key] : std::vector<std::pair<const char*, const char*>>{
+             {"train/loss", "train_loss"}, {"train/err", "train_err"}, {"test/loss", "test_loss"},
+             {"test/err", "test_err"}, {"test/acc", "test_acc"}, {"test/top5_err", "test_top5_err"},
+             {"test/mean_class_acc", "test_mean_class_acc"}, {"lr", "lr"},
+             {"images_per_s", "images_per_s"}, {"epoch_time_s", "epoch_time_s"}, {"epoch", "epoch"}})
+      if (row.contains(key) && row[key].is_number() && !(std::string(key) == "test_mean_class_acc" && row[key].get<double>() < 0))
+        scalars.emplace_back(tag, row[key].get<double>());
+    // The epoch's last per-layer sample (train.monitor_every), as diagnostics/<layer>/<what>.
+    std::function<void(const std::string&, const nlohmann::json&)> monitor =
+        [&](const std::string& prefix, const nlohmann::json& j) {
+          if (j.is_object()) {
+            for (const auto& [k, v] : j.items()) monitor(prefix + "/" + k, v);
+          } else if (j.is_number() && prefix != "diagnostics/step") {
+            scalars.emplace_back(prefix, j.get<double>());
+          }
+        };
+    if (row.contains("monitor")) monitor("diagnostics", row["monitor"]);
+    const double wall = row.value("wall_time", start_unix_);
+    events.push_back(tensorboard::scalars_event(wall, row["step"].get<int64_t>(), scalars));
+  }
+  if (status == "completed" || status == "diverged")
+    events.push_back(tensorboard::hparams_end_event(unix_now(), status == "completed" ? "success" : "failure"));
+  tensorboard::write_event_file(dir_.path(), "events.out.tfevents.normexp", events);
 }
 
 }  // namespace normexp::train

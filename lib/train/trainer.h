@@ -66,6 +66,7 @@ class Trainer {
   RunStatus diverged(int64_t epoch, const at::Tensor& images, const at::Tensor& labels);
   void write_checkpoint();
   void write_progress(const std::string& status) const;
+  void write_tensorboard(const std::string& status) const;
   void append_diagnostics(const std::vector<nlohmann::json>& rows) const;
   void truncate_diagnostics(int64_t last_step) const;
   double eta(int64_t epoch, double fraction_done) const;
@@ -96,10 +97,13 @@ class Trainer {
   std::vector<nlohmann::json> history_;
   std::vector<double> epoch_times_;
   EpochState state_;
+  int64_t classes_ = 0;
   int64_t epochs_ = 0, max_steps_ = 0, checkpoint_every_ = 0, step_ = 0, diverged_epoch_ = 0;
   int resumes_ = 0;
   double prior_wall_s_ = 0;
   bool bf16_ = false;
+  bool tensorboard_ = true;  // output.tensorboard
+  double start_unix_ = 0;    // the run's first start, seconds since 1970
 };
 
 }  // namespace normexp::train

@@ -73,8 +73,9 @@ TEST(GradientFlow, EveryModelWithEverySchemeHasNoDeadParameters) {
       if (norm == "cwo") norm_yaml = "{name: cwo, noise: {schedule: linear, sigma: 0.5}}";
       // An MLP has one feature vector per sample: bcn's default magnitude statistics over a
       // sample's vectors would normalize a single number, leaving its gamma without gradient
-      // (nn/bcn.h); the batch's magnitudes are the group that exists there.
-      if (norm == "bcn" && model == "mlp") norm_yaml = "{name: bcn, stats: batch}";
+      // (nn/bcn.h); the batch's magnitudes are the group that exists there. DGCNN's head is
+      // such a layer too (one pooled vector per shape).
+      if (norm == "bcn" && (model == "mlp" || model == "dgcnn")) norm_yaml = "{name: bcn, stats: batch}";
       const std::string resolution = model == "resnet_v1" ? "16" : "8";
       auto exp = testing::experiment_from(
           dir, "data: {name: synthetic, classes: 5, resolution: " + resolution +

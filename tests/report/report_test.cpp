@@ -245,6 +245,26 @@ TEST_F(Fixture, PlanListsExactlyTheMissingCellSeedPairs) {
   EXPECT_EQ(plain.find("--signal"), std::string::npos) << plain;
 }
 
+// Two cells reading two metrics of one run (Ikami et al. 2021 Table 5: mean class and overall
+// accuracy) plan that run once.
+TEST_F(Fixture, CellsSharingARunPlanItOnce) {
+  const auto spec_path = dir_.write("two_metrics.yaml", R"(title: two metrics
+source: {paper: x, table: y}
+metric: final.test_err
+rows: [{id: r, label: r}]
+columns: [{id: a, label: a}, {id: b, label: b}]
+cells:
+  - {row: r, column: a, config: tiny.yaml, set: ["norm.noise.sigma=0.3"]}
+  - {row: r, column: b, config: tiny.yaml, set: ["norm.noise.sigma=0.3"], metric: final.test_top5_err}
+)");
+  report::PlanOptions o;
+  o.seeds = {0, 1};
+  std::vector<std::string> comments;
+  const auto items = report::plan_items(report::load_spec(spec_path), schema(),
+                                        report::index_results(root_), o, comments);
+  EXPECT_EQ(items.size(), 2u);  // one run per seed, not per cell
+}
+
 // A metrics.json cut short (a full disk) or valid JSON that is not an object used to vanish
 // from the table (n dropped without a word) or abort the whole report. Each is now a run of
 // its cell with status "unreadable", named with its problem; the plan does not re-plan it

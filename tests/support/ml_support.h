@@ -27,6 +27,7 @@ inline std::string narrow_model_options(const std::string& model) {
   if (model == "resnet_v1") return ", depth: 18, width: 16, stem: cifar";
   if (model == "vit") return ", dim: 32, depth: 1, heads: 2, mlp_dim: 64";
   if (model == "mlp") return ", hidden: [32, 32]";
+  if (model == "dgcnn") return ", k: 4, widths: [16, 32], emb_dims: 32";
   return "";
 }
 

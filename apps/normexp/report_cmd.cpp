@@ -1,14 +1,19 @@
 #include "report_cmd.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 #include "core/fs.h"
 #include "registry/builtin.h"
 #include "guarded.h"
+#include "report/claims.h"
 #include "report/report.h"
 
 namespace normexp {
@@ -21,7 +26,7 @@ struct ReportArgs {
   std::string results = "results", tables_dir = "configs/tables", format = "markdown", output,
               plot_dir, seeds = "0", binary = "normexp";
   std::vector<std::string> estimates;
-  bool unmatched = false, slurm = false, no_requeue = false;
+  bool unmatched = false, slurm = false, no_requeue = false, claims_only = false;
   report::SlurmOptions slurm_options;
 };
 
@@ -82,8 +87,9 @@ void add_report_commands(CLI::App& app, int& exit_code) {
 
   auto* rep = app.add_subcommand(
       "report", "paper tables from the results: ours (mean ± std over seeds, n) next to the paper");
-  rep->add_option("table", a->tables, "spec name in configs/tables (e.g. ikami_table4) or a path")
-      ->required();
+  rep->add_option("table", a->tables,
+                  "spec name in configs/tables (e.g. ikami_table4) or a path (with --claims: "
+                  "optional, default every spec)");
   common_options(rep, *a);
   rep->add_option("--format", a->format, "markdown, latex, csv or json")
       ->check(CLI::IsMember({"markdown", "latex", "csv", "json"}))
@@ -91,17 +97,37 @@ void add_report_commands(CLI::App& app, int& exit_code) {
   rep->add_option("--output", a->output, "write to this file (atomically) instead of stdout");
   rep->add_flag("--unmatched", a->unmatched, "also list runs under the root that match no cell");
   rep->add_option("--plot", a->plot_dir, "also write learning curves (gnuplot) into this folder");
+  rep->add_flag("--claims", a->claims_only,
+                "only the paper's claims and their verdicts (holds / does not hold / not enough "
+                "runs), for the given specs or every spec in --tables that states claims");
   rep->callback([a, &exit_code, &schema] {
     exit_code = guarded([&] {
+      if (a->tables.empty() && !a->claims_only)
+        throw ConfigError("", "table", "give a table spec (e.g. ikami_table1), or --claims");
+      std::vector<std::string> names = a->tables;
+      if (names.empty()) {
+        for (const auto& e : std::filesystem::directory_iterator(a->tables_dir))
+          if (e.path().extension() == ".yaml") names.push_back(e.path().string());
+        std::sort(names.begin(), names.end());
+      }
       const auto index = indexed(*a);
       std::vector<std::string> parts;
-      for (const auto& t : a->tables) {
+      for (const auto& t : names) {
         const auto spec = load(*a, t);
         report::ReportOptions o;
         o.sets = a->sets;
         o.unmatched = a->unmatched;
         const auto r = report::build_report(spec, schema, index, o);
-        parts.push_back(report::render(r, a->format));
+        const auto verdicts = report::judge_claims(r);
+        if (a->claims_only) {
+          if (!verdicts.empty())
+            parts.push_back(fmt::format("## {} ({})\n{}", spec.title, spec.name,
+                                        report::render_claims(verdicts)));
+          continue;
+        }
+        // The claims follow the table in Markdown (the other formats are for machines).
+        parts.push_back(report::render(r, a->format) +
+                        (a->format == "markdown" ? report::render_claims(verdicts) : ""));
         if (!a->plot_dir.empty()) std::cerr << report::write_plots(r, a->plot_dir);
       }
       std::string text;

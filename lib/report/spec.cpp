@@ -160,7 +160,7 @@ TableSpec load_spec(const std::filesystem::path& path) {
   if (!root.is_map()) throw ConfigError(root.where(), "", "a table spec must be a mapping");
 
   r.check_keys(root, "", {"title", "kind", "source", "metric", "best", "best_within", "rows",
-                          "columns", "cells", "plot", "note"});
+                          "columns", "cells", "plot", "note", "claims"});
   spec.title = r.string(root, "", "title", true).value_or("");
   spec.kind = r.choice(root, "", "kind", "table", {"table", "figure"});
   spec.metric = r.string(root, "", "metric", false).value_or("final.test_err");
@@ -234,6 +234,41 @@ TableSpec load_spec(const std::filesystem::path& path) {
       if (!c.config && c.status.empty())
         r.add(e, p, "a cell without a config needs a status saying why (e.g. 'unsupported (needs FastAA)')");
       spec.cells.push_back(std::move(c));
+    }
+  }
+  if (const Node* claims = root.find("claims")) {
+    if (claims->kind != Node::Kind::Seq) {
+      r.add(*claims, "claims", "expected a list of claims, got " + claims->describe());
+    } else {
+      for (size_t i = 0; i < claims->seq.size(); ++i) {
+        const Node& e = claims->seq[i];
+        const std::string p = "claims[" + std::to_string(i) + "]";
+        if (!e.is_map()) {
+          r.add(e, p, "expected a mapping, got " + e.describe());
+          continue;
+        }
+        r.check_keys(e, p, {"id", "text", "section", "kind", "a", "b", "value", "rows"});
+        Claim c;
+        c.where = e.where();
+        c.id = r.string(e, p, "id", true).value_or("");
+        c.text = r.string(e, p, "text", true).value_or("");
+        c.section = r.string(e, p, "section", false).value_or("");
+        c.kind = r.choice(e, p, "kind", "within", {"within", "at_most", "below", "above"});
+        for (auto [key, field] : {std::pair<const char*, std::string*>{"a", &c.a}, {"b", &c.b}}) {
+          *field = r.string(e, p, key, true).value_or("");
+          if (!field->empty() && !has(spec.columns, *field))
+            r.add(*e.find(key), p + "." + key, "no column with id '" + *field + "'");
+        }
+        if (const Node* v = e.find("value")) c.value = r.number(*v, p + ".value").value_or(0);
+        else if (c.kind == "within" || c.kind == "at_most")
+          r.add(e, p, "a '" + c.kind + "' claim needs its tolerance: value");
+        if (const Node* rows = e.find("rows")) {
+          c.rows = r.strings(*rows, p + ".rows");
+          for (const auto& row : c.rows)
+            if (!has(spec.rows, row)) r.add(*rows, p + ".rows", "no row with id '" + row + "'");
+        }
+        spec.claims.push_back(std::move(c));
+      }
     }
   }
   if (!r.issues.empty()) throw ConfigError(std::move(r.issues));

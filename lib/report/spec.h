@@ -44,6 +44,19 @@ struct Cell {
   }
 };
 
+// One of the paper's claims about a table, stated so that `normexp report` can judge it from
+// the runs: in every row (or the listed ones), column `a` against column `b`:
+//   within: |a - b| <= value    at_most: a - b <= value    below: a < b    above: a > b
+// (means over completed seeds of the table's metric for those cells).
+struct Claim {
+  std::string id, text, section;  // the paper's wording and where it says so
+  std::string kind;               // within | at_most | below | above
+  std::string a, b;               // column ids
+  double value = 0;               // within, at_most: the tolerance
+  std::vector<std::string> rows;  // empty: every row with both cells
+  std::string where;              // spec file:line
+};
+
 struct TableSpec {
   std::string name;         // file stem, e.g. ikami_table4
   std::filesystem::path file;
@@ -57,6 +70,7 @@ struct TableSpec {
   std::vector<Cell> cells;
   std::vector<std::string> plot_series;    // history.jsonl keys to plot (figure specs)
   std::string note;
+  std::vector<Claim> claims;
 
   // The metric a cell reads: its own, else the table's.
   const std::string& metric_of(const Cell& c) const { return c.metric.empty() ? metric : c.metric; }

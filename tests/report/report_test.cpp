@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "registry/builtin.h"
+#include "report/claims.h"
 #include "report/report.h"
 
 namespace normexp {
@@ -245,6 +246,79 @@ TEST_F(Fixture, PlanListsExactlyTheMissingCellSeedPairs) {
   EXPECT_EQ(plain.find("--signal"), std::string::npos) << plain;
 }
 
+// The paper's claims judged from the runs: cell a has seeds 10, 12, 17 (mean 13), b one seed
+// (11.5), c none.
+TEST_F(Fixture, ClaimsAreJudgedFromTheRunsWithTheirNumbers) {
+  const auto spec_path = dir_.write("claims.yaml", std::string(kSpec) + R"(claims:
+  - {id: near, text: "a is on par with b", section: "§1", kind: within, a: a, b: b, value: 2}
+  - {id: tight, text: "a is very close to b", kind: within, a: a, b: b, value: 1}
+  - {id: at_most, text: "a no worse than b", kind: at_most, a: a, b: b, value: 1}
+  - {id: lower, text: "b beats a", kind: below, a: b, b: a}
+  - {id: higher, text: "b is above a", kind: above, a: b, b: a}
+  - {id: empty, text: "a beats c", kind: below, a: a, b: c}
+)");
+  const auto spec = report::load_spec(spec_path);
+  const auto verdicts = report::judge_claims(make(spec));
+  ASSERT_EQ(verdicts.size(), 6u);
+  std::map<std::string, std::string> got;
+  for (const auto& v : verdicts) got[v.claim->id] = v.verdict;
+  EXPECT_EQ(got["near"], "holds");
+  EXPECT_EQ(got["tight"], "does not hold");
+  EXPECT_EQ(got["at_most"], "does not hold");
+  EXPECT_EQ(got["lower"], "holds");
+  EXPECT_EQ(got["higher"], "does not hold");
+  EXPECT_EQ(got["empty"], "not enough runs");
+  const std::string text = report::render_claims(verdicts);
+  EXPECT_NE(text.find("a 13.00 ± 3.61 (n = 3) vs b 11.50 (n = 1): |difference| 1.50 <= 2"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("seed noise not estimated"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"a is on par with b\" — **holds**"), std::string::npos) << text;
+
+  // Bad claims are config errors naming the key.
+  const auto bad = dir_.write("bad_claims.yaml", std::string(kSpec) + R"(claims:
+  - {id: x, text: t, kind: within, a: a, b: zz}
+)");
+  try {
+    report::load_spec(bad);
+    ADD_FAILURE() << "a claim on an unknown column was accepted";
+  } catch (const ConfigError& e) {
+    std::string m;
+    for (const auto& issue : e.issues()) m += issue.str() + "\n";
+    EXPECT_NE(m.find("claims[0].b"), std::string::npos) << m;
+    EXPECT_NE(m.find("needs its tolerance"), std::string::npos) << m;
+  }
+}
+
+// With seeds on both sides, Welch's t decides whether a difference exceeds the noise.
+TEST(Claims, WelchTSaysWhetherTheDifferenceExceedsTheNoise) {
+  report::TableSpec spec;
+  spec.rows = {{"r", "row"}};
+  spec.columns = {{"a", "A"}, {"b", "B"}};
+  spec.cells = {report::Cell{}, report::Cell{}};
+  spec.cells[0].row = spec.cells[1].row = "r";
+  spec.cells[0].column = "a";
+  spec.cells[1].column = "b";
+  report::Claim c;
+  c.id = "c";
+  c.kind = "below";
+  c.a = "a";
+  c.b = "b";
+  spec.claims = {c};
+  report::Report r;
+  r.spec = &spec;
+  r.cells.resize(2);
+  r.cells[0].cell = &spec.cells[0];
+  r.cells[1].cell = &spec.cells[1];
+  r.cells[0].stats = report::aggregate({10.0, 10.2, 9.8});
+  r.cells[1].stats = report::aggregate({12.0, 12.2, 11.8});
+  auto text = report::render_claims(report::judge_claims(r));
+  EXPECT_NE(text.find("exceeds the seed noise"), std::string::npos) << text;
+  r.cells[1].stats = report::aggregate({8.0, 10.5, 13.0});  // mean 10.5, wide spread
+  text = report::render_claims(report::judge_claims(r));
+  EXPECT_NE(text.find("is within the seed noise"), std::string::npos) << text;
+  EXPECT_NE(text.find("**holds**"), std::string::npos) << text;
+}
+
 // Two cells reading two metrics of one run (Ikami et al. 2021 Table 5: mean class and overall
 // accuracy) plan that run once.
 TEST_F(Fixture, CellsSharingARunPlanItOnce) {
@@ -455,6 +529,15 @@ TEST_F(Fixture, CliReportPlanAndSweep) {
   EXPECT_NE(r.out.find("# tiny_table: 3 missing"), std::string::npos) << r.out;
   r = sh(bin + " report nonexistent_table --tables " + dir_.path().string());
   EXPECT_EQ(r.code, 2) << r.out;
+  // The claims of every shipped spec that states some, judged against these results.
+  r = sh(bin + " report --claims --tables " + (kSource / "configs/tables").string() +
+         " --results " + root_.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("(ikami_table1)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(fmnist)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("**not enough runs**"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("(ikami_table4)"), std::string::npos) << r.out;  // states none
+  EXPECT_EQ(sh(bin + " report").code, 2);
   const auto not_bench = dir_.write("other.json", "[{\"benchmark\": \"bcn_overhead\"}]");
   r = sh(bin + " plan " + spec_path_.string() + " --results " + root_.string() +
          " --estimate " + not_bench.string());

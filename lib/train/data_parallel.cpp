@@ -78,9 +78,8 @@ void DataParallel::sum(std::vector<at::Tensor>& tensors) const {
 }
 
 std::vector<bool> DataParallel::any(const std::vector<bool>& flags) const {
-  auto t = torch::zeros({static_cast<int64_t>(flags.size())}, torch::kLong);
-  for (size_t i = 0; i < flags.size(); ++i) t[i] = flags[i] ? 1 : 0;
-  std::vector<at::Tensor> one{on_group_device(t)};
+  const std::vector<int64_t> values(flags.begin(), flags.end());
+  std::vector<at::Tensor> one{on_group_device(torch::tensor(values))};
   group_->allreduce_sum(one);
   const auto back = one[0].cpu();
   std::vector<bool> out;

@@ -82,6 +82,7 @@ at::Tensor evaluate_sums(models::ModelImpl& model, data::DeviceLoader& loader,
   // Accumulated on the device; one host sync when the caller reads them.
   auto sums = torch::zeros({4 + 2 * classes},
                            torch::TensorOptions().dtype(torch::kDouble).device(loader.device()));
+  int64_t images_seen = 0;  // counted on the host: no host-to-device copy per batch
   for (int64_t i = 0; i < loader.num_batches(); ++i) {
     auto [images, labels] = loader.batch(i);
     if (labels.size(0) == 0) continue;  // a data-parallel rank's empty part of a small batch
@@ -93,18 +94,16 @@ at::Tensor evaluate_sums(models::ModelImpl& model, data::DeviceLoader& loader,
     auto top = std::get<1>(logits.topk(k, 1));
     auto hits = top.eq(labels.view({-1, 1}));
     const auto hit1 = hits.select(1, 0);
-    sums.narrow(0, 0, 4) += torch::stack(
-        {loss.to(torch::kDouble), hit1.sum().to(torch::kDouble),
-         hits.any(1).sum().to(torch::kDouble),
-         torch::scalar_tensor(static_cast<double>(labels.size(0)),
-                              torch::TensorOptions().dtype(torch::kDouble))
-             .to(sums.device())});
+    sums.narrow(0, 0, 3) += torch::stack({loss.to(torch::kDouble),
+                                          hit1.sum().to(torch::kDouble),
+                                          hits.any(1).sum().to(torch::kDouble)});
+    images_seen += labels.size(0);
     if (classes > 0) {
       sums.narrow(0, 4, classes).index_add_(0, labels, hit1.to(torch::kDouble));
-      sums.narrow(0, 4 + classes, classes)
-          .index_add_(0, labels, torch::ones_like(labels, torch::kDouble));
+      sums.narrow(0, 4 + classes, classes) += torch::bincount(labels, {}, classes);
     }
   }
+  sums[3].fill_(static_cast<double>(images_seen));
   if (bf16) {
     cuda::set_bf16_autocast(false);
     cuda::clear_autocast_cache();

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <utility>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -22,7 +23,16 @@ namespace normexp::train {
 
 namespace {
 constexpr const char* kCheckpoint = "checkpoint.pt";
-}
+
+// TensorBoard tag -> history row key.
+constexpr std::pair<const char*, const char*> kTensorBoardScalars[] = {
+    {"train/loss", "train_loss"},   {"train/err", "train_err"},
+    {"test/loss", "test_loss"},     {"test/err", "test_err"},
+    {"test/acc", "test_acc"},       {"test/top5_err", "test_top5_err"},
+    {"test/mean_class_acc", "test_mean_class_acc"},
+    {"lr", "lr"},                   {"images_per_s", "images_per_s"},
+    {"epoch_time_s", "epoch_time_s"}, {"epoch", "epoch"}};
+}  // namespace
 
 Trainer::Trainer(const config::Experiment& exp, Components components, std::vector<Watch> watches,
                  const c10::Device& device, data::ImageData data, RunDirectory& dir,
@@ -474,13 +484,12 @@ void Trainer::write_tensorboard(const std::string& status) const {
   events.push_back(tensorboard::hparams_start_event(start_unix_, hparams, exp_.name + "/" + exp_.hash()));
   for (const auto& row : history_) {
     std::vector<std::pair<std::string, double>> scalars;
-    for (const auto& [tag, key] : std::vector<std::pair<const char*, const char*>>{
-             {"train/loss", "train_loss"}, {"train/err", "train_err"}, {"test/loss", "test_loss"},
-             {"test/err", "test_err"}, {"test/acc", "test_acc"}, {"test/top5_err", "test_top5_err"},
-             {"test/mean_class_acc", "test_mean_class_acc"}, {"lr", "lr"},
-             {"images_per_s", "images_per_s"}, {"epoch_time_s", "epoch_time_s"}, {"epoch", "epoch"}})
-      if (row.contains(key) && row[key].is_number() && !(std::string(key) == "test_mean_class_acc" && row[key].get<double>() < 0))
-        scalars.emplace_back(tag, row[key].get<double>());
+    for (const auto& [tag, key] : kTensorBoardScalars) {
+      if (!row.contains(key) || !row[key].is_number()) continue;
+      const double v = row[key].get<double>();
+      if (v < 0 && std::string(key) == "test_mean_class_acc") continue;  // not counted: -1
+      scalars.emplace_back(tag, v);
+    }
     // The epoch's last per-layer sample (train.monitor_every), as diagnostics/<layer>/<what>.
     std::function<void(const std::string&, const nlohmann::json&)> monitor =
         [&](const std::string& prefix, const nlohmann::json& j) {

@@ -22,12 +22,14 @@ have_torch() {
 pkgs=(cmake ninja-build g++ ccache libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
       nlohmann-json3-dev libgtest-dev libarchive-dev libssl-dev libcurl4-openssl-dev gnuplot-nox
       libopenblas0-pthread zlib1g-dev dataset-fashion-mnist libgloo-dev
-      libhdf5-dev libboost-dev python3-venv)
+      libhdf5-dev libboost-dev python3-venv libturbojpeg0-dev libmatio-dev libpng-dev)
 # libopenblas0-pthread: Debian's LibTorch calls the system libblas.so.3 for Linear layers and
 # matmul; without it that is the reference BLAS, ~10x slower (transformers, MLP heads).
 # libboost-dev: Boost.CRC's CRC-32C for TensorBoard event files; python3-venv: the test command
 # installs PyPI's tensorboard in a virtual environment to read those files back.
 # libhdf5-dev: ModelNet40's HDF5 files (Ikami et al. 2021 Table 5).
+# libturbojpeg0-dev: ImageNet's JPEGs; libmatio-dev: the devkit's meta.mat; libpng-dev: the one
+# PNG among ImageNet's JPEGs, which `data prepare imagenet` converts.
 # libgloo-dev: the headers of the Gloo that Debian's LibTorch uses (data-parallel CPU runs).
 # dataset-fashion-mnist: the IDX files data.name fashion_mnist reads (/usr/share/datasets).
 have_torch || pkgs+=(libtorch-dev)

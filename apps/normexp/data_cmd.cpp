@@ -12,6 +12,8 @@
 #include "guarded.h"
 #include "core/png.h"
 #include "data/cifar.h"
+#include "data/imagenet_prepare.h"
+#include "data/jpeg_bench.h"
 #include "data/prepare.h"
 #include "compose/components.h"
 #include "registry/builtin.h"
@@ -23,6 +25,8 @@ namespace {
 
 struct DataArgs {
   std::string dataset, from, root = "data", md5, url;
+  std::string train_tar, val_tar, devkit;  // prepare imagenet
+  data::JpegBenchOptions jpeg;             // bench-jpeg
   // preview, bench
   std::string config, out = "augment_preview.png", device;
   std::vector<std::string> sets;
@@ -67,19 +71,55 @@ void add_data_commands(CLI::App& app, int& exit_code) {
 
   auto* prepare = data->add_subcommand(
       "prepare",
-      "check an official CIFAR binary archive (MD5), extract it into --root and check the files");
-  prepare->add_option("dataset", args->dataset, "cifar10 or cifar100")->required()->check(datasets);
+      "CIFAR: check an official binary archive (MD5), extract it into --root and check the "
+      "files. ImageNet: turn the official archives (--train, --val, --devkit) into "
+      "<root>/imagenet/{train,val}/<wnid>/*.JPEG, streaming, checking every image and the "
+      "counts; an interrupted run resumes where it stopped");
+  prepare->add_option("dataset", args->dataset, "cifar10, cifar100 or imagenet")
+      ->required()
+      ->check(CLI::IsMember({"cifar10", "cifar100", "imagenet"}));
   prepare
       ->add_option("--from", args->from,
-                   "the archive: cifar-10-binary.tar.gz or cifar-100-binary.tar.gz from "
+                   "CIFAR: the archive, cifar-10-binary.tar.gz or cifar-100-binary.tar.gz from "
                    "https://www.cs.toronto.edu/~kriz/cifar.html")
-      ->required()
       ->check(CLI::ExistingFile);
+  prepare->add_option("--train", args->train_tar, "ImageNet: ILSVRC2012_img_train.tar")
+      ->check(CLI::ExistingFile);
+  prepare->add_option("--val", args->val_tar, "ImageNet: ILSVRC2012_img_val.tar")
+      ->check(CLI::ExistingFile);
+  prepare->add_option("--devkit", args->devkit,
+                      "ImageNet: ILSVRC2012_devkit_t12.tar.gz, or the directory it extracts to")
+      ->check(CLI::ExistingPath);
   prepare->add_option("--root", args->root, "data root (data.root of the config)")
       ->capture_default_str();
-  prepare->add_option("--md5", args->md5, "expected MD5 instead of the official one");
+  prepare->add_option("--md5", args->md5, "CIFAR: expected MD5 instead of the official one");
   prepare->callback([args, &exit_code] {
     exit_code = guarded([&] {
+      if (args->dataset == "imagenet") {
+        if (args->train_tar.empty() || args->val_tar.empty() || args->devkit.empty())
+          throw ConfigError("command line", "--train, --val, --devkit",
+                            "data prepare imagenet needs all three (the files of the ILSVRC "
+                            "2012 download)");
+        data::ImageNetPrepareOptions p;
+        p.train_tar = args->train_tar;
+        p.val_tar = args->val_tar;
+        p.devkit = args->devkit;
+        p.root = args->root;
+        const auto r = data::prepare_imagenet(p);
+        std::cout << fmt::format("imagenet ready in {}: {} training and {} validation images of "
+                                 "{} classes ({} PNG converted to JPEG{})\n"
+                                 "use it with  data: {{name: imagenet, root: {}}}\n",
+                                 r.dir.string(), r.train, r.val, r.classes, r.converted,
+                                 r.resumed_classes
+                                     ? fmt::format("; {} classes kept from an interrupted run",
+                                                   r.resumed_classes)
+                                     : "",
+                                 r.dir.string());
+        return;
+      }
+      if (args->from.empty())
+        throw ConfigError("command line", "--from",
+                          fmt::format("data prepare {} needs the archive", args->dataset));
       data::PrepareOptions p;
       p.variant = data::cifar_variant(args->dataset);
       p.archive = args->from;
@@ -157,6 +197,41 @@ void add_data_commands(CLI::App& app, int& exit_code) {
         std::cout << fmt::format("| {} | {:.3f} | {:.0f} | {:.3f} | {:.2f} | {:.2f}% |\n", r.batch,
                                  r.pipeline_ms, 1000.0 * r.batch / r.pipeline_ms, r.policy_ms,
                                  r.step_ms, 100.0 * r.pipeline_ms / r.step_ms);
+    });
+  });
+
+  auto* bench_jpeg = data->add_subcommand(
+      "bench-jpeg",
+      "time the JPEG loader (libjpeg-turbo decoding, random-resized crop or resize + centre "
+      "crop, on worker threads) on generated JPEGs of ImageNet's size: images/s per worker "
+      "count; compare with `normexp bench` of an ImageNet config for the training step");
+  bench_jpeg->add_option("--dir", args->jpeg.dir, "where to write the JPEGs (kept for reuse)")
+      ->required();
+  bench_jpeg->add_option("--images", args->jpeg.images, "number of JPEGs")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  bench_jpeg->add_option("--width", args->jpeg.width, "mean width (ImageNet: ~400)")
+      ->capture_default_str();
+  bench_jpeg->add_option("--height", args->jpeg.height, "mean height (ImageNet: ~350)")
+      ->capture_default_str();
+  bench_jpeg->add_option("--quality", args->jpeg.quality, "JPEG quality")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  bench_jpeg->add_option("--batch", args->jpeg.batch, "batch size")->capture_default_str();
+  bench_jpeg->add_option("--workers", args->jpeg.workers, "worker counts to time (repeatable)")
+      ->capture_default_str();
+  bench_jpeg->callback([args, &exit_code] {
+    exit_code = guarded([&] {
+      const auto r = data::bench_jpeg_loader(args->jpeg);
+      std::cout << fmt::format("# {} JPEGs, mean {:.0f}x{:.0f}, {:.1f} KB, quality {}; batch {}\n",
+                               args->jpeg.images, r.mean_width, r.mean_height,
+                               r.mean_bytes / 1024, args->jpeg.quality, args->jpeg.batch);
+      std::cout << "| mode | workers | images/s | images/s per worker |\n|---|---|---|---|\n";
+      for (const auto& row : r.rows)
+        std::cout << fmt::format("| {} | {} | {:.0f} | {:.0f} |\n",
+                                 row.train ? "train (random-resized crop + flip)"
+                                           : "eval (resize 256 + centre crop)",
+                                 row.workers, row.images_per_s, row.images_per_s / row.workers);
     });
   });
 }

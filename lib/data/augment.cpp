@@ -54,49 +54,56 @@ at::Tensor normalize(const at::Tensor& x, const std::vector<double>& mean,
   return torch::addcmul(shift, x.to(torch::kFloat), scale);
 }
 
+int64_t BatchPlan::num_batches() const {
+  if (drop_last) return n / batch_size;
+  const int64_t full = n / batch_size, rest = n % batch_size;
+  return full + (rest > 0 && (keep_small_last || rest >= world) ? 1 : 0);
+}
+
+int64_t BatchPlan::global_batch_size(int64_t i) const {
+  return std::min(n, (i + 1) * batch_size) - i * batch_size;
+}
+
+std::pair<int64_t, int64_t> BatchPlan::part(int64_t i) const {
+  int64_t start = i * batch_size;
+  int64_t end = std::min(n, start + batch_size);
+  TORCH_CHECK(start < end, "batch ", i, " out of range (", n, " items, batch size ", batch_size,
+              ")");
+  if (world > 1) {  // this rank's part (empty when the batch has fewer items than ranks)
+    const int64_t len = end - start;
+    end = start + len * (rank + 1) / world;
+    start += len * rank / world;
+  }
+  return {start, end};
+}
+
+void BatchSource::shard(int64_t rank, int64_t world, bool keep_small_last) {
+  TORCH_CHECK(world >= 1 && rank >= 0 && rank < world, "rank ", rank, " outside a world of ",
+              world);
+  plan_.rank = rank;
+  plan_.world = world;
+  plan_.keep_small_last = keep_small_last;
+}
+
 DeviceLoader::DeviceLoader(at::Tensor x, at::Tensor y, int64_t batch_size, bool shuffle,
                            bool drop_last)
-    : x_(std::move(x)),
-      y_(std::move(y)),
-      n_(x_.size(0)),
-      batch_size_(batch_size),
-      shuffle_(shuffle),
-      drop_last_(drop_last) {
-  TORCH_CHECK(y_.size(0) == n_, "DeviceLoader: ", n_, " images but ", y_.size(0), " labels");
-  TORCH_CHECK(batch_size_ > 0, "DeviceLoader: batch size must be > 0");
-}
-
-int64_t DeviceLoader::num_batches() const {
-  if (drop_last_) return n_ / batch_size_;
-  const int64_t full = n_ / batch_size_, rest = n_ % batch_size_;
-  return full + (rest > 0 && (keep_small_last_ || rest >= world_) ? 1 : 0);
-}
-
-void DeviceLoader::shard(int64_t rank, int64_t world, bool keep_small_last) {
-  TORCH_CHECK(world >= 1 && rank >= 0 && rank < world, "DeviceLoader: rank ", rank,
-              " outside a world of ", world);
-  rank_ = rank;
-  world_ = world;
-  keep_small_last_ = keep_small_last;
-}
-
-int64_t DeviceLoader::global_batch_size(int64_t i) const {
-  return std::min(n_, (i + 1) * batch_size_) - i * batch_size_;
+    : x_(std::move(x)), y_(std::move(y)), shuffle_(shuffle) {
+  plan_.n = x_.size(0);
+  plan_.batch_size = batch_size;
+  plan_.drop_last = drop_last;
+  TORCH_CHECK(y_.size(0) == plan_.n, "DeviceLoader: ", plan_.n, " images but ", y_.size(0),
+              " labels");
+  TORCH_CHECK(batch_size > 0, "DeviceLoader: batch size must be > 0");
 }
 
 void DeviceLoader::new_epoch() {
-  if (shuffle_) order_ = torch::randperm(n_, torch::TensorOptions().dtype(torch::kLong).device(x_.device()));
+  if (shuffle_)
+    order_ = torch::randperm(plan_.n,
+                             torch::TensorOptions().dtype(torch::kLong).device(x_.device()));
 }
 
-std::pair<at::Tensor, at::Tensor> DeviceLoader::batch(int64_t i) const {
-  int64_t start = i * batch_size_;
-  int64_t end = std::min(n_, start + batch_size_);
-  TORCH_CHECK(start < end, "DeviceLoader: batch ", i, " out of range");
-  if (world_ > 1) {  // this rank's part (empty when the batch has fewer images than ranks)
-    const int64_t len = end - start;
-    end = start + len * (rank_ + 1) / world_;
-    start += len * rank_ / world_;
-  }
+std::pair<at::Tensor, at::Tensor> DeviceLoader::batch(int64_t i) {
+  const auto [start, end] = plan_.part(i);
   if (order_.defined()) {
     auto idx = order_.slice(0, start, end);
     return {x_.index_select(0, idx), y_.index_select(0, idx)};

@@ -9,6 +9,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "data/batch_source.h"
+
 namespace normexp::data {
 
 // out[n] = x[n, :, dy[n] : dy[n]+out_h, dx[n] : dx[n]+out_w]; dy, dx int64 tensors (N).
@@ -29,36 +31,20 @@ std::pair<at::Tensor, at::Tensor> normalize_affine(const std::vector<double>& me
                                                    const at::Device& device);
 
 // Batches of a dataset that already lives on the training device.
-class DeviceLoader {
+class DeviceLoader : public BatchSource {
  public:
   DeviceLoader(at::Tensor x, at::Tensor y, int64_t batch_size, bool shuffle, bool drop_last);
-  int64_t size() const { return n_; }
-  at::Device device() const { return x_.device(); }
-  int64_t num_batches() const;
+  at::Device device() const override { return x_.device(); }
   // Draws this epoch's order (global generator of the data's device) when shuffling.
-  void new_epoch();
+  void new_epoch() override;
   // This epoch's order (undefined when not shuffling), to checkpoint and restore mid-epoch.
-  const at::Tensor& order() const { return order_; }
-  void set_order(at::Tensor order) { order_ = std::move(order); }
-  // uint8 images and int64 labels of batch i of the current epoch (this rank's part of it
-  // when sharded).
-  std::pair<at::Tensor, at::Tensor> batch(int64_t i) const;
-
-  // Data-parallel: batch(i) becomes rank `rank`'s contiguous part of global batch i (parts
-  // differ in size by at most one), so the `world` ranks together see exactly the batches of
-  // one process, in the same epoch order. A last batch smaller than `world` would leave some
-  // rank without an image: training leaves it out of num_batches() (`keep_small_last`
-  // false); evaluation keeps it (`true`) and those ranks get empty parts.
-  void shard(int64_t rank, int64_t world, bool keep_small_last);
-  // The size of global batch i (what the ranks' parts add up to).
-  int64_t global_batch_size(int64_t i) const;
+  const at::Tensor& order() const override { return order_; }
+  void set_order(at::Tensor order) override { order_ = std::move(order); }
+  std::pair<at::Tensor, at::Tensor> batch(int64_t i) override;
 
  private:
   at::Tensor x_, y_, order_;
-  int64_t n_, batch_size_;
-  bool shuffle_, drop_last_;
-  int64_t rank_ = 0, world_ = 1;
-  bool keep_small_last_ = true;
+  bool shuffle_;
 };
 
 }  // namespace normexp::data

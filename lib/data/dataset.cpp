@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "core/error.h"
+
 namespace normexp::data {
 
 void channel_stats(const at::Tensor& images, std::vector<double>& mean, std::vector<double>& std) {
@@ -14,6 +16,12 @@ void channel_stats(const at::Tensor& images, std::vector<double>& mean, std::vec
     mean[i] = ch.mean().item<double>();
     std[i] = std::max(ch.std().item<double>(), 1e-6);
   }
+}
+
+void require_in_memory(const ImageData& data, const std::string& what) {
+  if (data.modality == Modality::Files || !data.train_x.defined())
+    throw RunError(what + " needs the dataset in memory, and this one (" + data.description +
+                   ") is streamed from JPEG files; it trains with task: classify");
 }
 
 }  // namespace normexp::data

@@ -4,6 +4,7 @@
 // The trainer moves it to the training device once; batching and augmentation happen there.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,8 +17,12 @@ struct DataShape {
 };
 
 // What train_x holds: uint8 images (N, C, H, W), or float point clouds (N, 3, points, 1)
-// (ModelNet40), which the training pipeline augments differently and does not normalize.
-enum class Modality { Images, Points };
+// (ModelNet40), which the training pipeline augments differently and does not normalize; or
+// image files on disk (ImageNet) that a JpegLoader decodes and augments on the host, in
+// `files` (train_x and the rest are then undefined).
+enum class Modality { Images, Points, Files };
+
+struct JpegFiles;  // data/jpeg_loader.h
 
 struct ImageData {
   at::Tensor train_x, train_y, test_x, test_y;
@@ -25,6 +30,7 @@ struct ImageData {
   DataShape shape;
   std::vector<double> mean, std;  // per channel, in [0, 1] pixel units (for normalization)
   std::string description;
+  std::shared_ptr<const JpegFiles> files;  // Modality::Files
 };
 
 class Dataset {
@@ -34,6 +40,11 @@ class Dataset {
   virtual int64_t train_size() const = 0;  // ditto (the LR schedule needs steps per epoch)
   virtual ImageData load() const = 0;   // throws RunError naming missing/corrupt files
 };
+
+// RunError unless the data is held in memory (train_x defined): for the tasks and tools that
+// index the whole training set (capacity, SimCLR, data preview), which a streamed JPEG
+// dataset (data.name imagenet) cannot serve. `what` names the task in the message.
+void require_in_memory(const ImageData& data, const std::string& what);
 
 // Per-channel mean and std of uint8 images, in [0, 1] units (computed in float64).
 void channel_stats(const at::Tensor& images, std::vector<double>& mean, std::vector<double>& std);

@@ -74,6 +74,7 @@ TaskResult capacity(TaskContext& ctx) {
   auto& model = *b.model;
   auto& scheme = *parts.scheme;
   data::ImageData data = b.dataset->load();
+  data::require_in_memory(data, "task: capacity");
 
   train::BatchPipeline pipeline = train::pipeline_from_config(data_p);
   pipeline.mean = data.mean;

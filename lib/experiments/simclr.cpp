@@ -163,6 +163,7 @@ TaskResult run_simclr(TaskContext& ctx) {
   auto parts = build_simclr(ctx.exp, ctx.components, ctx.device);
   auto& model = *parts.b.model;
   auto data = parts.b.dataset->load();
+  data::require_in_memory(data, "task: simclr");
   const bool bf16 = train.get_bool("bf16") && ctx.device.is_cuda();
   const int64_t epochs = train.get_int("epochs");
   const double tau = t.get_float("temperature"), crop_min = t.get_float("crop_min");

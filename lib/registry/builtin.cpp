@@ -12,6 +12,7 @@
 #include "experiments/geometry.h"
 #include "models/mlp.h"
 #include "models/dgcnn.h"
+#include "data/imagenet.h"
 #include "data/modelnet40.h"
 #include "nn/schemes/schemes.h"
 
@@ -34,6 +35,10 @@ void register_builtin_datasets(Registry<DatasetFactory>& r) {
   r.add({"modelnet40", "ModelNet40 point clouds, HDF5 release of PointNet/DGCNN (Ikami et al. 2021 Table 5)",
          data::ModelNet40Dataset::options(),
          [](const Params& p) { return std::make_unique<data::ModelNet40Dataset>(p); }});
+  r.add({"imagenet", "ImageNet (ILSVRC 2012) JPEGs in class folders, decoded by worker threads "
+         "(normexp data prepare imagenet; Ikami et al. 2021 Table 6, Markou §5.1)",
+         data::ImageNetDataset::options(),
+         [](const Params& p) { return std::make_unique<data::ImageNetDataset>(p); }});
 }
 
 void register_builtin_models(Registry<ModelFactory>& r) {

@@ -52,6 +52,7 @@ PreviewImage augmentation_preview(const config::Experiment& exp,
   auto dataset = components.dataset(data_p);
   BatchPipeline pipeline = pipeline_from_config(data_p);  // before loading: config errors first
   data::ImageData data = dataset->load();
+  data::require_in_memory(data, "data preview");
   const int64_t c = data.train_x.size(1);
   if (c != 1 && c != 3)
     throw RunError("data preview draws 1- or 3-channel images; this dataset has " +

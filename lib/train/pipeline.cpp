@@ -73,7 +73,7 @@ void use_channels_last(torch::nn::Module& model) {
     if (t.dim() == 4) t.set_data(t.contiguous(at::MemoryFormat::ChannelsLast));
 }
 
-at::Tensor evaluate_sums(models::ModelImpl& model, data::DeviceLoader& loader,
+at::Tensor evaluate_sums(models::ModelImpl& model, data::BatchSource& loader,
                          const BatchPipeline& pipeline, bool bf16, int64_t classes) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
@@ -135,7 +135,7 @@ EvalResult eval_result(const at::Tensor& sums) {
   return r;
 }
 
-EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
+EvalResult evaluate(models::ModelImpl& model, data::BatchSource& loader,
                     const BatchPipeline& pipeline, bool bf16) {
   return eval_result(evaluate_sums(model, loader, pipeline, bf16));
 }

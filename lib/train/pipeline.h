@@ -61,12 +61,12 @@ struct EvalResult {
 
 // One pass over `loader` in eval mode without gradients. top-5 becomes top-k with
 // k = min(5, classes).
-EvalResult evaluate(models::ModelImpl& model, data::DeviceLoader& loader,
+EvalResult evaluate(models::ModelImpl& model, data::BatchSource& loader,
                     const BatchPipeline& pipeline, bool bf16);
 // The same pass as sums on the device, float64 [loss, top-1 hits, top-k hits, images], then
 // with `classes` > 0 each class's top-1 hits and images: what data-parallel ranks add up
 // before eval_result turns them into means and errors.
-at::Tensor evaluate_sums(models::ModelImpl& model, data::DeviceLoader& loader,
+at::Tensor evaluate_sums(models::ModelImpl& model, data::BatchSource& loader,
                          const BatchPipeline& pipeline, bool bf16, int64_t classes = 0);
 EvalResult eval_result(const at::Tensor& sums);
 

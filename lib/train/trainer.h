@@ -1,5 +1,5 @@
 #pragma once
-// The classification trainer: the epoch loop over a DeviceLoader with TrainStep, evaluation
+// The classification trainer: the epoch loop over a BatchSource with TrainStep, evaluation
 // after every epoch, checkpoints, the history and metrics.json, progress with ETA, and the
 // divergence report. It receives everything built (components, data, the claimed run
 // directory) and looks nothing up.
@@ -88,7 +88,7 @@ class Trainer {
   RunDirectory& dir_;
   std::function<bool(int64_t)> stop_requested_;
   BatchPipeline pipeline_;
-  std::unique_ptr<data::DeviceLoader> train_loader_, test_loader_;
+  std::unique_ptr<data::BatchSource> train_loader_, test_loader_;
   std::unique_ptr<Progress> progress_;
   std::unique_ptr<TrainStep> stepper_;  // after c_ and pipeline_, which it refers to
   std::unique_ptr<LayerMonitor> monitor_;

@@ -75,17 +75,23 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
     torch::nn::AnyModule base = conv ? torch::nn::AnyModule(torch::nn::BatchNorm2d(d))
                                      : torch::nn::AnyModule(torch::nn::LayerNorm(
                                            torch::nn::LayerNormOptions({d})));
+    // BCN twice: the fused autograd function (the default) and the op chain it replaced.
     torch::nn::AnyModule bcn{nn::Bcn(bo)};
+    auto chain_opts = bo;
+    chain_opts.fused = false;
+    torch::nn::AnyModule chain{nn::Bcn(chain_opts)};
     base.ptr()->to(o.device, dtype);
     bcn.ptr()->to(o.device, dtype);
+    chain.ptr()->to(o.device, dtype);
     auto x = torch::randn(shape, torch::TensorOptions().device(o.device).dtype(dtype));
     auto grad = torch::randn_like(x);
-    Sample samples[2];
-    torch::nn::AnyModule* mods[2] = {&base, &bcn};
+    constexpr int kMods = 3;
+    Sample samples[kMods];
+    torch::nn::AnyModule* mods[kMods] = {&base, &bcn, &chain};
     auto now = [] { return std::chrono::steady_clock::now(); };
     auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
     for (int64_t rep = 0; rep < o.warmup + o.repeats; ++rep) {
-      for (int k = 0; k < 2; ++k) {
+      for (int k = 0; k < kMods; ++k) {
         auto xi = x.detach().requires_grad_(true);
         backend::synchronize(o.device);
         if (cuda) cuda::reset_peak_memory();
@@ -109,17 +115,42 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
       std::sort(v.begin(), v.end());
       return v.empty() ? int64_t{0} : v[v.size() / 2];
     };
-    const double f0 = median(samples[0].fwd_ms), f1 = median(samples[1].fwd_ms);
-    const double b0 = median(samples[0].bwd_ms), b1 = median(samples[1].bwd_ms);
-    const int64_t m0 = med_bytes(samples[0].bytes), m1 = med_bytes(samples[1].bytes);
+    auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+    auto entry = [&](double base_v, double fused_v, double chain_v) {
+      return nlohmann::json{{"baseline", base_v},
+                            {"bcn", fused_v},
+                            {"bcn_op_chain", chain_v},
+                            {"ratio", ratio(fused_v, base_v)},
+                            {"op_chain_ratio", ratio(chain_v, base_v)}};
+    };
+    double f[kMods], b[kMods], m[kMods];
+    for (int k = 0; k < kMods; ++k) {
+      f[k] = median(samples[k].fwd_ms);
+      b[k] = median(samples[k].bwd_ms);
+      m[k] = static_cast<double>(med_bytes(samples[k].bytes));
+    }
+    // The floor from bytes moved, in units of the tensor's size T. LayerNorm: forward reads
+    // x and writes y (2T), backward reads dy and x and writes dx (3T), each row finished
+    // while it is in cache. BCN's magnitude statistics span many vectors, so each direction
+    // takes one more pass: forward + a reduction read of x (3T), backward + a reduction read
+    // of dy and x (5T). BatchNorm has the same two-pass structure as BCN (3T, 5T).
+    const double tensor_bytes = static_cast<double>(x.numel() * x.element_size());
+    const double base_fwd = conv ? 3 : 2, base_bwd = conv ? 5 : 3;
     out.push_back({
         {"shape", shape_s},
         {"baseline", conv ? "batchnorm2d" : "layernorm"},
         {"dtype", o.bf16 && cuda ? "bf16" : "fp32"},
-        {"forward_ms", {{"baseline", f0}, {"bcn", f1}, {"ratio", f0 > 0 ? f1 / f0 : 0.0}}},
-        {"backward_ms", {{"baseline", b0}, {"bcn", b1}, {"ratio", b0 > 0 ? b1 / b0 : 0.0}}},
-        {"forward_memory_bytes",
-         {{"baseline", m0}, {"bcn", m1}, {"ratio", m0 > 0 ? static_cast<double>(m1) / m0 : 0.0}}},
+        {"forward_ms", entry(f[0], f[1], f[2])},
+        {"backward_ms", entry(b[0], b[1], b[2])},
+        {"forward_memory_bytes", entry(m[0], m[1], m[2])},
+        {"tensor_bytes", tensor_bytes},
+        {"bytes_moved_floor",
+         {{"baseline_forward", base_fwd * tensor_bytes},
+          {"bcn_forward", 3 * tensor_bytes},
+          {"baseline_backward", base_bwd * tensor_bytes},
+          {"bcn_backward", 5 * tensor_bytes},
+          {"forward_ratio", 3 / base_fwd},
+          {"backward_ratio", 5 / base_bwd}}},
     });
   }
   return out;

@@ -1,5 +1,7 @@
 #include "nn/bcn.h"
 
+#include "nn/bcn_function.h"
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -59,7 +61,7 @@ std::vector<int64_t> group_dims(int64_t ndim, int64_t feature_dim, bool with_bat
 }
 }  // namespace
 
-torch::Tensor BcnImpl::core(const torch::Tensor& input) {
+torch::Tensor BcnImpl::core_reference(const torch::Tensor& input) {
   const auto in_dtype = input.scalar_type();
   // Statistics and scale in float32 (bf16 autocast may hand us bf16); double stays double.
   const torch::Tensor x = in_dtype == torch::kDouble ? input : input.to(torch::kFloat);
@@ -121,8 +123,8 @@ torch::Tensor BcnImpl::core(const torch::Tensor& input) {
   return dir * s;
 }
 
-torch::Tensor BcnImpl::forward(const torch::Tensor& x) {
-  auto y = core(x);
+torch::Tensor BcnImpl::forward_reference(const torch::Tensor& x) {
+  auto y = core_reference(x);
   if (options_.scale_by_sqrt_dim) y = y * std::sqrt(static_cast<double>(options_.features));
   if (options_.affine) {
     if (options_.layout == BcnLayout::Channels) {
@@ -134,6 +136,51 @@ torch::Tensor BcnImpl::forward(const torch::Tensor& x) {
     }
   }
   return x.scalar_type() == torch::kDouble ? y : y.to(x.scalar_type());
+}
+
+bool BcnImpl::use_fused(const torch::Tensor& x) const {
+  return options_.fused && x.device().is_cpu() && x.dim() >= 2 && x.numel() > 0;
+}
+
+torch::Tensor BcnImpl::run_fused(const torch::Tensor& input, bool extras) {
+  const auto in_dtype = input.scalar_type();
+  const torch::Tensor x = in_dtype == torch::kDouble ? input : input.to(torch::kFloat);
+  const int64_t ndim = x.dim();
+  const int64_t fdim = options_.layout == BcnLayout::Channels ? 1 : ndim - 1;
+  TORCH_CHECK(x.size(fdim) == options_.features, "BCN built for ", options_.features,
+              " features, input has ", x.size(fdim), " on dim ", fdim);
+  BcnFunctionConfig c;
+  c.layout = options_.layout;
+  c.stats = options_.stats;
+  c.bound = options_.bound;
+  c.alpha = options_.alpha;
+  c.eps = options_.eps;
+  c.scale = extras && options_.scale_by_sqrt_dim
+                ? std::sqrt(static_cast<double>(options_.features))
+                : 1.0;
+  c.training = is_training();
+  const bool affine = extras && options_.affine;
+  auto r = bcn_fused(x, affine ? weight : torch::Tensor(), affine ? bias : torch::Tensor(),
+                     mag_weight, mag_bias, running_mean, running_var, c);
+  if (r.batch_mean.defined()) {
+    torch::NoGradGuard no_grad;
+    const double k = options_.momentum;
+    running_mean.mul_(1 - k).add_(r.batch_mean.reshape({1}).to(running_mean.dtype()), k);
+    running_var.mul_(1 - k).add_(r.batch_var.reshape({1}).to(running_var.dtype()), k);
+  }
+  // s shaped like the magnitudes (keepdim on the feature axis), as the op chain's.
+  auto shape = x.sizes().vec();
+  shape[fdim] = 1;
+  last_scale_ = r.scale.reshape(shape);
+  return in_dtype == torch::kDouble ? r.y : r.y.to(in_dtype);
+}
+
+torch::Tensor BcnImpl::core(const torch::Tensor& x) {
+  return use_fused(x) ? run_fused(x, /*extras=*/false) : core_reference(x);
+}
+
+torch::Tensor BcnImpl::forward(const torch::Tensor& x) {
+  return use_fused(x) ? run_fused(x, /*extras=*/true) : forward_reference(x);
 }
 
 }  // namespace normexp::nn

@@ -33,6 +33,13 @@
 // [1 - alpha, 1] as after LayerNorm (without it a 768-wide ViT token has entries ~0.04), and
 // `affine` is the usual per-feature gamma, beta. Both are on in the bcn norm scheme and
 // documented as our choice; core() gives the band map alone.
+//
+// Implementation: on CPU (float, double; half types via float) forward() and core() run one
+// autograd function with §4.1's closed-form backward and the sqrt(d) scale and affine folded
+// in (nn/bcn_function.h): two passes over the tensor each way, and only x plus a few scalars
+// per vector kept for backward. CUDA inputs, and options.fused = false, run the chain of
+// LibTorch ops below (forward_reference/core_reference), which is also the tests' reference
+// and the only path that supports double backward.
 
 #include <cstdint>
 #include <string>
@@ -63,6 +70,10 @@ struct BcnOptions {
   bool scale_by_sqrt_dim = true;
   bool affine = true;
   double momentum = 0.1;  // running magnitude statistics (stats: batch)
+  // CPU inputs go through one autograd function with §4.1's closed-form backward
+  // (nn/bcn_function.h); false, or CUDA inputs: the chain of LibTorch ops (the reference
+  // the function is tested against).
+  bool fused = true;
 };
 
 // s as a function of m~ (the band map's scale): (1-alpha) + alpha*(bound(m~)+1)/2.
@@ -76,6 +87,9 @@ class BcnImpl : public torch::nn::Cloneable<BcnImpl>, public NormLayer {
   torch::Tensor forward(const torch::Tensor& x);
   // The band map y = s * x/||x|| alone: ||y|| in [1 - alpha, 1] along the feature axis.
   torch::Tensor core(const torch::Tensor& x);
+  // forward() and core() as the op chain, whatever options.fused says (tests' reference).
+  torch::Tensor forward_reference(const torch::Tensor& x);
+  torch::Tensor core_reference(const torch::Tensor& x);
   // The scale s of the last core() call, shaped like the magnitudes (for analysis).
   const torch::Tensor& last_scale() const { return last_scale_; }
   const BcnOptions& options() const { return options_; }
@@ -85,6 +99,8 @@ class BcnImpl : public torch::nn::Cloneable<BcnImpl>, public NormLayer {
   torch::Tensor running_mean, running_var;  // stats: batch
 
  private:
+  bool use_fused(const torch::Tensor& x) const;
+  torch::Tensor run_fused(const torch::Tensor& x, bool extras);
   BcnOptions options_;
   torch::Tensor last_scale_;
 };

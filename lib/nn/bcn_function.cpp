@@ -1,0 +1,508 @@
+#include "nn/bcn_function.h"
+
+#include <torch/torch.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+#include <vector>
+
+// Layout of the work (see bcn_function.h for the math). The tensor is viewed as N samples of
+// P vectors of D features: Tokens (N, P, D) with contiguous vectors, Channels (N, D, P) with
+// the feature stride P (P = H*W). Vector v = n*P + p in both. Per-vector scalars live in
+// double arrays (a few per vector, against D values per vector in the tensor).
+//
+// Passes over the tensor: forward = one reduction (||x||) + one elementwise pass (y); backward
+// = one reduction (h.x per vector, and the affine's dL/dw, dL/db) + one elementwise pass
+// (dL/dx). Between them a step over the magnitudes computes the magnitude LayerNorm and its
+// backward, which need statistics over a whole group of vectors — that dependency is why a
+// vector cannot be finished in the pass that reads it. Where groups do not span samples
+// (all modes but batch statistics in training) each thread runs both passes on one sample
+// at a time, so the second pass reads from cache (see reduce_then_finish).
+//
+// Channels maps are processed in blocks of kBlock positions of one sample: the inner loops
+// run over contiguous positions (vectorizable, and the block of D x kBlock values is re-read
+// from cache), the outer over the strided features.
+//
+// GPU (not done; no GPU was available when this was written): nothing here runs on CUDA, and
+// BcnImpl sends CUDA tensors to the op chain, so the H200 numbers of `normexp bench norms
+// --device cuda` are still the op chain's. What remains: the same structure as CUDA kernels —
+// per direction one per-vector reduction kernel (one warp or block per vector; ||x|| with a
+// float accumulator for bf16/half/float, the rescaled fallback for double), a small kernel for
+// the magnitude statistics of each group (and the batch mean/var for stats: batch), and one
+// elementwise kernel — registered under this same autograd function (dispatch on
+// x.device()), and then checked with bcn_function_test's comparisons on the device and
+// HalfPrecisionInputsOnCuda.
+
+namespace normexp::nn {
+
+namespace {
+
+constexpr int64_t kBlock = 64;  // Channels: positions per block
+constexpr int kLanes = 16;      // independent accumulators: lets the compiler vectorize sums
+
+template <typename T>
+struct FastRange;  // a sum of squares in (lo, hi) lost nothing to overflow or underflow
+template <>
+struct FastRange<float> {
+  static constexpr float lo = 0x1p-100f, hi = 0x1p100f;
+};
+template <>
+struct FastRange<double> {
+  static constexpr double lo = 0x1p-900, hi = 0x1p900;
+};
+
+struct Geo {
+  int64_t N = 0, P = 0, D = 0;
+  bool channels = false;
+  int64_t V() const { return N * P; }
+  int64_t blocks() const { return (P + kBlock - 1) / kBlock; }
+};
+
+Geo geometry(const torch::Tensor& x, BcnLayout layout) {
+  Geo g;
+  g.N = x.size(0);
+  g.channels = layout == BcnLayout::Channels;
+  g.D = g.channels ? x.size(1) : x.size(-1);
+  g.P = x.numel() / (g.N * g.D);
+  return g;
+}
+
+// ||x|| as a * ||x/a||, a = max|x_k| (the op chain's formula), for the rare vectors whose plain
+// sum of squares left the safe range.
+template <typename T>
+double norm_scaled(const T* x, int64_t D, int64_t stride) {
+  double a = 0;
+  for (int64_t k = 0; k < D; ++k) a = std::max(a, std::abs(static_cast<double>(x[k * stride])));
+  if (a == 0) return 0;
+  double ss = 0;
+  for (int64_t k = 0; k < D; ++k) {
+    const double t = static_cast<double>(x[k * stride]) / a;
+    ss += t * t;
+  }
+  return a * std::sqrt(ss);
+}
+
+template <typename T>
+double finish_norm(T ss, const T* x, int64_t D, int64_t stride) {
+  if (ss > FastRange<T>::lo && ss < FastRange<T>::hi) return std::sqrt(static_cast<double>(ss));
+  return norm_scaled(x, D, stride);
+}
+
+// Groups of vectors the magnitude statistics span: contiguous runs of `size` vectors.
+struct Groups {
+  int64_t count = 0, size = 1;
+  bool constant = false;  // stats: batch in evaluation (running estimates)
+  bool identity = false;  // stats: none (m~ = m)
+};
+
+Groups groups_for(const BcnFunctionConfig& c, const Geo& g) {
+  Groups gr;
+  switch (c.stats) {
+    case BcnStats::None: gr.identity = true; break;
+    case BcnStats::Literal: gr.count = g.V(); gr.size = 1; break;  // LayerNorm(1): one each
+    case BcnStats::Tokens: gr.count = g.N; gr.size = g.P; break;
+    case BcnStats::Batch:
+      gr.count = 1;
+      gr.size = g.V();
+      gr.constant = !c.training;
+      break;
+  }
+  return gr;
+}
+
+// Column indices into the per-vector table saved for backward.
+enum Col { kM = 0, kS, kXm, kDs, kCols };
+
+int64_t items_per_sample(const Geo& g) { return g.channels ? g.blocks() : g.P; }
+
+// The kernels twice: portable, and for AVX2+FMA (8 floats per instruction instead of SSE2's
+// 4) where the CPU has them — the build targets plain x86-64.
+namespace portable {
+#include "nn/bcn_kernels.inc"
+}  // namespace portable
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define NORMEXP_BCN_AVX2 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "nn/bcn_kernels.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+bool use_avx2() {
+#ifdef NORMEXP_BCN_AVX2
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+// Each kernel: the AVX2 build where use_avx2(), else the portable one.
+#ifdef NORMEXP_BCN_AVX2
+#define NORMEXP_BCN_PICK(name) (use_avx2() ? &avx2::name : &portable::name)
+#else
+#define NORMEXP_BCN_PICK(name) (&portable::name)
+#endif
+
+template <typename T>
+void magnitudes(const T* x, const Geo& g, int64_t i0, int64_t i1, double* m) {
+  NORMEXP_BCN_PICK(magnitudes<T>)(x, g, i0, i1, m);
+}
+template <typename T, bool Affine>
+void write_output(const T* x, const Geo& g, int64_t i0, int64_t i1, const T* A, const T* Z,
+                  const T* w, const T* bb, T* y) {
+  using Fn = void (*)(const T*, const Geo&, int64_t, int64_t, const T*, const T*, const T*,
+                      const T*, T*);
+  Fn fn = &portable::write_output<T, Affine>;
+#ifdef NORMEXP_BCN_AVX2
+  if (use_avx2()) fn = &avx2::write_output<T, Affine>;
+#endif
+  fn(x, g, i0, i1, A, Z, w, bb, y);
+}
+template <typename T, bool Affine>
+void backward_reduce(const T* gy, const T* x, const Geo& g, int64_t i0, int64_t i1, const T* w,
+                     const T* A, const T* Z, const double* m, double* dot, double* gsum,
+                     T* gwt, T* gbt) {
+  using Fn = void (*)(const T*, const T*, const Geo&, int64_t, int64_t, const T*, const T*,
+                      const T*, const double*, double*, double*, T*, T*);
+  Fn fn = &portable::backward_reduce<T, Affine>;
+#ifdef NORMEXP_BCN_AVX2
+  if (use_avx2()) fn = &avx2::backward_reduce<T, Affine>;
+#endif
+  fn(gy, x, g, i0, i1, w, A, Z, m, dot, gsum, gwt, gbt);
+}
+template <typename T, bool Affine>
+void write_grad_input(const T* gy, const T* x, const Geo& g, int64_t i0, int64_t i1, const T* w,
+                      const T* A2, const T* B2, T* dx) {
+  using Fn = void (*)(const T*, const T*, const Geo&, int64_t, int64_t, const T*, const T*,
+                      const T*, T*);
+  Fn fn = &portable::write_grad_input<T, Affine>;
+#ifdef NORMEXP_BCN_AVX2
+  if (use_avx2()) fn = &avx2::write_grad_input<T, Affine>;
+#endif
+  fn(gy, x, g, i0, i1, w, A2, B2, dx);
+}
+
+// reduce(items), then between(vectors), then finish(items). When the magnitude statistics
+// of different samples are independent (every mode but batch statistics in training) each
+// thread takes whole samples, so the finishing pass re-reads the sample from its own cache
+// (a 197 x 768 float sample is 0.6 MB) instead of from memory. Otherwise: three global phases.
+template <class Reduce, class Between, class Finish>
+void reduce_then_finish(const Geo& g, bool per_sample, const Reduce& reduce,
+                        const Between& between, const Finish& finish) {
+  const int64_t ips = items_per_sample(g);
+  if (per_sample) {
+    at::parallel_for(0, g.N, 1, [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) {
+        reduce(n * ips, (n + 1) * ips);
+        between(n * g.P, (n + 1) * g.P);
+        finish(n * ips, (n + 1) * ips);
+      }
+    });
+    return;
+  }
+  const int64_t grain = g.channels ? 1 : std::max<int64_t>(1, 16384 / g.D);
+  at::parallel_for(0, g.N * ips, grain, [&](int64_t b, int64_t e) { reduce(b, e); });
+  between(0, g.V());
+  at::parallel_for(0, g.N * ips, grain, [&](int64_t b, int64_t e) { finish(b, e); });
+}
+
+bool per_sample_ok(const BcnFunctionConfig& c, const Geo& g) {
+  const bool global_stats = c.stats == BcnStats::Batch && c.training;
+  return !global_stats && g.N >= at::get_num_threads();
+}
+
+// bound(m~) and its slope: tanh and sech^2 = 1 - tanh^2 (one tanh per vector), or clip and
+// 1 on [-1, 1] inclusive (as torch::clamp's backward).
+std::pair<double, double> bound_and_slope(double mt, BcnBound b) {
+  if (b == BcnBound::Tanh) {
+    const double t = std::tanh(mt);
+    return {t, 1.0 - t * t};
+  }
+  return {std::min(1.0, std::max(-1.0, mt)), (mt >= -1.0 && mt <= 1.0) ? 1.0 : 0.0};
+}
+
+// ---------------------------------------------------------------------------------------
+// The autograd function
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+BcnFunctionConfig config_from(AutogradContext* ctx) {
+  BcnFunctionConfig c;
+  c.layout = static_cast<BcnLayout>(ctx->saved_data["layout"].toInt());
+  c.stats = static_cast<BcnStats>(ctx->saved_data["stats"].toInt());
+  c.bound = static_cast<BcnBound>(ctx->saved_data["bound"].toInt());
+  c.alpha = ctx->saved_data["alpha"].toDouble();
+  c.eps = ctx->saved_data["eps"].toDouble();
+  c.scale = ctx->saved_data["scale"].toDouble();
+  c.training = ctx->saved_data["training"].toBool();
+  return c;
+}
+
+class BcnFunction : public torch::autograd::Function<BcnFunction> {
+ public:
+  // Outputs: y, s per vector (N, P), and the batch's magnitude (mean, var) as a double (2).
+  // Absent weight/bias (no affine) and mag_weight/mag_bias (stats: none) come as empty tensors.
+  static variable_list forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor weight,
+                               torch::Tensor bias, torch::Tensor mag_weight,
+                               torch::Tensor mag_bias, double running_mean, double running_var,
+                               BcnFunctionConfig c) {
+    const Geo g = geometry(x, c.layout);
+    const Groups gr = groups_for(c, g);
+    const int64_t V = g.V();
+    const bool affine = weight.numel() > 0;
+    const double gamma = gr.identity ? 1.0 : mag_weight.item<double>();
+    const double beta = gr.identity ? 0.0 : mag_bias.item<double>();
+    const double uniform = 1.0 / std::sqrt(static_cast<double>(g.D));
+    const auto dopt = torch::TensorOptions().dtype(torch::kDouble);
+
+    // Per vector: m, s, the normalized magnitude (m - mu) rho, ds/dm~; per group: rho.
+    auto table = torch::empty({V, kCols}, dopt);
+    auto rho_t = torch::empty({std::max<int64_t>(gr.count, 1)}, dopt);
+    auto batch = torch::zeros({2}, dopt);
+    double* tab = table.data_ptr<double>();
+    double* rho = rho_t.data_ptr<double>();
+    if (gr.constant) rho[0] = 1.0 / std::sqrt(running_var + c.eps);
+    std::vector<double> m(V);
+    auto y = torch::empty_like(x, at::MemoryFormat::Contiguous);
+
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bcn_forward", [&] {
+      using T = scalar_t;
+      std::vector<T> A(V), Z(V);
+      const T* xp = x.data_ptr<T>();
+      const T* wp = affine ? weight.data_ptr<T>() : nullptr;
+      const T* bp = affine ? bias.data_ptr<T>() : nullptr;
+      T* yp = y.data_ptr<T>();
+      auto set_scale = [&](int64_t v, double xm, double mt) {
+        double* row = tab + v * kCols;
+        row[kM] = m[v];
+        row[kXm] = xm;
+        const auto [bv, slope] = bound_and_slope(mt, c.bound);
+        row[kS] = (1.0 - c.alpha) + c.alpha * (bv + 1.0) * 0.5;
+        row[kDs] = 0.5 * c.alpha * slope;
+        const double cs = c.scale * row[kS];
+        A[v] = static_cast<T>(m[v] > 0 ? cs / m[v] : 0.0);
+        Z[v] = static_cast<T>(m[v] > 0 ? 0.0 : cs * uniform);
+      };
+      // m~ = gamma (m - mu) rho + beta over the groups in [v0, v1) (group-aligned).
+      auto between = [&](int64_t v0, int64_t v1) {
+        if (gr.identity) {
+          for (int64_t v = v0; v < v1; ++v) set_scale(v, 0.0, m[v]);
+        } else if (gr.constant) {
+          const double r = rho[0];
+          for (int64_t v = v0; v < v1; ++v) {
+            const double xm = (m[v] - running_mean) * r;
+            set_scale(v, xm, gamma * xm + beta);
+          }
+        } else {
+          for (int64_t gi = v0 / gr.size; gi < v1 / gr.size; ++gi) {
+            const int64_t a = gi * gr.size, b = a + gr.size;
+            double mu = 0, var = 0;
+            for (int64_t v = a; v < b; ++v) mu += m[v];
+            mu /= static_cast<double>(gr.size);
+            for (int64_t v = a; v < b; ++v) var += (m[v] - mu) * (m[v] - mu);
+            var /= static_cast<double>(gr.size);
+            rho[gi] = 1.0 / std::sqrt(var + c.eps);
+            for (int64_t v = a; v < b; ++v) {
+              const double xm = (m[v] - mu) * rho[gi];
+              set_scale(v, xm, gamma * xm + beta);
+            }
+            if (c.stats == BcnStats::Batch) {
+              batch.data_ptr<double>()[0] = mu;
+              batch.data_ptr<double>()[1] = var;
+            }
+          }
+        }
+      };
+      auto reduce = [&](int64_t i0, int64_t i1) { magnitudes(xp, g, i0, i1, m.data()); };
+      auto finish = [&](int64_t i0, int64_t i1) {
+        if (affine)
+          write_output<T, true>(xp, g, i0, i1, A.data(), Z.data(), wp, bp, yp);
+        else
+          write_output<T, false>(xp, g, i0, i1, A.data(), Z.data(), nullptr, nullptr, yp);
+      };
+      reduce_then_finish(g, per_sample_ok(c, g), reduce, between, finish);
+    });
+
+    auto s_out = table.select(1, kS).to(x.scalar_type(), false, /*copy=*/true).reshape({g.N, g.P});
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["table"] = table;
+    ctx->saved_data["rho"] = rho_t;
+    ctx->saved_data["gamma"] = gamma;
+    ctx->saved_data["layout"] = static_cast<int64_t>(c.layout);
+    ctx->saved_data["stats"] = static_cast<int64_t>(c.stats);
+    ctx->saved_data["bound"] = static_cast<int64_t>(c.bound);
+    ctx->saved_data["alpha"] = c.alpha;
+    ctx->saved_data["eps"] = c.eps;
+    ctx->saved_data["scale"] = c.scale;
+    ctx->saved_data["training"] = c.training;
+    ctx->mark_non_differentiable({s_out, batch});
+    return {y, s_out, batch};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    TORCH_CHECK(!torch::GradMode::is_enabled(),
+                "BCN's fused backward is not differentiable (create_graph / double backward); "
+                "build the layer with BcnOptions::fused = false for higher derivatives");
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& x = saved[0];
+    const torch::Tensor& weight = saved[1];
+    const BcnFunctionConfig c = config_from(ctx);
+    const auto table = ctx->saved_data["table"].toTensor();
+    const auto rho_t = ctx->saved_data["rho"].toTensor();
+    const double gamma = ctx->saved_data["gamma"].toDouble();
+    const Geo g = geometry(x, c.layout);
+    const Groups gr = groups_for(c, g);
+    const int64_t V = g.V();
+    const bool affine = weight.numel() > 0;
+    const double* tab = table.data_ptr<double>();
+    const double* rho = rho_t.data_ptr<double>();
+    const double uniform = 1.0 / std::sqrt(static_cast<double>(g.D));
+
+    const torch::Tensor gy = grads[0].contiguous();
+    torch::Tensor dx = torch::empty_like(x, at::MemoryFormat::Contiguous);
+    torch::Tensor dw, db;
+    std::vector<double> q(V);
+    const int64_t threads = at::get_num_threads();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bcn_backward", [&] {
+      using T = scalar_t;
+      std::vector<T> A(V), Z(V), A2(V), B2(V);
+      std::vector<double> m(V), dot(V), gsum(V, 0.0), hu(V);
+      for (int64_t v = 0; v < V; ++v) {
+        m[v] = tab[v * kCols + kM];
+        const double cs = c.scale * tab[v * kCols + kS];
+        A[v] = static_cast<T>(m[v] > 0 ? cs / m[v] : 0.0);
+        Z[v] = static_cast<T>(m[v] > 0 ? 0.0 : cs * uniform);
+      }
+      std::vector<T> gw(affine ? threads * g.D : 0, T(0)), gb(affine ? threads * g.D : 0, T(0));
+      const T* gp = gy.data_ptr<T>();
+      const T* xp = x.data_ptr<T>();
+      const T* wp = affine ? weight.data_ptr<T>() : nullptr;
+      T* dxp = dx.data_ptr<T>();
+
+      auto reduce = [&](int64_t i0, int64_t i1) {
+        const int64_t t = at::get_thread_num();
+        if (affine)
+          backward_reduce<T, true>(gp, xp, g, i0, i1, wp, A.data(), Z.data(), m.data(),
+                                   dot.data(), gsum.data(), gw.data() + t * g.D,
+                                   gb.data() + t * g.D);
+        else
+          backward_reduce<T, false>(gp, xp, g, i0, i1, wp, A.data(), Z.data(), m.data(),
+                                    dot.data(), gsum.data(), nullptr, nullptr);
+      };
+      // hu = h.u (u the direction), q = dL/dm~ = c hu ds/dm~, p = dL/dm through the magnitude
+      // LayerNorm (its standard backward per group), then dL/dx = A2 h + B2 x with
+      // A2 = c s / m, B2 = (p - A2 hu) / m; zero vectors get 0.
+      auto between = [&](int64_t v0, int64_t v1) {
+        for (int64_t v = v0; v < v1; ++v) {
+          hu[v] = m[v] > 0 ? dot[v] / m[v] : uniform * gsum[v];
+          q[v] = c.scale * hu[v] * tab[v * kCols + kDs];
+        }
+        auto finish_vector = [&](int64_t v, double p) {
+          if (m[v] > 0) {
+            const double a2 = c.scale * tab[v * kCols + kS] / m[v];
+            A2[v] = static_cast<T>(a2);
+            B2[v] = static_cast<T>((p - a2 * hu[v]) / m[v]);
+          } else {
+            A2[v] = B2[v] = T(0);
+          }
+        };
+        if (gr.identity) {
+          for (int64_t v = v0; v < v1; ++v) finish_vector(v, q[v]);
+        } else if (gr.constant) {
+          for (int64_t v = v0; v < v1; ++v) finish_vector(v, gamma * rho[0] * q[v]);
+        } else {
+          for (int64_t gi = v0 / gr.size; gi < v1 / gr.size; ++gi) {
+            const int64_t a = gi * gr.size, b = a + gr.size;
+            double mq = 0, mqx = 0;
+            for (int64_t v = a; v < b; ++v) {
+              mq += q[v];
+              mqx += q[v] * tab[v * kCols + kXm];
+            }
+            mq /= static_cast<double>(gr.size);
+            mqx /= static_cast<double>(gr.size);
+            for (int64_t v = a; v < b; ++v)
+              finish_vector(v, gamma * rho[gi] * (q[v] - mq - tab[v * kCols + kXm] * mqx));
+          }
+        }
+      };
+      auto finish = [&](int64_t i0, int64_t i1) {
+        if (affine)
+          write_grad_input<T, true>(gp, xp, g, i0, i1, wp, A2.data(), B2.data(), dxp);
+        else
+          write_grad_input<T, false>(gp, xp, g, i0, i1, wp, A2.data(), B2.data(), dxp);
+      };
+      reduce_then_finish(g, per_sample_ok(c, g), reduce, between, finish);
+      if (affine) {
+        dw = torch::zeros({g.D}, x.options());
+        db = torch::zeros({g.D}, x.options());
+        T* dwp = dw.data_ptr<T>();
+        T* dbp = db.data_ptr<T>();
+        for (int64_t t = 0; t < threads; ++t)
+          for (int64_t k = 0; k < g.D; ++k) {
+            dwp[k] += gw[t * g.D + k];
+            dbp[k] += gb[t * g.D + k];
+          }
+      }
+    });
+    torch::Tensor dmw, dmb;
+    if (!gr.identity) {
+      double dgamma = 0, dbeta = 0;
+      for (int64_t v = 0; v < V; ++v) {
+        dbeta += q[v];
+        dgamma += q[v] * tab[v * kCols + kXm];
+      }
+      const auto mopt = torch::TensorOptions().dtype(torch::kDouble);
+      dmw = torch::full({1}, dgamma, mopt);
+      dmb = torch::full({1}, dbeta, mopt);
+    }
+    return {dx, dw, db, dmw, dmb, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+BcnFunctionResult bcn_fused(const torch::Tensor& x, const torch::Tensor& weight,
+                            const torch::Tensor& bias, const torch::Tensor& mag_weight,
+                            const torch::Tensor& mag_bias, const torch::Tensor& running_mean,
+                            const torch::Tensor& running_var, const BcnFunctionConfig& config) {
+  TORCH_CHECK(x.device().is_cpu(), "bcn_fused runs on CPU tensors (CUDA: BcnImpl's op chain)");
+  TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
+              "bcn_fused takes float or double, got ", x.scalar_type());
+  TORCH_CHECK(x.dim() >= 2 && x.numel() > 0, "bcn_fused: empty or 1-d input ", x.sizes());
+  TORCH_CHECK(weight.defined() == bias.defined(), "bcn_fused: weight and bias go together");
+  const auto xc = x.contiguous();
+  // The mag scalars' gradients come back in double; cast them to the parameters' dtype and
+  // shape through ordinary ops so that autograd does the conversion.
+  // Absent tensors travel as empty ones (a custom function's inputs must be defined).
+  const auto none = torch::empty({0}, xc.options());
+  auto to_x = [&](const torch::Tensor& t) {
+    return t.defined() ? t.to(x.scalar_type()).contiguous() : none;
+  };
+  const bool identity = config.stats == BcnStats::None;
+  auto to_d = [&](const torch::Tensor& t) {
+    return identity || !t.defined() ? none : t.to(torch::kDouble);
+  };
+  const bool constant = config.stats == BcnStats::Batch && !config.training;
+  TORCH_CHECK(!constant || (running_mean.defined() && running_var.defined()),
+              "bcn_fused: stats batch in evaluation needs the running estimates");
+  auto out = BcnFunction::apply(xc, to_x(weight), to_x(bias), to_d(mag_weight), to_d(mag_bias),
+                                constant ? running_mean.item<double>() : 0.0,
+                                constant ? running_var.item<double>() : 1.0, config);
+  BcnFunctionResult r;
+  r.y = out[0];
+  r.scale = out[1];
+  if (config.stats == BcnStats::Batch && config.training) {
+    r.batch_mean = out[2][0];
+    r.batch_var = out[2][1];
+  }
+  return r;
+}
+
+}  // namespace normexp::nn

@@ -15,6 +15,9 @@
 #   estimate  normexp bench every CIFAR-100 config of Tables 1-2 (the workloads of Tables 1-4;
 #          CIFAR-10 cells share them) with bf16, channels_last and graphs where possible, then
 #          normexp plan ikami_table1..4 --estimate: the H200-hours of all CIFAR cells
+#   imagenet  issue 18: the ResNet-50 training step (bn and cwo, B256, bf16, channels_last) and
+#          the JPEG loader (data bench-jpeg, 1/4/8/16 workers) on the machine's cores: does
+#          the loader keep up with the GPU?
 # Everything lands in $OUT/h200.tar.gz (JSON + logs) and a short table in $OUT/summary.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -121,7 +124,16 @@ for stage in "$@"; do
           grep '^# ' | grep -v 'no bench row' | tee -a "$summary"
       done
       ;;
-    *) echo "unknown stage '$stage' (test, bench, peer, compile, estimate)" >&2; exit 2 ;;
+    imagenet)
+      T6=configs/ikami/table6
+      r50=$(variant r50_bn_b256 $T6/imagenet_resnet50_bn.yaml "train: {$fast, cuda_graphs: auto}")
+      r50cwo=$(variant r50_cwo_b256 $T6/imagenet_resnet50_cwo.yaml "train: {$fast, cuda_graphs: auto}")
+      nbench r50_b256 30 "$r50" "$r50cwo"
+      "$bin" data bench-jpeg --dir "$work/jpeg" --images 4096 --batch 256 --workers 1 \
+        --workers 4 --workers 8 --workers 16 >"$work/logs/jpeg.log" 2>&1
+      note "== data bench-jpeg, $(nproc) cores (rc $?)"; grep -v '^\[' "$work/logs/jpeg.log" | tee -a "$summary"
+      ;;
+    *) echo "unknown stage '$stage' (test, bench, peer, compile, estimate, imagenet)" >&2; exit 2 ;;
   esac
 done
 tar -C "$work" -czf "$OUT/h200.tar.gz" json logs cfg

@@ -28,7 +28,7 @@ RgbImage photo_like(int w, int h, std::mt19937_64& rng) {
   img.height = h;
   img.pixels.resize(static_cast<size_t>(w) * h * 3);
   std::uniform_real_distribution<double> u(0, 1);
-  std::normal_distribution<double> noise(0, 12);
+  std::normal_distribution<double> noise(0, 40);
   double fx[3], fy[3], ph[3];
   for (int c = 0; c < 3; ++c) {
     fx[c] = 2 + 10 * u(rng);

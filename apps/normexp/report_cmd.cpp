@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -61,7 +63,8 @@ void common_options(CLI::App* cmd, ReportArgs& a) {
   cmd->add_option("--results", a.results, "results root to scan")->capture_default_str();
   cmd->add_option("--set", a.sets,
                   "override applied to every cell after its own (repeatable), e.g. "
-                  "--set train.epochs=10 for a reduced reproduction (hashes change accordingly)")
+                  "--set train.epochs=10 for a reduced reproduction (hashes change accordingly); "
+                  "report only: SPEC:key=value applies to that spec alone")
       ->allow_extra_args(false);
   cmd->add_option("--tables", a.tables_dir, "where spec names are looked up")
       ->capture_default_str();
@@ -111,18 +114,39 @@ void add_report_commands(CLI::App& app, int& exit_code) {
         std::sort(names.begin(), names.end());
       }
       const auto index = indexed(*a);
+      // "--set SPEC:key=value" applies to that spec alone (a listing of many specs whose runs
+      // were made at different sizes); a scope that names none of them is a typo, not a no-op.
+      std::map<std::string, std::vector<std::string>> scoped;
+      std::vector<std::string> global;
+      for (const auto& s : a->sets) {
+        const auto colon = s.find(':'), eq = s.find('=');
+        if (colon != std::string::npos && colon < eq)
+          scoped[s.substr(0, colon)].push_back(s.substr(colon + 1));
+        else
+          global.push_back(s);
+      }
+      std::vector<report::TableSpec> specs;
+      for (const auto& t : names) specs.push_back(load(*a, t));
+      for (const auto& [scope, sets] : scoped)
+        if (std::none_of(specs.begin(), specs.end(),
+                         [&](const report::TableSpec& s) { return s.name == scope; }))
+          throw ConfigError("--set", scope + ":" + sets.front(),
+                            "no spec named '" + scope + "' in this report");
       std::vector<std::string> parts;
-      for (const auto& t : names) {
-        const auto spec = load(*a, t);
+      std::map<std::string, int> tally;  // verdict -> claims (--claims)
+      for (const auto& spec : specs) {
         report::ReportOptions o;
-        o.sets = a->sets;
+        o.sets = global;
+        const auto own = scoped.find(spec.name);
+        if (own != scoped.end()) o.sets.insert(o.sets.end(), own->second.begin(), own->second.end());
         o.unmatched = a->unmatched;
         const auto r = report::build_report(spec, schema, index, o);
         const auto verdicts = report::judge_claims(r);
         if (a->claims_only) {
           if (!verdicts.empty())
-            parts.push_back(fmt::format("## {} ({})\n{}", spec.title, spec.name,
-                                        report::render_claims(verdicts)));
+            parts.push_back(fmt::format("## {} ({})\n\n{}", spec.title, spec.name,
+                                        report::render_claims(verdicts, false)));
+          for (const auto& v : verdicts) ++tally[v.verdict];
           continue;
         }
         // The claims follow the table in Markdown (the other formats are for machines).
@@ -131,12 +155,16 @@ void add_report_commands(CLI::App& app, int& exit_code) {
         if (!a->plot_dir.empty()) std::cerr << report::write_plots(r, a->plot_dir);
       }
       std::string text;
-      if (a->format == "json" && parts.size() > 1) {
-        text = "[\n";
-        for (size_t i = 0; i < parts.size(); ++i) text += (i ? ",\n" : "") + parts[i];
-        text += "]\n";
-      } else {
-        for (size_t i = 0; i < parts.size(); ++i) text += (i ? "\n" : "") + parts[i];
+      if (a->format == "json" && parts.size() > 1)
+        text = fmt::format("[\n{}]\n", fmt::join(parts, ",\n"));
+      else
+        text = fmt::format("{}", fmt::join(parts, "\n"));
+      if (a->claims_only) {  // one tally and one note for the whole listing
+        int total = 0;
+        for (const auto& [verdict, n] : tally) total += n;
+        text += fmt::format("\n{} claim{}: {} hold, {} do not hold, {} not enough runs.\n\n{}",
+                            total, total == 1 ? "" : "s", tally["holds"], tally["does not hold"],
+                            tally["not enough runs"], report::claims_note());
       }
       emit(*a, text);
     });

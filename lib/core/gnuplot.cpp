@@ -1,6 +1,10 @@
 #include "core/gnuplot.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <string>
+#include <vector>
 
 namespace normexp::gnuplot {
 
@@ -15,15 +19,17 @@ std::string figure(const std::string& out, const std::string& title, const std::
                    const std::string& ylabel, const std::string& dat,
                    const std::vector<Curve>& curves, const std::string& settings,
                    const std::string& style) {
-  std::string plot = "plot ";
-  for (size_t i = 0; i < curves.size(); ++i) {
-    std::string legend = curves[i].title;
+  std::vector<std::string> terms;
+  for (const auto& c : curves) {
+    std::string legend = c.title;
     for (char& ch : legend)
       if (ch == '"') ch = '\'';
-    plot += fmt::format("{}\"{}\" index {} using {} with {} title \"{}\"", i ? ", \\\n     " : "",
-                        dat, curves[i].index, curves[i].using_, style, legend);
+    terms.push_back(fmt::format("\"{}\" index {} using {} with {} title \"{}\"", dat, c.index,
+                                c.using_, style, legend));
   }
-  if (curves.empty()) plot = "plot 0 title \"no data\"";
+  const std::string plot = curves.empty()
+                               ? "plot 0 title \"no data\""
+                               : fmt::format("plot {}", fmt::join(terms, ", \\\n     "));
   return fmt::format(
       "reset\nset grid\nset key outside right box opaque\n{}set title \"{}\" noenhanced\n"
       "set xlabel \"{}\" noenhanced\nset ylabel \"{}\" noenhanced\n"

@@ -7,6 +7,9 @@
 #include <cmath>
 #include <set>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 
 namespace normexp::report {
@@ -77,17 +80,33 @@ Report build_report(const TableSpec& spec, const config::Schema& schema,
       try {
         cr.hash = config::load_experiment(*cell.config, cell.sets_with(options.sets), schema).hash();
       } catch (const ConfigError& e) {
-        for (const auto& issue : e.issues()) cr.config_error += issue.str() + "; ";
+        std::vector<std::string> issues;
+        for (const auto& issue : e.issues()) issues.push_back(issue.str());
+        cr.config_error = fmt::format("{}", fmt::join(issues, "; "));
       }
     }
     if (!cr.hash.empty()) {
       hashes.insert(cr.hash);
       std::vector<double> values;
       const auto it = index.find(cr.hash);
+      // A (hash, seed) pair is one experiment even when two run names hash alike (quickstart
+      // is the fmnist cnn9 cwo cell at the grid's size) or a run directory was copied: count
+      // it once, from the first directory in path order, so that n is the number of seeds.
+      std::map<std::int64_t, const RunRecord*> first_completed;
+      if (it != index.end())
+        for (const auto& run : it->second)
+          if (run.status == "completed") {
+            auto& slot = first_completed[run.seed];
+            if (!slot || run.dir < slot->dir) slot = &run;
+          }
       if (it != index.end())
         for (const auto& run : it->second) {
           if (run.status != "completed") {
             ++cr.other[run.status];
+            continue;
+          }
+          if (first_completed.at(run.seed) != &run) {
+            ++cr.other["duplicate of a seed"];
             continue;
           }
           if (auto v = metric_value(run.metrics, spec.metric_of(cell))) {

@@ -6,6 +6,7 @@
 #include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -49,8 +50,7 @@ std::string write_plots(const Report& r, const fs::path& dir) {
     for (const auto& a : spec.columns)
       if (a.id == c.cell->column) title += ", " + a.label;
     dat += "# " + title + fmt::format(" (n={})\n# epoch", c.stats.n);
-    for (const auto& s : series) dat += " " + s;
-    dat += "\n";
+    dat += series.empty() ? "\n" : fmt::format(" {}\n", fmt::join(series, " "));
     for (const auto& [epoch, rows] : by_epoch) {
       dat += std::to_string(epoch);
       for (size_t k = 0; k < series.size(); ++k) {

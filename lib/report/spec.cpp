@@ -1,6 +1,7 @@
 #include "report/spec.h"
 
 #include <set>
+#include <tuple>
 
 #include <fmt/ranges.h>
 
@@ -247,25 +248,73 @@ TableSpec load_spec(const std::filesystem::path& path) {
           r.add(e, p, "expected a mapping, got " + e.describe());
           continue;
         }
-        r.check_keys(e, p, {"id", "text", "section", "kind", "a", "b", "value", "rows"});
+        r.check_keys(e, p,
+                     {"id", "text", "section", "kind", "a", "b", "value", "rows", "columns"});
         Claim c;
         c.where = e.where();
         c.id = r.string(e, p, "id", true).value_or("");
         c.text = r.string(e, p, "text", true).value_or("");
         c.section = r.string(e, p, "section", false).value_or("");
-        c.kind = r.choice(e, p, "kind", "within", {"within", "at_most", "below", "above"});
-        for (auto [key, field] : {std::pair<const char*, std::string*>{"a", &c.a}, {"b", &c.b}}) {
-          *field = r.string(e, p, key, true).value_or("");
-          if (!field->empty() && !has(spec.columns, *field))
-            r.add(*e.find(key), p + "." + key, "no column with id '" + *field + "'");
-        }
-        if (const Node* v = e.find("value")) c.value = r.number(*v, p + ".value").value_or(0);
-        else if (c.kind == "within" || c.kind == "at_most")
+        c.kind = r.choice(e, p, "kind", "within",
+                          {"within", "at_most", "at_least", "below", "above", "ratio_at_least"});
+        // A side: a column id (the shorthand), or {row, column} with either left out.
+        auto side = [&](const char* key, bool required) {
+          ClaimSide out;
+          const Node* n = e.find(key);
+          const std::string sp = p + "." + key;
+          if (!n || n->is_null()) {
+            if (required) r.add(e, sp, "missing (required)");
+            return out;
+          }
+          if (n->kind == Node::Kind::Scalar) {
+            out.column = n->scalar;
+          } else if (n->is_map()) {
+            r.check_keys(*n, sp, {"row", "column"});
+            out.row = r.string(*n, sp, "row", false).value_or("");
+            out.column = r.string(*n, sp, "column", false).value_or("");
+            if (out.empty()) r.add(*n, sp, "a side names a row, a column or both");
+          } else {
+            r.add(*n, sp, "expected a column id or {row, column}, got " + n->describe());
+          }
+          if (!out.row.empty() && !has(spec.rows, out.row))
+            r.add(*n, sp, "no row with id '" + out.row + "'");
+          if (!out.column.empty() && !has(spec.columns, out.column))
+            r.add(*n, sp, "no column with id '" + out.column + "'");
+          return out;
+        };
+        c.a = side("a", true);
+        c.b = side("b", c.kind == "ratio_at_least");
+        // The axis the claim runs over: the one both sides leave free (or none, two cells).
+        const bool a_rows = c.a.row.empty(), a_cols = c.a.column.empty();
+        if (!c.a.empty() && !c.b.empty() &&
+            (a_rows != c.b.row.empty() || a_cols != c.b.column.empty()))
+          r.add(e, p, "sides a and b must leave the same axis free (both name a column, both a "
+                      "row, or both a cell)");
+        if (const Node* v = e.find("value")) {
+          c.value = r.number(*v, p + ".value").value_or(0);
+        } else if (c.kind == "within" || c.kind == "at_most" || c.kind == "at_least") {
           r.add(e, p, "a '" + c.kind + "' claim needs its tolerance: value");
-        if (const Node* rows = e.find("rows")) {
-          c.rows = r.strings(*rows, p + ".rows");
-          for (const auto& row : c.rows)
-            if (!has(spec.rows, row)) r.add(*rows, p + ".rows", "no row with id '" + row + "'");
+        } else if (c.kind == "ratio_at_least") {
+          r.add(e, p, "a 'ratio_at_least' claim needs its factor: value");
+        } else if (c.b.empty()) {
+          r.add(e, p, "a '" + c.kind + "' claim without b needs its threshold: value");
+        }
+        for (auto [key, axes, list, free] :
+             {std::tuple<const char*, const std::vector<Axis>*, std::vector<std::string>*, bool>{
+                  "rows", &spec.rows, &c.rows, a_rows},
+              {"columns", &spec.columns, &c.columns, a_cols}}) {
+          const Node* n = e.find(key);
+          if (!n) continue;
+          *list = r.strings(*n, p + "." + key);
+          if (!free && !c.a.empty())
+            r.add(*n, p + "." + key,
+                  std::string("side a names its ") + (key[0] == 'r' ? "row" : "column") +
+                      ": a list of " + key + " needs a claim judged " +
+                      (key[0] == 'r' ? "row by row (a: COLUMN)" : "column by column (a: {row: ROW})"));
+          for (const auto& id : *list)
+            if (!has(*axes, id))
+              r.add(*n, p + "." + key,
+                    std::string("no ") + (key[0] == 'r' ? "row" : "column") + " with id '" + id + "'");
         }
         spec.claims.push_back(std::move(c));
       }

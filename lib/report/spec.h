@@ -44,17 +44,29 @@ struct Cell {
   }
 };
 
+// One side of a claim: a cell, or a whole row or column of cells. A side that names only a
+// column stands for that column in every row (the claim is judged row by row), one that names
+// only a row for that row in every column; both sides leave the same axis free, or none.
+struct ClaimSide {
+  std::string row, column;  // axis ids; at most one empty
+  bool empty() const { return row.empty() && column.empty(); }
+};
+
 // One of the paper's claims about a table, stated so that `normexp report` can judge it from
-// the runs: in every row (or the listed ones), column `a` against column `b`:
-//   within: |a - b| <= value    at_most: a - b <= value    below: a < b    above: a > b
-// (means over completed seeds of the table's metric for those cells).
+// the runs, as a predicate over the means (completed seeds, each cell's metric) of side `a`
+// and side `b`, d = a - b (d = a when there is no b: a compared with a threshold):
+//   within: |d| <= value    at_most: d <= value    at_least: d >= value
+//   below: d < value        above: d > value       (value 0 unless given)
+//   ratio_at_least: a / b >= value (b required, its mean > 0)
+// judged in every row (or column) that both sides leave free, or the listed ones.
 struct Claim {
   std::string id, text, section;  // the paper's wording and where it says so
-  std::string kind;               // within | at_most | below | above
-  std::string a, b;               // column ids
-  double value = 0;               // within, at_most: the tolerance
-  std::vector<std::string> rows;  // empty: every row with both cells
-  std::string where;              // spec file:line
+  std::string kind;               // within | at_most | at_least | below | above | ratio_at_least
+  ClaimSide a, b;                 // b empty: a against `value`
+  double value = 0;
+  std::vector<std::string> rows;     // a row-by-row claim: empty = every row with both cells
+  std::vector<std::string> columns;  // a column-by-column claim: likewise
+  std::string where;                 // spec file:line
 };
 
 struct TableSpec {

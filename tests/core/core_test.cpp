@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -10,6 +12,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/hash.h"
+#include "core/png.h"
 #include "core/utf8.h"
 #include "core/version.h"
 
@@ -165,4 +168,75 @@ TEST(Utf8, AcceptsWellFormedTextAndNamesTheFirstBadByte) {
   EXPECT_EQ(invalid_utf8_at("\xf4\x90\x80\x80"), 0u);            // above U+10FFFF
   EXPECT_EQ(invalid_utf8_at("ok\xe2\x82"), 2u);                  // cut short
   EXPECT_EQ(invalid_utf8_at("\xff"), 0u);
+}
+
+// encode_png read back by a decoder that is not ours: Python's zlib and struct check every
+// chunk's CRC-32, the IHDR fields and chunk order, inflate IDAT, undo any of PNG's five
+// scanline filters and compare the pixels byte for byte (grey and RGB, odd sizes). Catches a
+// wrong CRC, a bad zlib stream, swapped width/height, a wrong colour type and a row stride
+// that is off. Skipped where python3 is missing.
+TEST(Png, AnIndependentDecoderReadsBackThePixels) {
+  if (std::system("python3 -c 'import zlib, struct' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "python3 not found";
+  ScratchDir dir;
+  const auto script = dir.path() / "read_png.py";
+  {
+    std::ofstream(script) << R"PY(import struct, sys, zlib
+data = open(sys.argv[1], 'rb').read()
+assert data[:8] == b'\x89PNG\r\n\x1a\n', 'signature'
+pos, idat, ihdr, types = 8, b'', None, []
+while pos < len(data):
+    (n,) = struct.unpack('>I', data[pos:pos + 4])
+    kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+    (crc,) = struct.unpack('>I', data[pos + 8 + n:pos + 12 + n])
+    assert crc == zlib.crc32(kind + body) & 0xffffffff, 'CRC of %r' % kind
+    types.append(kind)
+    if kind == b'IHDR':
+        ihdr = struct.unpack('>IIBBBBB', body)
+    if kind == b'IDAT':
+        idat += body
+    pos += 12 + n
+assert types[0] == b'IHDR' and types[-1] == b'IEND', types
+w, h, depth, ctype, comp, filt, interlace = ihdr
+ch = {0: 1, 2: 3}[ctype]
+assert (w, h, depth, ch, comp, filt, interlace) == (
+    int(sys.argv[3]), int(sys.argv[4]), 8, int(sys.argv[5]), 0, 0, 0), ihdr
+raw = zlib.decompress(idat)
+stride = w * ch
+assert len(raw) == h * (stride + 1), 'inflated size'
+out, prev = bytearray(), bytearray(stride)
+for y in range(h):
+    f = raw[y * (stride + 1)]
+    line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+    for i in range(stride):
+        a = line[i - ch] if i >= ch else 0
+        b = prev[i]
+        c = prev[i - ch] if i >= ch else 0
+        if f == 1: line[i] = (line[i] + a) & 255
+        elif f == 2: line[i] = (line[i] + b) & 255
+        elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
+        elif f == 4:
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        else: assert f == 0, 'filter %d' % f
+    out += line
+    prev = line
+assert bytes(out) == open(sys.argv[2], 'rb').read(), 'pixels differ'
+)PY";
+  }
+  for (const auto& [w, h, channels] : {std::array<int, 3>{7, 5, 1}, {13, 4, 3}, {1, 1, 3}}) {
+    std::vector<std::uint8_t> pixels(static_cast<size_t>(w) * h * channels);
+    for (size_t i = 0; i < pixels.size(); ++i)
+      pixels[i] = static_cast<std::uint8_t>((i * 37 + (i / 5) * 11) & 0xFF);
+    const auto png = dir.path() / "p.png", expect = dir.path() / "p.raw";
+    write_png(png, pixels, w, h, channels);
+    std::ofstream(expect, std::ios::binary)
+        .write(reinterpret_cast<const char*>(pixels.data()), static_cast<std::streamsize>(pixels.size()));
+    const std::string cmd = "python3 " + script.string() + " " + png.string() + " " +
+                            expect.string() + " " + std::to_string(w) + " " + std::to_string(h) +
+                            " " + std::to_string(channels);
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  EXPECT_THROW(encode_png({1, 2}, 2, 3, 3), std::invalid_argument);
 }

@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -246,6 +248,22 @@ TEST_F(Fixture, PlanListsExactlyTheMissingCellSeedPairs) {
   EXPECT_EQ(plain.find("--signal"), std::string::npos) << plain;
 }
 
+// The same (hash, seed) under a second run name (quickstart hashes like the fmnist cnn9 cwo
+// cell) is one experiment: counted once, from the first directory in path order. Catches n and
+// the mean being inflated by the copy.
+TEST_F(Fixture, ARunUnderTwoNamesCountsOnce) {
+  json m{{"name", "zzz"}, {"hash", hash_a_}, {"seed", 0}, {"status", "completed"},
+         {"final", {{"epoch", 2}, {"test_err", 99.0}}}};
+  dir_.write("results/zzz/" + hash_a_ + "/seed0/metrics.json", m.dump());
+  const auto spec = report::load_spec(spec_path_);
+  const auto r = make(spec);
+  const auto* a = r.find("r", "a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->stats.n, 3);
+  EXPECT_DOUBLE_EQ(a->stats.mean, 13.0);
+  EXPECT_EQ(a->other.count("duplicate of a seed") ? a->other.at("duplicate of a seed") : 0, 1);
+}
+
 // The paper's claims judged from the runs: cell a has seeds 10, 12, 17 (mean 13), b one seed
 // (11.5), c none.
 TEST_F(Fixture, ClaimsAreJudgedFromTheRunsWithTheirNumbers) {
@@ -301,8 +319,8 @@ TEST(Claims, WelchTSaysWhetherTheDifferenceExceedsTheNoise) {
   report::Claim c;
   c.id = "c";
   c.kind = "below";
-  c.a = "a";
-  c.b = "b";
+  c.a.column = "a";
+  c.b.column = "b";
   spec.claims = {c};
   report::Report r;
   r.spec = &spec;
@@ -317,6 +335,191 @@ TEST(Claims, WelchTSaysWhetherTheDifferenceExceedsTheNoise) {
   text = report::render_claims(report::judge_claims(r));
   EXPECT_NE(text.find("is within the seed noise"), std::string::npos) << text;
   EXPECT_NE(text.find("**holds**"), std::string::npos) << text;
+}
+
+// A hand-made report over rows {bn, plain, ln} x columns {lmax, iters, acc}, each cell's
+// seeds given, for the claim kinds that compare rows, ratios and thresholds.
+struct HandReport {
+  report::TableSpec spec;
+  report::Report r;
+  HandReport(const std::map<std::pair<std::string, std::string>, std::vector<double>>& seeds) {
+    spec.rows = {{"bn", "with BN"}, {"plain", "without BN"}, {"ln", "LN"}};
+    spec.columns = {{"lmax", "λ_max"}, {"iters", "iterations"}, {"acc", "accuracy"}};
+    for (const auto& [rc, v] : seeds) {
+      report::Cell c;
+      c.row = rc.first;
+      c.column = rc.second;
+      spec.cells.push_back(c);
+    }
+    r.spec = &spec;
+    for (size_t i = 0; i < spec.cells.size(); ++i) {
+      report::CellResult cr;
+      cr.cell = &spec.cells[i];
+      cr.stats = report::aggregate(seeds.at({spec.cells[i].row, spec.cells[i].column}));
+      r.cells.push_back(cr);
+    }
+  }
+  // Judges one claim; returns its verdict and rendered text.
+  std::pair<std::string, std::string> judge(const report::Claim& c) {
+    spec.claims = {c};
+    const auto v = report::judge_claims(r);
+    return {v.at(0).verdict, report::render_claims(v)};
+  }
+};
+
+report::Claim claim(const std::string& kind, report::ClaimSide a, report::ClaimSide b,
+                    double value) {
+  report::Claim c;
+  c.id = "c";
+  c.kind = kind;
+  c.a = std::move(a);
+  c.b = std::move(b);
+  c.value = value;
+  return c;
+}
+
+// "λ_max 5x smaller with BN" (Akbar Exp. 2): plain / bn >= 5 between two rows' cells. Catches
+// an inverted ratio (b / a), a strict > where the claim says "at least", and a ratio over a
+// non-positive denominator being taken at face value.
+TEST(Claims, RatioBetweenTwoRowsCells) {
+  HandReport h({{{"bn", "lmax"}, {2.0}}, {{"plain", "lmax"}, {10.0}}});
+  auto [verdict, text] = h.judge(claim("ratio_at_least", {"plain", "lmax"}, {"bn", "lmax"}, 5));
+  EXPECT_EQ(verdict, "holds") << text;
+  EXPECT_NE(text.find("λ_max: plain/lmax 10.00 (n = 1) vs bn/lmax 2.00 (n = 1): ratio 5.00 >= 5"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("plain/lmax / bn/lmax at least 5"), std::string::npos) << text;
+  EXPECT_EQ(h.judge(claim("ratio_at_least", {"plain", "lmax"}, {"bn", "lmax"}, 5.5)).first,
+            "does not hold");
+  EXPECT_EQ(h.judge(claim("ratio_at_least", {"bn", "lmax"}, {"plain", "lmax"}, 5)).first,
+            "does not hold");
+  HandReport neg({{{"bn", "lmax"}, {-2.0}}, {{"plain", "lmax"}, {10.0}}});
+  std::tie(verdict, text) = neg.judge(claim("ratio_at_least", {"plain", "lmax"}, {"bn", "lmax"}, 5));
+  EXPECT_EQ(verdict, "does not hold") << text;
+  EXPECT_NE(text.find("ratio undefined"), std::string::npos) << text;
+  // With seeds on both sides: Welch's t of a - k·b, far from the bound (20 - 5·2 = 10) and
+  // near it (10.5 - 5·2 = 0.5, se 0.29).
+  HandReport far({{{"bn", "lmax"}, {1.9, 2.0, 2.1}}, {{"plain", "lmax"}, {20.0, 20.2, 19.8}}});
+  std::tie(verdict, text) = far.judge(claim("ratio_at_least", {"plain", "lmax"}, {"bn", "lmax"}, 5));
+  EXPECT_EQ(verdict, "holds") << text;
+  EXPECT_NE(text.find("Welch t of a − 5·b +32.2: the difference exceeds"), std::string::npos)
+      << text;
+  HandReport near({{{"bn", "lmax"}, {1.9, 2.0, 2.1}}, {{"plain", "lmax"}, {10.4, 10.5, 10.6}}});
+  std::tie(verdict, text) = near.judge(claim("ratio_at_least", {"plain", "lmax"}, {"bn", "lmax"}, 5));
+  EXPECT_EQ(verdict, "holds") << text;
+  EXPECT_NE(text.find("ratio 5.25 >= 5; Welch t of a − 5·b +1.7: the difference is within"),
+            std::string::npos) << text;
+}
+
+// One cell against a threshold ("BN converges in < 100 iterations", "∏‖W_i‖ reaches 1e50"):
+// b left out compares a with `value`. Catches a threshold compared as a difference from 0,
+// and strict/non-strict bounds swapped.
+TEST(Claims, OneCellAgainstAThreshold) {
+  HandReport h({{{"bn", "iters"}, {78.0}}, {{"plain", "iters"}, {555.0}}});
+  auto [verdict, text] = h.judge(claim("below", {"bn", "iters"}, {}, 100));
+  EXPECT_EQ(verdict, "holds") << text;
+  EXPECT_NE(text.find("iterations: bn/iters 78.00 (n = 1): 78.00 < 100"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("bn/iters below 100"), std::string::npos) << text;
+  EXPECT_EQ(h.judge(claim("below", {"plain", "iters"}, {}, 100)).first, "does not hold");
+  EXPECT_EQ(h.judge(claim("below", {"bn", "iters"}, {}, 78)).first, "does not hold");  // strict
+  EXPECT_EQ(h.judge(claim("at_most", {"bn", "iters"}, {}, 78)).first, "holds");
+  EXPECT_EQ(h.judge(claim("at_least", {"plain", "iters"}, {}, 555)).first, "holds");
+  EXPECT_EQ(h.judge(claim("at_least", {"plain", "iters"}, {}, 556)).first, "does not hold");
+  EXPECT_EQ(h.judge(claim("above", {"plain", "iters"}, {}, 555)).first, "does not hold");
+  EXPECT_EQ(h.judge(claim("within", {"bn", "iters"}, {}, 80)).first, "holds");  // |78| <= 80
+  EXPECT_EQ(h.judge(claim("within", {"bn", "iters"}, {}, 70)).first, "does not hold");
+  // Several seeds: the one-sample t against the threshold.
+  HandReport seeds({{{"bn", "iters"}, {70.0, 71.0, 72.0}}});
+  std::tie(verdict, text) = seeds.judge(claim("below", {"bn", "iters"}, {}, 100));
+  EXPECT_NE(text.find("t of the mean against 100 -50.2: the difference exceeds"),
+            std::string::npos) << text;
+  std::tie(verdict, text) = seeds.judge(claim("below", {"bn", "iters"}, {}, 71.5));
+  EXPECT_EQ(verdict, "holds") << text;
+  EXPECT_NE(text.find("is within the seed noise"), std::string::npos) << text;
+}
+
+// A row against another row in every column ("BCN above LN"), or in the listed columns; a
+// column judged row by row with a threshold, in the listed rows. Catches iterating the wrong
+// axis, ignoring the lists, and a failing column being hidden by a passing one.
+TEST(Claims, RowsAgainstRowsColumnByColumnAndListedRows) {
+  HandReport h({{{"bn", "lmax"}, {3.0}}, {{"ln", "lmax"}, {2.0}}, {{"bn", "acc"}, {80.0}},
+                {{"ln", "acc"}, {85.0}}, {{"plain", "acc"}, {10.0}}});
+  report::ClaimSide bn{"bn", ""}, ln{"ln", ""};
+  auto [verdict, text] = h.judge(claim("above", bn, ln, 0));
+  EXPECT_EQ(verdict, "does not hold") << text;  // above in λ_max, not in accuracy
+  EXPECT_NE(text.find("λ_max: bn 3.00 (n = 1) vs ln 2.00 (n = 1): difference +1.00 (above)"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("accuracy: bn 80.00 (n = 1) vs ln 85.00 (n = 1): difference -5.00 (not above)"),
+            std::string::npos) << text;
+  auto c = claim("above", bn, ln, 0);
+  c.columns = {"lmax"};
+  std::tie(verdict, text) = h.judge(c);
+  EXPECT_EQ(verdict, "holds") << text;
+  EXPECT_EQ(text.find("accuracy:"), std::string::npos) << text;
+  // A column row by row against a threshold, in the listed rows only.
+  auto t = claim("at_least", {"", "acc"}, {}, 50);
+  t.rows = {"bn", "ln"};
+  EXPECT_EQ(h.judge(t).first, "holds");
+  t.rows = {};
+  std::tie(verdict, text) = h.judge(t);
+  EXPECT_EQ(verdict, "does not hold") << text;
+  EXPECT_NE(text.find("without BN: acc 10.00 (n = 1): 10.00 < 50"), std::string::npos) << text;
+  // Differences against a non-zero bound between rows.
+  EXPECT_EQ(h.judge(claim("at_least", {"ln", ""}, {"bn", ""}, 4)).first, "does not hold");
+  auto d = claim("at_least", {"ln", ""}, {"bn", ""}, 4);
+  d.columns = {"acc"};
+  EXPECT_EQ(h.judge(d).first, "holds");  // 85 - 80 >= 4
+  d.kind = "below";
+  d.value = -4;
+  EXPECT_EQ(h.judge(d).first, "does not hold");  // 85 - 80 is not below -4
+  EXPECT_EQ(h.judge(claim("below", {"bn", "acc"}, {"ln", "acc"}, -4)).first, "holds");
+}
+
+// The YAML forms: a column id, {row}, {row, column}, no b; and the mistakes they allow.
+TEST_F(Fixture, ClaimSidesInYamlAndTheirErrors) {
+  const auto spec_path = dir_.write("sides.yaml", std::string(kSpec) + R"(claims:
+  - {id: cell, text: "a reaches 13", kind: at_least, a: {row: r, column: a}, value: 13}
+  - {id: cell_hi, text: "a reaches 13.5", kind: at_least, a: {row: r, column: a}, value: 13.5}
+  - {id: row, text: "row r: a above b", kind: above, a: {column: a}, b: {column: b}, rows: [r]}
+  - {id: by_col, text: "r below 12 in a, b", kind: below, a: {row: r}, value: 12, columns: [a, b]}
+)");
+  const auto spec = report::load_spec(spec_path);
+  ASSERT_EQ(spec.claims.size(), 4u);
+  EXPECT_EQ(spec.claims[0].a.row, "r");
+  EXPECT_TRUE(spec.claims[0].b.empty());
+  const auto verdicts = report::judge_claims(make(spec));
+  std::map<std::string, std::string> got;
+  for (const auto& v : verdicts) got[v.claim->id] = v.verdict;
+  EXPECT_EQ(got["cell"], "holds");        // mean 13.00 >= 13
+  EXPECT_EQ(got["cell_hi"], "does not hold");
+  EXPECT_EQ(got["row"], "holds");         // 13 > 11.5
+  EXPECT_EQ(got["by_col"], "does not hold");  // a: 13 is not below 12 (b: 11.5 is)
+  const auto text = report::render_claims(verdicts);
+  EXPECT_NE(text.find("σ 0.2: r 11.50 (n = 1): 11.50 < 12"), std::string::npos) << text;
+  EXPECT_NE(text.find("t of the mean against 13 +0.0: the difference is within"),
+            std::string::npos) << text;
+
+  const auto bad = dir_.write("bad_sides.yaml", std::string(kSpec) + R"(claims:
+  - {id: mixed, text: t, kind: above, a: {row: r}, b: {column: b}}
+  - {id: rows_on_cell, text: t, kind: below, a: {row: r, column: a}, value: 1, rows: [r]}
+  - {id: no_threshold, text: t, kind: below, a: {row: r, column: a}}
+  - {id: ratio_alone, text: t, kind: ratio_at_least, a: a, value: 2}
+  - {id: bad_row, text: t, kind: above, a: {row: zz}, b: {row: r}}
+  - {id: empty_side, text: t, kind: above, a: {}, b: b}
+)");
+  try {
+    report::load_spec(bad);
+    ADD_FAILURE() << "bad claim sides were accepted";
+  } catch (const ConfigError& e) {
+    std::string m;
+    for (const auto& issue : e.issues()) m += issue.str() + "\n";
+    EXPECT_NE(m.find("must leave the same axis free"), std::string::npos) << m;
+    EXPECT_NE(m.find("claims[1].rows"), std::string::npos) << m;
+    EXPECT_NE(m.find("without b needs its threshold"), std::string::npos) << m;
+    EXPECT_NE(m.find("claims[3].b: missing"), std::string::npos) << m;
+    EXPECT_NE(m.find("no row with id 'zz'"), std::string::npos) << m;
+    EXPECT_NE(m.find("a side names a row, a column or both"), std::string::npos) << m;
+  }
 }
 
 // Two cells reading two metrics of one run (Ikami et al. 2021 Table 5: mean class and overall
@@ -515,6 +718,44 @@ TEST(Specs, PaperNumbersMatchFile004) {
   const auto& head = cell_of(t4, "c100", "linear10");
   EXPECT_EQ(config::load_experiment(*head.config, head.sets, schema()).hash(),
             config::load_experiment(kSource / "configs/cifar100_wrn.yaml", {}, schema()).hash());
+}
+
+// scripts/readme_claims.sh: writes `normexp report --claims` between the markers and keeps
+// the rest of the file; --check passes on what it wrote and fails (exit 1, naming the command
+// that regenerates it) once the block is edited; a file without markers is exit 2. Catches
+// the block landing outside the markers, text around them being lost, and a check that
+// always passes.
+TEST_F(Fixture, ReadmeClaimsScriptWritesAndChecksTheBlock) {
+  const std::string script = "NORMEXP_BIN=" + std::string(NORMEXP_BINARY) + " bash " +
+                             (kSource / "scripts/readme_claims.sh").string();
+  const std::string results = " --results " + root_.string() + " ";
+  const auto md = dir_.write("README.md", "# Title\n\nbefore\n<!-- claims:begin -->\nstale\n"
+                                          "<!-- claims:end -->\nafter\n");
+  auto r = sh(script + results + "--check " + md.string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("regenerate it with: scripts/readme_claims.sh"), std::string::npos) << r.out;
+  r = sh(script + results + md.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string text = read_file(md);
+  EXPECT_EQ(text.rfind("# Title\n\nbefore\n<!-- claims:begin -->\n", 0), 0u) << text;
+  EXPECT_NE(text.find("### Exp. 2: MLP"), std::string::npos) << text;  // headings one level down
+  EXPECT_NE(text.find("- **lambda_max_5x_smaller** ("), std::string::npos) << text;
+  EXPECT_NE(text.find(" claims: 0 hold, 0 do not hold, "), std::string::npos) << text;
+  EXPECT_EQ(text.find("stale"), std::string::npos) << text;
+  EXPECT_EQ(text.substr(text.size() - 26), "<!-- claims:end -->\nafter\n") << text;
+  r = sh(script + results + "--check " + md.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  write_file_atomic(md, std::string(text).replace(text.find("**not enough runs**"), 19, "**holds**"));
+  r = sh(script + results + "--check " + md.string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("-"), std::string::npos) << r.out;
+  const auto bare = dir_.write("bare.md", "no markers\n");
+  EXPECT_EQ(sh(script + results + bare.string()).code, 2);
+  // A --set scoped to a spec that is not in the report is an error, not a no-op.
+  r = sh(std::string(NORMEXP_BINARY) + " report --claims --tables " +
+         (kSource / "configs/tables").string() + results + "--set nosuchspec:train.epochs=1");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("no spec named 'nosuchspec'"), std::string::npos) << r.out;
 }
 
 // Through the binary: report to a file, plan, and the sweep script (resume + failures).

@@ -130,9 +130,7 @@ TaskResult capacity(TaskContext& ctx) {
     // (γ left out, as the paper does); for `none` the σ's divide nothing.
     row["log10_lipschitz_bound"] = spec + bound_norm;
     history.push_back(row);
-    std::string text;
-    for (const auto& h : history) text += h.dump() + "\n";
-    ctx.write_file("history.jsonl", text);
+    ctx.write_history(history);
     ctx.write_file("sigma.dat", sigma_dat);
   };
 

@@ -143,7 +143,6 @@ TaskResult run_probe(TaskContext& ctx) {
   };
 
   nlohmann::json history = nlohmann::json::array();
-  std::string history_text;
   int64_t step = 0;
   const auto t0 = std::chrono::steady_clock::now();
   model->train();
@@ -175,8 +174,7 @@ TaskResult run_probe(TaskContext& ctx) {
                           {"test_err", 100.0 - test_acc},
                           {"elapsed_s", seconds_since(t0)}};
     history.push_back(row);
-    history_text += row.dump() + "\n";
-    ctx.write_file("history.jsonl", history_text);
+    ctx.write_history(history);
     if (ctx.progress_mode() != "none")
       spdlog::info("epoch {}/{}  train loss {:.4f}  test acc {:.2f}%  {:.1f}s", epoch, epochs,
                    train_loss, test_acc, seconds_since(t0));

@@ -202,7 +202,6 @@ TaskResult run_simclr(TaskContext& ctx) {
   };
 
   nlohmann::json history = nlohmann::json::array();
-  std::string history_text;
   nlohmann::json epochs_to_target = nullptr;
   int64_t step = 0;
   const auto t0 = std::chrono::steady_clock::now();
@@ -241,8 +240,7 @@ TaskResult run_simclr(TaskContext& ctx) {
     }
     row["elapsed_s"] = seconds_since(t0);
     history.push_back(row);
-    history_text += row.dump() + "\n";
-    ctx.write_file("history.jsonl", history_text);
+    ctx.write_history(history);
     ctx.write_partial({{"history", history}});
     if (ctx.progress_mode() != "none")
       spdlog::info("epoch {}/{}  NT-Xent {:.4f}{}  {:.1f}s", epoch, epochs, train_loss,

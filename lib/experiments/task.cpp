@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/clock.h"
 #include "train/progress.h"
+#include "train/tensorboard_log.h"
 
 namespace normexp::experiments {
 
@@ -10,7 +12,8 @@ TaskContext::TaskContext(const config::Experiment& e, c10::Device d, train::RunD
                          const train::ComponentFactory& c,
                          std::function<bool(int64_t)> stop_requested)
     : exp(e), device(d), run(r), dir(r.path()), components(c),
-      stop_requested_(std::move(stop_requested)) {}
+      stop_requested_(std::move(stop_requested)),
+      start_unix_(unix_now()) {}
 
 void TaskContext::write_partial(const nlohmann::json& results) const {
   run.write_metrics(run.metrics("running", {{"task", exp.task()}, {"results", results}}));
@@ -18,6 +21,16 @@ void TaskContext::write_partial(const nlohmann::json& results) const {
 
 void TaskContext::write_file(const std::string& name, const std::string& text) const {
   run.write_file(name, text);
+}
+
+void TaskContext::write_history(const nlohmann::json& rows, const std::string& status) const {
+  history_ = rows;
+  std::string text;
+  for (const auto& r : rows) text += r.dump() + "\n";
+  run.write_file("history.jsonl", text);
+  if (exp.section("output").get_bool("tensorboard") && run.writes())
+    train::write_tensorboard_log(dir, exp, start_unix_,
+                                 std::vector<nlohmann::json>(rows.begin(), rows.end()), status);
 }
 
 std::string TaskContext::progress_mode() const {
@@ -42,6 +55,9 @@ std::function<TaskStatus(TaskContext&)> results_task(std::function<TaskResult(Ta
     ctx.run.write_metrics(ctx.run.metrics(
         train::status_name(r.status),
         {{"task", ctx.exp.task()}, {"results", r.results}}));
+    // A task that kept a history: its TensorBoard session ends with the task's status.
+    if (ctx.history_.is_array() && !ctx.history_.empty())
+      ctx.write_history(ctx.history_, train::status_name(r.status));
     return r.status;
   };
 }

@@ -61,11 +61,20 @@ class TaskContext {
   void write_partial(const nlohmann::json& results) const;
   // Writes dir/name atomically (tables of curves, histograms, trajectories for plots).
   void write_file(const std::string& name, const std::string& text) const;
+  // Writes history.jsonl (one row per line) and, unless output.tensorboard is false, the
+  // TensorBoard log of the same rows (train/tensorboard_log.h; every numeric field a scalar).
+  // `status`: running while the task goes on, completed or diverged at its end.
+  void write_history(const nlohmann::json& rows, const std::string& status = "running") const;
   // Progress mode from train.progress ("auto" resolved): bar, plain or none.
   std::string progress_mode() const;
 
  private:
   std::function<bool(int64_t)> stop_requested_;
+  double start_unix_;  // the task's start, the TensorBoard session's
+  // The last rows given to write_history: results_task ends their TensorBoard session.
+  mutable nlohmann::json history_;
+  friend std::function<TaskStatus(TaskContext&)> results_task(
+      std::function<TaskResult(TaskContext&)> body);
 };
 
 // A registry entry's factory: the sections the task reads besides "task" ("train" and

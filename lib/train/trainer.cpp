@@ -15,10 +15,10 @@
 #include "backend/device.h"
 #include "backend/torch_compat.h"
 #include "core/fs.h"
-#include "core/tensorboard.h"
 #include "data/jpeg_loader.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
+#include "train/tensorboard_log.h"
 
 namespace normexp::train {
 
@@ -489,45 +489,11 @@ void Trainer::write_progress(const std::string& status) const {
   if (tensorboard_ && dir_.writes()) write_tensorboard(status);
 }
 
-// events.out.tfevents.normexp, rewritten whole from the history after every epoch (one source
-// of truth with history.jsonl and `normexp plot`; a resumed run's file has each step once).
+// events.out.tfevents.normexp, rewritten whole from the history after every epoch.
 void Trainer::write_tensorboard(const std::string& status) const {
-  std::vector<std::string> events{tensorboard::file_version_event(start_unix_)};
-  std::map<std::string, nlohmann::json> hparams{{"seed", exp_.seed}};
-  std::function<void(const std::string&, const nlohmann::json&)> flatten =
-      [&](const std::string& prefix, const nlohmann::json& j) {
-        if (j.is_object()) {
-          for (const auto& [k, v] : j.items()) flatten(prefix.empty() ? k : prefix + "." + k, v);
-        } else if (!j.is_null()) {
-          hparams[prefix] = j;
-        }
-      };
-  flatten("", exp_.resolved());
-  events.push_back(tensorboard::hparams_start_event(start_unix_, hparams, exp_.name + "/" + exp_.hash()));
-  for (const auto& row : history_) {
-    std::vector<std::pair<std::string, double>> scalars;
-    for (const auto& [tag, key] : kTensorBoardScalars) {
-      if (!row.contains(key) || !row[key].is_number()) continue;
-      const double v = row[key].get<double>();
-      if (v < 0 && std::string(key) == "test_mean_class_acc") continue;  // not counted: -1
-      scalars.emplace_back(tag, v);
-    }
-    // The epoch's last per-layer sample (train.monitor_every), as diagnostics/<layer>/<what>.
-    std::function<void(const std::string&, const nlohmann::json&)> monitor =
-        [&](const std::string& prefix, const nlohmann::json& j) {
-          if (j.is_object()) {
-            for (const auto& [k, v] : j.items()) monitor(prefix + "/" + k, v);
-          } else if (j.is_number() && prefix != "diagnostics/step") {
-            scalars.emplace_back(prefix, j.get<double>());
-          }
-        };
-    if (row.contains("monitor")) monitor("diagnostics", row["monitor"]);
-    const double wall = row.value("wall_time", start_unix_);
-    events.push_back(tensorboard::scalars_event(wall, row["step"].get<int64_t>(), scalars));
-  }
-  if (status == "completed" || status == "diverged")
-    events.push_back(tensorboard::hparams_end_event(unix_now(), status == "completed" ? "success" : "failure"));
-  tensorboard::write_event_file(dir_.path(), "events.out.tfevents.normexp", events);
+  static const TensorBoardTags tags(std::begin(kTensorBoardScalars), std::end(kTensorBoardScalars));
+  write_tensorboard_log(dir_.path(), exp_, start_unix_, history_,
+                        status == "completed" || status == "diverged" ? status : "running", tags);
 }
 
 }  // namespace normexp::train

@@ -143,6 +143,17 @@ train: {epochs: 8, batch_size: 64, progress: none, threads: 2}
   EXPECT_LE(res["attention_entropy_mean"].get<double>(), std::log(8.0) + 1e-6);
   EXPECT_EQ(res["history"].size(), 8u);
   EXPECT_FALSE(m["config"].contains("data"));  // the probe reads no data section
+  // Its curves in TensorBoard too, read back by TensorBoard's own reader against
+  // history.jsonl (every numeric field a scalar), with the session ended as completed.
+  const std::filesystem::path run_dir =
+      dir.path() / "res/probe" / r.out.substr(r.out.find("res/probe/") + 10, 16) / "seed0";
+  ASSERT_TRUE(std::filesystem::exists(run_dir / "events.out.tfevents.normexp"));
+  if (std::filesystem::exists(NORMEXP_TB_PYTHON)) {
+    const auto check = testing::shell(std::string(NORMEXP_TB_PYTHON) + " " + NORMEXP_SOURCE_DIR +
+                                      "/tests/train/tensorboard_check.py " + run_dir.string() +
+                                      " --task");
+    EXPECT_EQ(check.code, 0) << check.out;
+  }
   // Setting a section the task does not read is a config error naming it.
   auto bad = testing::normexp("run " + cfg.string() + " --set model.name=vit --output " +
                               (dir.path() / "res2").string());

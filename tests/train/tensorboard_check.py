@@ -1,7 +1,8 @@
 """Reads a run directory's TensorBoard events with TensorBoard's own reader and checks them
 against history.jsonl and metrics.json (tests/train/tensorboard_test.cpp runs it).
 
-Usage: python tensorboard_check.py RUN_DIR. Prints OK or the first mismatch; exit 0 / 1.
+Usage: python tensorboard_check.py RUN_DIR [--task]. Prints OK or the first mismatch; exit
+0 / 1. --task: a non-classification task's run, whose history fields are the scalars' tags.
 """
 import json
 import math
@@ -11,7 +12,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 
-def main(run_dir):
+def main(run_dir, task=False):
     history = [json.loads(line) for line in open(f"{run_dir}/history.jsonl") if line.strip()]
     metrics = json.load(open(f"{run_dir}/metrics.json"))
     acc = event_accumulator.EventAccumulator(run_dir, size_guidance={"scalars": 0})
@@ -19,6 +20,14 @@ def main(run_dir):
     tags = acc.Tags()["scalars"]
     pairs = {"train/loss": "train_loss", "test/err": "test_err", "test/loss": "test_loss",
              "lr": "lr", "train/err": "train_err", "test/acc": "test_acc"}
+    if task:  # a task's history: every numeric field is a scalar of its own name
+        pairs = {k: k for k, v in history[0].items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)
+                 and k not in ("step", "wall_time")}
+        if not pairs:
+            return "no numeric field in the history"
+        for row in history:
+            row.setdefault("step", row.get("epoch"))
     for tag, key in pairs.items():
         if tag not in tags:
             return f"no scalar {tag} (have {sorted(tags)})"
@@ -48,6 +57,6 @@ def main(run_dir):
 
 
 if __name__ == "__main__":
-    result = main(sys.argv[1])
+    result = main(sys.argv[1], task="--task" in sys.argv[2:])
     print(result)
     sys.exit(0 if result == "OK" else 1)

@@ -17,7 +17,8 @@
 #          normexp plan ikami_table1..4 --estimate: the H200-hours of all CIFAR cells
 #   imagenet  issue 18: the ResNet-50 training step (bn and cwo, B256, bf16, channels_last) and
 #          the JPEG loader (data bench-jpeg, 1/4/8/16 workers) on the machine's cores: does
-#          the loader keep up with the GPU?
+#          the loader keep up with the GPU? Needs libjpeg-turbo in the device build: pack with
+#          NORMEXP_EXTRA_DEBS="libturbojpeg0-dev libturbojpeg0" ../shared/device/pack.sh
 # Everything lands in $OUT/h200.tar.gz (JSON + logs) and a short table in $OUT/summary.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."

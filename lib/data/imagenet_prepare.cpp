@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/jpeg.h"
 
 #if defined(NORMEXP_WITH_LIBARCHIVE) && defined(NORMEXP_WITH_MATIO)
@@ -228,9 +229,7 @@ Devkit read_devkit(const fs::path& devkit, const fs::path& scratch, int64_t clas
   if (fs::is_directory(devkit)) {
     meta = devkit / kMeta;
     truth_where = (devkit / kTruth).string();
-    std::ifstream in(devkit / kTruth);
-    if (!in) throw RunError(fmt::format("{}: missing (the devkit's validation labels)", truth_where));
-    truth.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    truth = read_file(devkit / kTruth);  // RunError naming the file when it is missing
   } else {
     ArchivePtr a = open_tar(devkit);
     struct archive_entry* e = nullptr;

@@ -62,6 +62,11 @@ bool decode_jpeg(const unsigned char* data, size_t size, int min_width, int min_
     error = "not a JPEG (no readable JPEG header)";
     return false;
   }
+  return decode_jpeg(data, size, info, min_width, min_height, out, error);
+}
+
+bool decode_jpeg(const unsigned char* data, size_t size, const JpegInfo& info, int min_width,
+                 int min_height, RgbImage& out, std::string& error) {
   if (min_width <= 0 && min_height <= 0) min_width = info.width;  // full size
   // The smallest scale that keeps the requested size (factors come largest first or not:
   // search them all).
@@ -148,6 +153,10 @@ namespace {
 
 bool read_jpeg_header(const unsigned char*, size_t, JpegInfo&) { no_turbojpeg(); }
 bool decode_jpeg(const unsigned char*, size_t, int, int, RgbImage&, std::string&) {
+  no_turbojpeg();
+}
+bool decode_jpeg(const unsigned char*, size_t, const JpegInfo&, int, int, RgbImage&,
+                 std::string&) {
   no_turbojpeg();
 }
 std::vector<unsigned char> encode_jpeg(const RgbImage&, int, JpegKind) { no_turbojpeg(); }

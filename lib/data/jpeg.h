@@ -41,6 +41,10 @@ struct RgbImage {
 // corrupt); warnings (a few bad bytes) also count as failures, so no image is half grey.
 bool decode_jpeg(const unsigned char* data, size_t size, int min_width, int min_height,
                  RgbImage& out, std::string& error);
+// The same with the header already read by read_jpeg_header (the loader reads it first to
+// draw the crop; this spares parsing it twice per image).
+bool decode_jpeg(const unsigned char* data, size_t size, const JpegInfo& info, int min_width,
+                 int min_height, RgbImage& out, std::string& error);
 
 // Encodes RGB pixels at `quality` (1..100) as a colour JPEG with 4:2:0 subsampling (as most
 // camera JPEGs), a greyscale JPEG (luminance only), or a CMYK (YCCK) JPEG in Adobe's inverted

@@ -2,14 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <iterator>
 #include <limits>
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/jpeg.h"
 
 namespace normexp::data {
@@ -85,12 +84,10 @@ CropBox draw_crop(int width, int height, const JpegAugment& a, uint64_t seed) {
 
 bool load_augmented(const std::string& path, const JpegAugment& augment, uint64_t seed,
                     unsigned char* dst, std::string& error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw RunError(fmt::format("{}: cannot open (was the dataset moved?)", path));
-  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
-                                         std::istreambuf_iterator<char>());
+  const std::string file = read_file(path);  // RunError naming the path (a moved dataset)
+  const auto* bytes = reinterpret_cast<const unsigned char*>(file.data());
   JpegInfo info;
-  if (!read_jpeg_header(bytes.data(), bytes.size(), info)) {
+  if (!read_jpeg_header(bytes, file.size(), info)) {
     error = "not a JPEG (no readable JPEG header)";
     return false;
   }
@@ -99,7 +96,7 @@ bool load_augmented(const std::string& path, const JpegAugment& augment, uint64_
   const int min_w = static_cast<int>(std::ceil(augment.size * info.width / box.w));
   const int min_h = static_cast<int>(std::ceil(augment.size * info.height / box.h));
   RgbImage image;
-  if (!decode_jpeg(bytes.data(), bytes.size(), min_w, min_h, image, error)) return false;
+  if (!decode_jpeg(bytes, file.size(), info, min_w, min_h, image, error)) return false;
   const double sx = static_cast<double>(image.width) / info.width;
   const double sy = static_cast<double>(image.height) / info.height;
   resample_box(image, box.x0 * sx, box.y0 * sy, box.w * sx, box.h * sy, augment.size, box.flip,
@@ -178,7 +175,8 @@ JpegLoader::Ready JpegLoader::produce(int64_t begin, int64_t end, const Epoch& e
   if (options_.device.is_cuda()) opts = opts.pinned_memory(true);
   Ready out;
   out.images = torch::empty({count, 3, s, s}, opts);
-  out.labels = torch::empty({count}, torch::TensorOptions().dtype(torch::kLong));
+  // Labels pinned too: a copy from pageable memory would not be asynchronous.
+  out.labels = torch::empty({count}, opts.dtype(torch::kLong));
   unsigned char* dst = out.images.data_ptr<unsigned char>();
   int64_t* labels = out.labels.data_ptr<int64_t>();
   int64_t kept = 0;

@@ -1,140 +1,267 @@
 #!/usr/bin/env bash
-# Issue 7's measurements on the GPU machine, in stages that each fit one `run` call (10 min):
+# Issue 14 (and 20's GPU half): everything normexp measures on the GPU machine, in ONE `run`
+# call that stays under a deadline (default 450 s) and leaves every result under $OUT as it
+# goes, so a cut-short call still returns what it measured.
 #
-#   call 1: bash .devicedeps/build-on-device.sh >$OUT/build.log 2>&1 && bash bench/h200_session.sh test bench
-#   call 2: bash .devicedeps/build-on-device.sh >$OUT/build.log 2>&1 && bash bench/h200_session.sh peer compile
-#   (the second build is incremental on a warm machine, a full one on a fresh machine)
+#   device:  bash bench/h200_session.sh              (carry .devicebin and .devicedeps)
+#   here:    bash bench/h200_session.sh --dry-run    (CPU: every step runs tiny, or says why not)
 #
-# Stages (any order, several per call):
-#   test   the full suite on the CUDA build (CUDA-only tests run instead of skipping)
-#   bench  normexp bench: WRN-28-10 B128 bf16, ResNet-110 B128, WRN-28-10 B4 (eager vs CUDA
-#          graphs), cwo + noise vs bn, the FastAA pipeline's share, BCN vs LN/BN
-#   peer   normexp bench again, each workload right before the PyTorch peer (eager, graphs)
-#          on the same workload
-#   compile  the PyTorch peer with torch.compile (minutes of compiling per model)
-#   estimate  normexp bench every CIFAR-100 config of Tables 1-2 (the workloads of Tables 1-4;
-#          CIFAR-10 cells share them) with bf16, channels_last and graphs where possible, then
-#          normexp plan ikami_table1..4 --estimate: the H200-hours of all CIFAR cells
-#   imagenet  issue 18: the ResNet-50 training step (bn and cwo, B256, bf16, channels_last) and
-#          the JPEG loader (data bench-jpeg, 1/4/8/16 workers) on the machine's cores: does
-#          the loader keep up with the GPU? Needs libjpeg-turbo in the device build: pack with
-#          NORMEXP_EXTRA_DEBS="libturbojpeg0-dev libturbojpeg0" ../shared/device/pack.sh
-# Everything lands in $OUT/h200.tar.gz (JSON + logs) and a short table in $OUT/summary.txt.
+# Binaries: .devicebin/ from bench/device_prebuild.sh (built on the CPU machine against the same
+# LibTorch 2.11.0+cu130 wheel the GPU machine's python3 has). If they do not start there, the
+# fallback builds them on the machine (.devicedeps/build-on-device.sh, minutes of the budget);
+# the first lines of summary.txt say which path ran.
+#
+# Steps, most important first; each runs only if the time left covers its cap:
+#   tests    the CUDA-only tests (graph capture, CUDA run + resume, BCN's CUDA kernels)
+#   peak     the bf16 matrix peak of this GPU (PyTorch matmul), the TFLOP/s yardstick
+#   wrn128   WRN-28-10 B128 bf16: normexp eager vs graphs, then the PyTorch peer (eager)
+#   r110     ResNet-110 B128: the same
+#   wrn4     WRN-28-10 B4: the same
+#   cwo      cwo + noise vs bn on WRN-28-10 B128 (graphs, eager)
+#   fastaa   the FastAA + Cutout pipeline's share of a WRN-28-10 step (B128, B4)
+#   norms    BCN (fused CUDA kernel and op chain) vs LayerNorm/BatchNorm, bf16 and fp32
+#   vit      the ViT-B/16 training step with BCN vs LN (B128 bf16, synthetic ImageNet)
+#   imagenet the ResNet-50 step (bn, cwo; B256) vs the JPEG loader on the machine's cores
+#   peer+    the peer in graphs mode on the three workloads
+#   estimate normexp bench on each CIFAR-100 config of Tables 1-2 (as many as time allows),
+#            then `normexp plan ikami_tableN --estimate`: H200-hours of the CIFAR cells
+#   compile  the peer with torch.compile (minutes of compiling; only if time is left)
+# Output: $OUT/summary.txt (log of steps), $OUT/json/*.json, $OUT/logs/*, and $OUT/table.md,
+# printed last (bench/h200_table.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
+dry=0
+[ "${1:-}" = "--dry-run" ] && dry=1
 OUT=${OUT:-/tmp/normexp-h200}
-work=/tmp/normexp-h200-work
-mkdir -p "$OUT" "$work/json" "$work/logs" "$work/cfg"
-torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH="/opt/devicedeps/usr/lib/x86_64-linux-gnu:$torch_lib:${LD_LIBRARY_PATH:-}"
-bin=${NORMEXP_BIN:-build-cuda/apps/normexp/normexp}
-summary="$OUT/summary.txt"
+mkdir -p "$OUT/json" "$OUT/logs" "$OUT/cfg"
+summary=$OUT/summary.txt
+: >"$summary"
+start=$(date +%s)
+deadline=$((start + ${NORMEXP_DEADLINE_S:-450}))
 note() { echo "$*" | tee -a "$summary"; }
+left() { echo $((deadline - $(date +%s))); }
 
-# A bench variant: a config that inherits a table config and sets train options.
+# A step runs when at least `cap` seconds are left, under a timeout of what is left.
+want() {  # name cap
+  local l
+  l=$(left)
+  if ((l < $2)); then
+    note "-- skipped $1: ${l}s left, needs ${2}s"
+    return 1
+  fi
+  return 0
+}
+tlimit() { local l; l=$(left); echo $((l > 5 ? l - 5 : 1)); }
+
+# ---------------------------------------------------------------------------------------
+# Binaries and environment
+if ((dry)); then
+  bin=${NORMEXP_BIN:-build/apps/normexp/normexp}
+  tests=${NORMEXP_TESTS:-build/tests/normexp_ml_tests}
+  device=cpu
+  note "== dry run on $(nproc) CPU cores: tiny batches and step counts, CUDA-only parts skipped"
+else
+  device=cuda
+  site=$(python3 -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))')
+  torch_lib=$site/torch/lib
+  # The pip CUDA libraries (cuDNN, cuBLAS, NCCL...), which libtorch_cuda finds by RUNPATH too.
+  nv=$(find "$site/nvidia" -maxdepth 3 -type d -name lib 2>/dev/null | tr '\n' ':')
+  export LD_LIBRARY_PATH="$root/.devicebin/lib:$torch_lib:$nv${LD_LIBRARY_PATH:-}"
+  bin=.devicebin/bin/normexp
+  tests=.devicebin/bin/normexp_ml_tests
+  if "$bin" --version >"$OUT/logs/prebuilt.log" 2>&1; then
+    note "== path: prebuilt binaries ($(head -c 300 .devicebin/MANIFEST 2>/dev/null | head -3 | tr '\n' ' '))"
+  else
+    note "== path: FALLBACK build on the machine (prebuilt did not start: $(tail -2 "$OUT/logs/prebuilt.log" | tr '\n' ' '))"
+    bash .devicedeps/build-on-device.sh >"$OUT/logs/build.log" 2>&1
+    note "   build rc $? in $(($(date +%s) - start)) s"
+    export LD_LIBRARY_PATH="/opt/devicedeps/usr/lib/x86_64-linux-gnu:$LD_LIBRARY_PATH"
+    bin=build-cuda/apps/normexp/normexp
+    tests=build-cuda/tests/normexp_ml_tests
+  fi
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.mem,temperature.gpu,power.limit \
+    --format=csv >"$OUT/logs/gpu.txt" 2>&1
+  note "== GPU: $(tail -1 "$OUT/logs/gpu.txt")"
+fi
+note "== normexp: $("$bin" --version 2>&1 | head -1)"
+note "== python: $(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1 | tail -1)"
+peer_ok=0
+python3 -c 'import torch' >/dev/null 2>&1 && peer_ok=1
+
+# Sizes: the real workloads on the GPU, tiny ones in the dry run (same code paths).
+if ((dry)); then
+  B128=2 B4=1 B_VIT=1 W=1 S=2 S_SMALL=2 R=1 NORMS=(--shape 2x16x32 --shape 2x8x8x8 --repeats 2 --warmup 1)
+else
+  B128=128 B4=4 B_VIT=128 W=20 S=40 S_SMALL=150 R=2 NORMS=(--repeats 30 --warmup 5)
+fi
+
+# A bench variant: a config that inherits a shipped config and sets train options.
 variant() {  # name base "train: {...}" [more YAML lines]
   local name=$1 base=$2
   shift 2
-  { echo "name: $name"; echo "base: $(realpath "$base")"; printf '%s\n' "$@"; } >"$work/cfg/$name.yaml"
-  echo "$work/cfg/$name.yaml"
+  { echo "name: $name"; echo "base: $(realpath "$base")"; printf '%s\n' "$@"; } >"$OUT/cfg/$name.yaml"
+  echo "$OUT/cfg/$name.yaml"
 }
 T1=configs/ikami/table1
 T2=configs/ikami/table2
 fast="bf16: true, channels_last: true"
-wrn_e=$(variant wrn_b128_eager $T1/cifar100_wrn28_10_bn.yaml "train: {$fast, cuda_graphs: off}")
-wrn_g=$(variant wrn_b128_graphs $T1/cifar100_wrn28_10_bn.yaml "train: {$fast, cuda_graphs: on}")
-wrncwo_e=$(variant wrn_cwo_b128_eager $T1/cifar100_wrn28_10_cwo.yaml "train: {$fast, cuda_graphs: off}")
-wrncwo_g=$(variant wrn_cwo_b128_graphs $T1/cifar100_wrn28_10_cwo.yaml "train: {$fast, cuda_graphs: on}")
-r110_e=$(variant r110_b128_eager $T1/cifar100_resnet110_bn.yaml "train: {$fast, cuda_graphs: off}")
-r110_g=$(variant r110_b128_graphs $T1/cifar100_resnet110_bn.yaml "train: {$fast, cuda_graphs: on}")
-r110cwo_e=$(variant r110_cwo_b128_eager $T1/cifar100_resnet110_cwo.yaml "train: {$fast, cuda_graphs: off}")
-r110cwo_g=$(variant r110_cwo_b128_graphs $T1/cifar100_resnet110_cwo.yaml "train: {$fast, cuda_graphs: on}")
-b4_e=$(variant wrn_b4_eager $T2/cifar100_wrn28_10_bn_b4.yaml "train: {$fast, cuda_graphs: off}")
-b4_g=$(variant wrn_b4_graphs $T2/cifar100_wrn28_10_bn_b4.yaml "train: {$fast, cuda_graphs: on}")
+((dry)) && fast="bf16: false, channels_last: false"
+mk() {  # name base batch graphs
+  variant "$1" "$2" "train: {$fast, cuda_graphs: $4, batch_size: $3, device: $device}"
+}
+wrn_e=$(mk wrn_b128_eager $T1/cifar100_wrn28_10_bn.yaml $B128 off)
+wrn_g=$(mk wrn_b128_graphs $T1/cifar100_wrn28_10_bn.yaml $B128 on)
+wrncwo_e=$(mk wrn_cwo_b128_eager $T1/cifar100_wrn28_10_cwo.yaml $B128 off)
+wrncwo_g=$(mk wrn_cwo_b128_graphs $T1/cifar100_wrn28_10_cwo.yaml $B128 on)
+r110_e=$(mk r110_b128_eager $T1/cifar100_resnet110_bn.yaml $B128 off)
+r110_g=$(mk r110_b128_graphs $T1/cifar100_resnet110_bn.yaml $B128 on)
+b4_e=$(mk wrn_b4_eager $T2/cifar100_wrn28_10_bn_b4.yaml $B4 off)
+b4_g=$(mk wrn_b4_graphs $T2/cifar100_wrn28_10_bn_b4.yaml $B4 on)
+vit() {  # name norm-yaml: ViT-B/16 at 224 px (no shipped ImageNet ViT recipe: a DeiT-like one)
+  { echo "name: $1"; echo "data: {name: imagenet}"; echo "model: {name: vit, preset: vit_b16}"
+    echo "norm: $2"; echo "optim: {name: adamw, lr: 1.0e-3, weight_decay: 0.05}"
+    echo "schedule: {name: cosine}"
+    echo "train: {$fast, cuda_graphs: auto, batch_size: $B_VIT, epochs: 300, device: $device}"
+  } >"$OUT/cfg/$1.yaml"
+  echo "$OUT/cfg/$1.yaml"
+}
+vit_ln=$(vit vitb16_ln "{name: ln}")
+vit_bcn=$(vit vitb16_bcn "{name: bcn, alpha: 0.2, stats: tokens}")
 
 nbench() {  # label steps configs...
   local label=$1 steps=$2
   shift 2
-  "$bin" bench "$@" --warmup 30 --steps "$steps" --rounds 3 --out "$work/json/$label.json" \
-    >"$work/logs/$label.log" 2>&1
+  timeout "$(tlimit)" "$bin" bench "$@" --device "$device" --warmup "$W" --steps "$steps" \
+    --rounds "$R" --out "$OUT/json/$label.json" >"$OUT/logs/$label.log" 2>&1
   local rc=$?
   note "== normexp bench $label (rc $rc)"
-  grep -v '^\[' "$work/logs/$label.log" | tee -a "$summary"
+  grep -v '^\[' "$OUT/logs/$label.log" | tail -n 12 | tee -a "$summary"
 }
 
 peer() {  # label args...
   local label=$1
   shift
-  timeout 300 python3 bench/peer/train_bench.py "$@" --warmup 30 --steps 150 \
-    --out "$work/json/$label.json" >"$work/logs/$label.log" 2>&1
-  note "== peer $label (rc $?): $(tail -1 "$work/logs/$label.log")"
+  if ((!peer_ok)); then
+    note "-- skipped peer $label: python3 has no torch"
+    return
+  fi
+  local extra=(--bf16 --channels-last)
+  ((dry)) && extra=(--threads 2)
+  timeout "$(tlimit)" python3 bench/peer/train_bench.py "$@" "${extra[@]}" --classes 100 \
+    --device "$device" --warmup "$W" --steps "$S" --out "$OUT/json/$label.json" \
+    >"$OUT/logs/$label.log" 2>&1
+  note "== peer $label (rc $?): $(tail -1 "$OUT/logs/$label.log")"
 }
 
-for stage in "$@"; do
-  case $stage in
-    test)
-      nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv \
-        >"$work/logs/gpu.txt" 2>&1
-      note "== $(tail -1 "$work/logs/gpu.txt"); $("$bin" --version)"
-      (cd build-cuda && ctest -j8 --output-on-failure >"$work/logs/ctest.log" 2>&1)
-      note "== ctest rc $?: $(grep -E 'tests passed|tests failed' "$work/logs/ctest.log")"
-      grep -E '^\s+[0-9]+ - .*(Failed|Skipped|Not Run)' "$work/logs/ctest.log" | head -20 | tee -a "$summary"
-      ;;
-    bench)
-      nbench wrn_b128 50 "$wrn_e" "$wrn_g"
-      nbench r110_b128 100 "$r110_e" "$r110_g"
-      nbench wrn_b4 200 "$b4_e" "$b4_g"
-      nbench cwo_wrn 50 "$wrn_g" "$wrncwo_g" "$wrn_e" "$wrncwo_e"
-      nbench cwo_r110 100 "$r110_g" "$r110cwo_g" "$r110_e" "$r110cwo_e"
-      NORMEXP_BIN=$bin bash bench/fastaa_overhead.sh --device cuda --set train.bf16=true \
-        --set train.channels_last=true >"$work/logs/fastaa.log" 2>&1
-      note "== FastAA pipeline vs WRN-28-10 step (rc $?)"; grep -v '^\[' "$work/logs/fastaa.log" | tee -a "$summary"
-      "$bin" bench norms --device cuda --bf16 --out "$work/json/bcn_norms_bf16.json" \
-        >"$work/logs/norms.log" 2>&1
-      note "== bench norms bf16 (rc $?)"; grep -v '^\[' "$work/logs/norms.log" | tee -a "$summary"
-      ;;
-    peer)
-      common=(--bf16 --channels-last --classes 100)
-      nbench wrn_b128_again 50 "$wrn_e" "$wrn_g"
-      peer wrn_b128_eager --model wrn --batch 128 "${common[@]}" --mode eager
-      peer wrn_b128_graphs --model wrn --batch 128 "${common[@]}" --mode graphs
-      nbench r110_b128_again 100 "$r110_e" "$r110_g"
-      peer r110_b128_eager --model resnet --depth 110 --batch 128 "${common[@]}" --mode eager
-      peer r110_b128_graphs --model resnet --depth 110 --batch 128 "${common[@]}" --mode graphs
-      nbench wrn_b4_again 200 "$b4_e" "$b4_g"
-      peer wrn_b4_eager --model wrn --batch 4 "${common[@]}" --mode eager
-      peer wrn_b4_graphs --model wrn --batch 4 "${common[@]}" --mode graphs
-      ;;
-    compile)
-      common=(--bf16 --channels-last --classes 100)
-      peer wrn_b128_compile --model wrn --batch 128 "${common[@]}" --mode compile
-      peer wrn_b4_compile --model wrn --batch 4 "${common[@]}" --mode compile
-      peer r110_b128_compile --model resnet --depth 110 --batch 128 "${common[@]}" --mode compile
-      ;;
-    estimate)
-      est=()
-      for c in $T1/cifar100_*.yaml configs/ikami/table1_fastaa/cifar100_*.yaml $T2/cifar100_*.yaml; do
-        out="$work/json/est_$(basename "$(dirname "$c")")_$(basename "$c" .yaml).json"
-        "$bin" bench "$c" --set train.bf16=true --set train.channels_last=true \
-          --set train.cuda_graphs=auto --warmup 15 --steps 30 --rounds 1 --out "$out" \
-          >>"$work/logs/estimate.log" 2>&1 && est+=(--estimate "$out")
-      done
-      note "== estimate from $(( ${#est[@]} / 2 )) bench files"
-      for t in 1 2 3 4; do
-        "$bin" plan ikami_table$t --results "$work/no-results" "${est[@]}" 2>&1 |
-          grep '^# ' | grep -v 'no bench row' | tee -a "$summary"
-      done
-      ;;
-    imagenet)
-      T6=configs/ikami/table6
-      r50=$(variant r50_bn_b256 $T6/imagenet_resnet50_bn.yaml "train: {$fast, cuda_graphs: auto}")
-      r50cwo=$(variant r50_cwo_b256 $T6/imagenet_resnet50_cwo.yaml "train: {$fast, cuda_graphs: auto}")
-      nbench r50_b256 30 "$r50" "$r50cwo"
-      "$bin" data bench-jpeg --dir "$work/jpeg" --images 4096 --batch 256 --workers 1 \
-        --workers 4 --workers 8 --workers 16 >"$work/logs/jpeg.log" 2>&1
-      note "== data bench-jpeg, $(nproc) cores (rc $?)"; grep -v '^\[' "$work/logs/jpeg.log" | tee -a "$summary"
-      ;;
-    *) echo "unknown stage '$stage' (test, bench, peer, compile, estimate, imagenet)" >&2; exit 2 ;;
-  esac
-done
-tar -C "$work" -czf "$OUT/h200.tar.gz" json logs cfg
+# ---------------------------------------------------------------------------------------
+if want tests 30; then
+  filter='TrainStep.*:CudaRun.*:Bcn*.*'
+  timeout "$(tlimit)" "$tests" --gtest_filter="$filter" >"$OUT/logs/tests.log" 2>&1
+  note "== CUDA-only tests (rc $?): $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/logs/tests.log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED  \]|^\[  SKIPPED \]' "$OUT/logs/tests.log" | head -20 | tee -a "$summary"
+fi
+
+if want peak 20; then
+  if ((peer_ok)); then
+    timeout "$(tlimit)" python3 bench/peer/matmul_peak.py --device "$device" \
+      --out "$OUT/json/matmul_peak.json" >"$OUT/logs/peak.log" 2>&1
+    note "== matrix peak (rc $?): $(tail -1 "$OUT/logs/peak.log")"
+  else
+    note "-- skipped peak: python3 has no torch"
+  fi
+fi
+
+if want wrn128 90; then
+  nbench wrn_b128 "$S" "$wrn_e" "$wrn_g"
+  peer peer_wrn_b128_eager --model wrn --batch "$B128" --mode eager
+fi
+if want r110 70; then
+  nbench r110_b128 "$S_SMALL" "$r110_e" "$r110_g"
+  peer peer_r110_b128_eager --model resnet --depth 110 --batch "$B128" --mode eager
+fi
+if want wrn4 60; then
+  nbench wrn_b4 "$S_SMALL" "$b4_e" "$b4_g"
+  peer peer_wrn_b4_eager --model wrn --batch "$B4" --mode eager
+fi
+want cwo 50 && nbench cwo_wrn "$S" "$wrn_g" "$wrncwo_g" "$wrn_e" "$wrncwo_e"
+
+if want fastaa 40; then
+  timeout "$(tlimit)" "$bin" data bench configs/ikami/table1_fastaa/cifar10_wrn28_10_cwo.yaml \
+    --device "$device" --batch "$B128" --batch "$B4" --set "train.bf16=$([ $dry = 1 ] && echo false || echo true)" \
+    --set "train.channels_last=$([ $dry = 1 ] && echo false || echo true)" \
+    >"$OUT/logs/fastaa.log" 2>&1
+  note "== FastAA + Cutout pipeline vs WRN-28-10 step (rc $?)"
+  grep -v '^\[' "$OUT/logs/fastaa.log" | tail -n 12 | tee -a "$summary"
+fi
+
+if want norms 40; then
+  bf=(--bf16)
+  ((dry)) && bf=()
+  for dt in bf16 fp32; do
+    args=("${NORMS[@]}")
+    [ $dt = bf16 ] && args+=("${bf[@]}")
+    [ $dt = bf16 ] && ((dry)) && { note "-- skipped bench norms bf16: CUDA only"; continue; }
+    timeout "$(tlimit)" "$bin" bench norms --device "$device" "${args[@]}" \
+      --out "$OUT/json/norms_$dt.json" >"$OUT/logs/norms_$dt.log" 2>&1
+    note "== bench norms $dt (rc $?)"
+    grep -v '^\[' "$OUT/logs/norms_$dt.log" | tail -n 10 | tee -a "$summary"
+  done
+fi
+
+want vit 50 && nbench vitb16 "$S" "$vit_ln" "$vit_bcn"
+
+if want imagenet 60; then
+  T6=configs/ikami/table6
+  nbench r50_b256 "$((dry ? 1 : 30))" "$(mk r50_bn $T6/imagenet_resnet50_bn.yaml $((dry ? 1 : 256)) auto)" \
+    "$(mk r50_cwo $T6/imagenet_resnet50_cwo.yaml $((dry ? 1 : 256)) auto)"
+  workers=(--workers 1 --workers 4 --workers 8 --workers 16)
+  ((dry)) && workers=(--workers 1 --workers 2)
+  timeout "$(tlimit)" "$bin" data bench-jpeg --dir "$OUT/jpeg" --images "$((dry ? 64 : 4096))" \
+    --batch "$((dry ? 16 : 256))" "${workers[@]}" >"$OUT/logs/jpeg.log" 2>&1
+  note "== data bench-jpeg on $(nproc) cores (rc $?): does the loader keep up with the ResNet-50 step?"
+  grep -v '^\[' "$OUT/logs/jpeg.log" | tail -n 10 | tee -a "$summary"
+  rm -rf "$OUT/jpeg"
+fi
+
+if want peer+ 60; then
+  if ((dry)); then
+    note "-- skipped peer graphs mode: CUDA only"
+  else
+    peer peer_wrn_b128_graphs --model wrn --batch "$B128" --mode graphs
+    peer peer_r110_b128_graphs --model resnet --depth 110 --batch "$B128" --mode graphs
+    peer peer_wrn_b4_graphs --model wrn --batch "$B4" --mode graphs
+  fi
+fi
+
+if want estimate 40; then
+  est=()
+  configs=($T1/cifar100_*.yaml configs/ikami/table1_fastaa/cifar100_*.yaml $T2/cifar100_*.yaml)
+  ((dry)) && configs=("${configs[@]:0:2}")
+  for c in "${configs[@]}"; do
+    ((dry)) || want "estimate $(basename "$c")" 25 || break
+    out="$OUT/json/est_$(basename "$(dirname "$c")")_$(basename "$c" .yaml).json"
+    sets=(--set "train.cuda_graphs=auto" --set "train.device=$device")
+    ((dry)) && sets+=(--set train.batch_size=2) || sets+=(--set train.bf16=true --set train.channels_last=true)
+    timeout "$(tlimit)" "$bin" bench "$c" "${sets[@]}" --warmup "$W" --steps "$((dry ? 1 : 30))" --rounds 1 \
+      --out "$out" >>"$OUT/logs/estimate.log" 2>&1 && est+=(--estimate "$out")
+  done
+  note "== estimate from $((${#est[@]} / 2)) of ${#configs[@]} bench files"
+  for t in 1 2 3 4; do
+    "$bin" plan ikami_table$t --results "$OUT/no-results" "${est[@]}" 2>&1 |
+      grep '^# ' | grep -v 'no bench row' | tee -a "$summary"
+  done
+fi
+
+if want compile 120; then
+  if ((dry)); then
+    note "-- skipped torch.compile peer: minutes of compiling, GPU runs only"
+  else
+    peer peer_wrn_b128_compile --model wrn --batch "$B128" --mode compile
+  fi
+fi
+
+note "== done in $(($(date +%s) - start)) s"
+python3 bench/h200_table.py "$OUT" >"$OUT/table.md" 2>"$OUT/logs/table.log" ||
+  echo "(table failed: $(tail -1 "$OUT/logs/table.log"))" >>"$OUT/table.md"
+cat "$OUT/table.md"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# bench/h200_session.sh --dry-run must run through on CPU: the GPU session gets one call of a
+# few minutes, so the script must not meet its first broken config key, missing option or
+# table crash there. Catches: a step exiting non-zero (a renamed config key makes `bench`
+# exit 2), a step that silently stops running (its JSON missing), the table script failing.
+set -uo pipefail
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+OUT=$out NORMEXP_DEADLINE_S=1200 bash "$1/bench/h200_session.sh" --dry-run >"$out/stdout" 2>&1
+rc=$?
+fail() { echo "FAIL: $*"; cat "$out/summary.txt" 2>/dev/null; exit 1; }
+((rc == 0)) || fail "the script exited $rc"
+grep -q '== done in' "$out/summary.txt" || fail "the script did not reach its end"
+bad=$(grep -E '\(rc [1-9][0-9]*\)' "$out/summary.txt") && fail "steps failed: $bad"
+grep -q -- '-- skipped .*: [0-9]*s left' "$out/summary.txt" && fail "a step ran out of time in a 1200 s dry run"
+for j in wrn_b128 r110_b128 wrn_b4 cwo_wrn norms_fp32 vitb16 r50_b256; do
+  [ -s "$out/json/$j.json" ] || fail "no json/$j.json"
+done
+ls "$out"/json/est_*.json >/dev/null 2>&1 || fail "no estimate bench file"
+grep -q '^| WRN-28-10 B128 | [0-9]' "$out/table.md" || fail "table.md has no WRN-28-10 row: $(cat "$out/table.md")"
+grep -q 'CUDA-only tests (rc 0)' "$out/summary.txt" || fail "the CUDA-only tests did not run"
+echo "dry run through in $(sed -n 's/== done in //p' "$out/summary.txt")"

@@ -139,12 +139,16 @@ torch::Tensor BcnImpl::forward_reference(const torch::Tensor& x) {
 }
 
 bool BcnImpl::use_fused(const torch::Tensor& x) const {
-  return options_.fused && x.device().is_cpu() && x.dim() >= 2 && x.numel() > 0;
+  return options_.fused && x.dim() >= 2 && x.numel() > 0 && bcn_fused_supports(x.device());
 }
 
 torch::Tensor BcnImpl::run_fused(const torch::Tensor& input, bool extras) {
   const auto in_dtype = input.scalar_type();
-  const torch::Tensor x = in_dtype == torch::kDouble ? input : input.to(torch::kFloat);
+  // CPU computes in float or double; CUDA also in bf16/half directly (math in float inside).
+  const bool native = in_dtype == torch::kDouble ||
+                      (input.is_cuda() && (in_dtype == torch::kFloat || in_dtype == torch::kHalf ||
+                                           in_dtype == torch::kBFloat16));
+  const torch::Tensor x = native ? input : input.to(torch::kFloat);
   const int64_t ndim = x.dim();
   const int64_t fdim = options_.layout == BcnLayout::Channels ? 1 : ndim - 1;
   TORCH_CHECK(x.size(fdim) == options_.features, "BCN built for ", options_.features,
@@ -172,7 +176,7 @@ torch::Tensor BcnImpl::run_fused(const torch::Tensor& input, bool extras) {
   auto shape = x.sizes().vec();
   shape[fdim] = 1;
   last_scale_ = r.scale.reshape(shape);
-  return in_dtype == torch::kDouble ? r.y : r.y.to(in_dtype);
+  return r.y.scalar_type() == in_dtype ? r.y : r.y.to(in_dtype);
 }
 
 torch::Tensor BcnImpl::core(const torch::Tensor& x) {

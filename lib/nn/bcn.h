@@ -34,12 +34,13 @@
 // `affine` is the usual per-feature gamma, beta. Both are on in the bcn norm scheme and
 // documented as our choice; core() gives the band map alone.
 //
-// Implementation: on CPU (float, double; half types via float) forward() and core() run one
-// autograd function with §4.1's closed-form backward and the sqrt(d) scale and affine folded
-// in (nn/bcn_function.h): two passes over the tensor each way, and only x plus a few scalars
-// per vector kept for backward. CUDA inputs, and options.fused = false, run the chain of
-// LibTorch ops below (forward_reference/core_reference), which is also the tests' reference
-// and the only path that supports double backward.
+// Implementation: forward() and core() run one autograd function with §4.1's closed-form
+// backward and the sqrt(d) scale and affine folded in (nn/bcn_function.h): two passes over
+// the tensor each way, and only x plus a few scalars per vector kept for backward. On CPU
+// (float, double; half types via float) as loops, on CUDA (float, double, bf16, half, when
+// built with CUDA) as kernels. options.fused = false runs the chain of LibTorch ops below
+// (forward_reference/core_reference), which is also the tests' reference and the only path
+// that supports double backward.
 
 #include <cstdint>
 #include <string>
@@ -70,9 +71,9 @@ struct BcnOptions {
   bool scale_by_sqrt_dim = true;
   bool affine = true;
   double momentum = 0.1;  // running magnitude statistics (stats: batch)
-  // CPU inputs go through one autograd function with §4.1's closed-form backward
-  // (nn/bcn_function.h); false, or CUDA inputs: the chain of LibTorch ops (the reference
-  // the function is tested against).
+  // Inputs go through one autograd function with §4.1's closed-form backward
+  // (nn/bcn_function.h; CPU, and CUDA in builds with it); false: the chain of LibTorch ops
+  // (the reference the function is tested against, and the only one with double backward).
   bool fused = true;
 };
 

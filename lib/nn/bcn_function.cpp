@@ -9,6 +9,10 @@
 #include <utility>
 #include <vector>
 
+#ifdef NORMEXP_WITH_CUDA
+#include "nn/bcn_cuda.h"
+#endif
+
 // Layout of the work (see bcn_function.h for the math). The tensor is viewed as N samples of
 // P vectors of D features: Tokens (N, P, D) with contiguous vectors, Channels (N, D, P) with
 // the feature stride P (P = H*W). Vector v = n*P + p in both. Per-vector scalars live in
@@ -26,15 +30,14 @@
 // run over contiguous positions (vectorizable, and the block of D x kBlock values is re-read
 // from cache), the outer over the strided features.
 //
-// GPU (not done; no GPU was available when this was written): nothing here runs on CUDA, and
-// BcnImpl sends CUDA tensors to the op chain, so the H200 numbers of `normexp bench norms
-// --device cuda` are still the op chain's. What remains: the same structure as CUDA kernels —
-// per direction one per-vector reduction kernel (one warp or block per vector; ||x|| with a
-// float accumulator for bf16/half/float, the rescaled fallback for double), a small kernel for
-// the magnitude statistics of each group (and the batch mean/var for stats: batch), and one
-// elementwise kernel — registered under this same autograd function (dispatch on
-// x.device()), and then checked with bcn_function_test's comparisons on the device and
-// HalfPrecisionInputsOnCuda.
+// CUDA tensors (builds with NORMEXP_WITH_CUDA) take the same autograd function: forward and
+// backward dispatch on x.device() to nn/bcn_cuda.cu, the same two passes per direction as
+// kernels (a per-vector reduction, the group step as small kernels over the magnitudes, one
+// elementwise pass that in the backward also reduces the affine's gradients). What differs,
+// and why: bf16/half stay in their dtype (math in float; the affine's weight and its
+// gradients in float, not rounded to bf16); gamma, beta and the running estimates are read on
+// the device, not with .item(), so that a layer costs no host synchronization and can be
+// captured in a CUDA graph; the group step keeps gamma * rho per group instead of gamma.
 
 namespace normexp::nn {
 
@@ -178,14 +181,14 @@ void backward_reduce(const T* gy, const T* x, const Geo& g, int64_t i0, int64_t 
 }
 template <typename T, bool Affine>
 void write_grad_input(const T* gy, const T* x, const Geo& g, int64_t i0, int64_t i1, const T* w,
-                      const T* A2, const T* B2, T* dx) {
+                      const T* A2, const T* C2, const T* IM, T* dx) {
   using Fn = void (*)(const T*, const T*, const Geo&, int64_t, int64_t, const T*, const T*,
-                      const T*, T*);
+                      const T*, const T*, T*);
   Fn fn = &portable::write_grad_input<T, Affine>;
 #ifdef NORMEXP_BCN_AVX2
   if (use_avx2()) fn = &avx2::write_grad_input<T, Affine>;
 #endif
-  fn(gy, x, g, i0, i1, w, A2, B2, dx);
+  fn(gy, x, g, i0, i1, w, A2, C2, IM, dx);
 }
 
 // reduce(items), then between(vectors), then finish(items). When the magnitude statistics
@@ -245,15 +248,65 @@ BcnFunctionConfig config_from(AutogradContext* ctx) {
   return c;
 }
 
+void save_config(AutogradContext* ctx, const BcnFunctionConfig& c) {
+  ctx->saved_data["layout"] = static_cast<int64_t>(c.layout);
+  ctx->saved_data["stats"] = static_cast<int64_t>(c.stats);
+  ctx->saved_data["bound"] = static_cast<int64_t>(c.bound);
+  ctx->saved_data["alpha"] = c.alpha;
+  ctx->saved_data["eps"] = c.eps;
+  ctx->saved_data["scale"] = c.scale;
+  ctx->saved_data["training"] = c.training;
+}
+
+#ifdef NORMEXP_WITH_CUDA
+// groups_for's groups as the CUDA modes (a sample of one vector is a group of one).
+cuda_impl::BcnCudaConfig cuda_config(const BcnFunctionConfig& c, const Geo& g) {
+  using cuda_impl::BcnCudaMode;
+  cuda_impl::BcnCudaConfig cc;
+  cc.N = g.N;
+  cc.P = g.P;
+  cc.D = g.D;
+  cc.channels = g.channels;
+  switch (c.stats) {
+    case BcnStats::None: cc.mode = BcnCudaMode::Identity; break;
+    case BcnStats::Literal: cc.mode = BcnCudaMode::PerVector; break;
+    case BcnStats::Tokens: cc.mode = g.P == 1 ? BcnCudaMode::PerVector : BcnCudaMode::Sample; break;
+    case BcnStats::Batch: cc.mode = c.training ? BcnCudaMode::Batch : BcnCudaMode::Running; break;
+  }
+  cc.tanh = c.bound == BcnBound::Tanh;
+  cc.alpha = c.alpha;
+  cc.eps = c.eps;
+  cc.scale = c.scale;
+  return cc;
+}
+#endif
+
 class BcnFunction : public torch::autograd::Function<BcnFunction> {
  public:
   // Outputs: y, s per vector (N, P), and the batch's magnitude (mean, var) as a double (2).
   // Absent weight/bias (no affine) and mag_weight/mag_bias (stats: none) come as empty tensors.
+  // running_mean, running_var: stats batch in evaluation on CPU; on CUDA `running` holds them
+  // as a (2) double tensor on the device instead (read there: no host synchronization).
   static variable_list forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor weight,
                                torch::Tensor bias, torch::Tensor mag_weight,
                                torch::Tensor mag_bias, double running_mean, double running_var,
-                               BcnFunctionConfig c) {
+                               torch::Tensor running, BcnFunctionConfig c) {
     const Geo g = geometry(x, c.layout);
+    save_config(ctx, c);
+#ifdef NORMEXP_WITH_CUDA
+    if (x.is_cuda()) {
+      const bool with_affine = weight.numel() > 0;
+      auto r = cuda_impl::bcn_cuda_forward(x, with_affine ? weight : torch::Tensor(),
+                                           with_affine ? bias : torch::Tensor(), mag_weight,
+                                           mag_bias, running, cuda_config(c, g));
+      ctx->save_for_backward({x, weight});
+      ctx->saved_data["table"] = r.table;
+      ctx->saved_data["rho"] = r.grho;  // gamma * rho per group
+      ctx->mark_non_differentiable({r.s, r.batch});
+      return {r.y, r.s, r.batch};
+    }
+#endif
+    (void)running;
     const Groups gr = groups_for(c, g);
     const int64_t V = g.V();
     const bool affine = weight.numel() > 0;
@@ -335,13 +388,6 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
     ctx->saved_data["table"] = table;
     ctx->saved_data["rho"] = rho_t;
     ctx->saved_data["gamma"] = gamma;
-    ctx->saved_data["layout"] = static_cast<int64_t>(c.layout);
-    ctx->saved_data["stats"] = static_cast<int64_t>(c.stats);
-    ctx->saved_data["bound"] = static_cast<int64_t>(c.bound);
-    ctx->saved_data["alpha"] = c.alpha;
-    ctx->saved_data["eps"] = c.eps;
-    ctx->saved_data["scale"] = c.scale;
-    ctx->saved_data["training"] = c.training;
     ctx->mark_non_differentiable({s_out, batch});
     return {y, s_out, batch};
   }
@@ -356,6 +402,21 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
     const BcnFunctionConfig c = config_from(ctx);
     const auto table = ctx->saved_data["table"].toTensor();
     const auto rho_t = ctx->saved_data["rho"].toTensor();
+#ifdef NORMEXP_WITH_CUDA
+    if (x.is_cuda()) {
+      const Geo g = geometry(x, c.layout);
+      auto r = cuda_impl::bcn_cuda_backward(grads[0].contiguous(), x,
+                                            weight.numel() > 0 ? weight : torch::Tensor(), table,
+                                            rho_t, cuda_config(c, g));
+      torch::Tensor dmw, dmb;
+      if (r.dmag.defined()) {  // (1) each, as the double mag_weight/mag_bias they belong to
+        dmw = r.dmag.narrow(0, 0, 1);
+        dmb = r.dmag.narrow(0, 1, 1);
+      }
+      return {r.dx, r.dw, r.db, dmw, dmb, torch::Tensor(), torch::Tensor(), torch::Tensor(),
+              torch::Tensor()};
+    }
+#endif
     const double gamma = ctx->saved_data["gamma"].toDouble();
     const Geo g = geometry(x, c.layout);
     const Groups gr = groups_for(c, g);
@@ -372,7 +433,7 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
     const int64_t threads = at::get_num_threads();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bcn_backward", [&] {
       using T = scalar_t;
-      std::vector<T> A(V), Z(V), A2(V), B2(V);
+      std::vector<T> A(V), Z(V), A2(V), C2(V), IM(V);
       std::vector<double> m(V), dot(V), gsum(V, 0.0), hu(V);
       for (int64_t v = 0; v < V; ++v) {
         m[v] = tab[v * kCols + kM];
@@ -397,8 +458,8 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
                                     dot.data(), gsum.data(), nullptr, nullptr);
       };
       // hu = h.u (u the direction), q = dL/dm~ = c hu ds/dm~, p = dL/dm through the magnitude
-      // LayerNorm (its standard backward per group), then dL/dx = A2 h + B2 x with
-      // A2 = c s / m, B2 = (p - A2 hu) / m; zero vectors get 0.
+      // LayerNorm (its standard backward per group), then dL/dx = A2 h + C2 x / m with
+      // A2 = c s / m, C2 = p - A2 hu; zero vectors get 0.
       auto between = [&](int64_t v0, int64_t v1) {
         for (int64_t v = v0; v < v1; ++v) {
           hu[v] = m[v] > 0 ? dot[v] / m[v] : uniform * gsum[v];
@@ -408,9 +469,10 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
           if (m[v] > 0) {
             const double a2 = c.scale * tab[v * kCols + kS] / m[v];
             A2[v] = static_cast<T>(a2);
-            B2[v] = static_cast<T>((p - a2 * hu[v]) / m[v]);
+            C2[v] = static_cast<T>(p - a2 * hu[v]);
+            IM[v] = static_cast<T>(1.0 / m[v]);
           } else {
-            A2[v] = B2[v] = T(0);
+            A2[v] = C2[v] = IM[v] = T(0);
           }
         };
         if (gr.identity) {
@@ -434,9 +496,9 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
       };
       auto finish = [&](int64_t i0, int64_t i1) {
         if (affine)
-          write_grad_input<T, true>(gp, xp, g, i0, i1, wp, A2.data(), B2.data(), dxp);
+          write_grad_input<T, true>(gp, xp, g, i0, i1, wp, A2.data(), C2.data(), IM.data(), dxp);
         else
-          write_grad_input<T, false>(gp, xp, g, i0, i1, wp, A2.data(), B2.data(), dxp);
+          write_grad_input<T, false>(gp, xp, g, i0, i1, wp, A2.data(), C2.data(), IM.data(), dxp);
       };
       reduce_then_finish(g, per_sample_ok(c, g), reduce, between, finish);
       if (affine) {
@@ -462,19 +524,33 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
       dmw = torch::full({1}, dgamma, mopt);
       dmb = torch::full({1}, dbeta, mopt);
     }
-    return {dx, dw, db, dmw, dmb, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {dx, dw, db, dmw, dmb, torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
 }  // namespace
 
+bool bcn_fused_supports(const c10::Device& device) {
+#ifdef NORMEXP_WITH_CUDA
+  if (device.is_cuda()) return true;
+#endif
+  return device.is_cpu();
+}
+
 BcnFunctionResult bcn_fused(const torch::Tensor& x, const torch::Tensor& weight,
                             const torch::Tensor& bias, const torch::Tensor& mag_weight,
                             const torch::Tensor& mag_bias, const torch::Tensor& running_mean,
                             const torch::Tensor& running_var, const BcnFunctionConfig& config) {
-  TORCH_CHECK(x.device().is_cpu(), "bcn_fused runs on CPU tensors (CUDA: BcnImpl's op chain)");
-  TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
-              "bcn_fused takes float or double, got ", x.scalar_type());
+  const bool cuda = x.device().is_cuda();
+  TORCH_CHECK(bcn_fused_supports(x.device()), "bcn_fused runs on CPU tensors",
+              bcn_fused_supports(c10::Device(c10::kCUDA)) ? " and CUDA tensors" : "",
+              ", not on ", x.device());
+  const auto dtype = x.scalar_type();
+  TORCH_CHECK(dtype == torch::kFloat || dtype == torch::kDouble ||
+                  (cuda && (dtype == torch::kHalf || dtype == torch::kBFloat16)),
+              "bcn_fused takes float or double", cuda ? ", half or bfloat16" : "", ", got ",
+              dtype);
   TORCH_CHECK(x.dim() >= 2 && x.numel() > 0, "bcn_fused: empty or 1-d input ", x.sizes());
   TORCH_CHECK(weight.defined() == bias.defined(), "bcn_fused: weight and bias go together");
   const auto xc = x.contiguous();
@@ -482,8 +558,11 @@ BcnFunctionResult bcn_fused(const torch::Tensor& x, const torch::Tensor& weight,
   // shape through ordinary ops so that autograd does the conversion.
   // Absent tensors travel as empty ones (a custom function's inputs must be defined).
   const auto none = torch::empty({0}, xc.options());
+  // The affine's weight and bias in x's dtype on CPU; on CUDA in the accumulation type, so
+  // that bf16/half inputs keep a float affine and get float gradients for it.
+  const auto wdtype = cuda && dtype != torch::kDouble ? torch::kFloat : dtype;
   auto to_x = [&](const torch::Tensor& t) {
-    return t.defined() ? t.to(x.scalar_type()).contiguous() : none;
+    return t.defined() ? t.to(wdtype).contiguous() : none;
   };
   const bool identity = config.stats == BcnStats::None;
   auto to_d = [&](const torch::Tensor& t) {
@@ -492,9 +571,14 @@ BcnFunctionResult bcn_fused(const torch::Tensor& x, const torch::Tensor& weight,
   const bool constant = config.stats == BcnStats::Batch && !config.training;
   TORCH_CHECK(!constant || (running_mean.defined() && running_var.defined()),
               "bcn_fused: stats batch in evaluation needs the running estimates");
+  // On CUDA the running estimates stay on the device (a .item() is a host synchronization).
+  const bool host_running = constant && !cuda;
+  const auto running = constant && cuda ? torch::cat({running_mean.reshape({1}).to(torch::kDouble),
+                                                      running_var.reshape({1}).to(torch::kDouble)})
+                                        : none;
   auto out = BcnFunction::apply(xc, to_x(weight), to_x(bias), to_d(mag_weight), to_d(mag_bias),
-                                constant ? running_mean.item<double>() : 0.0,
-                                constant ? running_var.item<double>() : 1.0, config);
+                                host_running ? running_mean.item<double>() : 0.0,
+                                host_running ? running_var.item<double>() : 1.0, running, config);
   BcnFunctionResult r;
   r.y = out[0];
   r.scale = out[1];

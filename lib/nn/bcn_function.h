@@ -14,13 +14,16 @@
 // scale and p = dL/dm (the magnitude LayerNorm's own backward applied to
 // q = dL/dm~ = c (h.u) ds/dm~, ds/dm~ = alpha/2 sech^2(m~) or alpha/2 [|m~| <= 1] for clip):
 //   dL/dx = c s (I - u u^T) h / m + p u.
-// The function is CPU-only (float and double, written as loops over the data; BcnImpl casts
-// half types to float first, and sends CUDA tensors to the op chain). Its backward is not
-// itself differentiable: a create_graph backward through it is an error.
+// On CPU: float and double, loops over the data (BcnImpl casts half types to float first). On
+// CUDA (builds with NORMEXP_WITH_CUDA): float, double, half and bfloat16, the same passes as
+// kernels (nn/bcn_cuda.cu), with no host synchronization, so a training step that contains
+// it can be captured in a CUDA graph. Its backward is not itself differentiable: a
+// create_graph backward through it is an error.
 
 #include <cstdint>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include "nn/bcn.h"
 
@@ -43,10 +46,14 @@ struct BcnFunctionResult {
   torch::Tensor batch_var;   // double, detached) and biased variance; otherwise undefined
 };
 
-// x: float or double CPU tensor, (N, ..., D) for the Tokens layout or (N, C, ...) for
-// Channels. weight, bias: (D) in x's dtype, or both undefined (no affine). mag_weight,
-// mag_bias: LayerNorm(1)'s scalars (unused for stats: none). running_mean, running_var: used
-// only for stats: batch with training == false.
+// Whether bcn_fused runs on tensors of this device: CPU, and CUDA when built with it.
+bool bcn_fused_supports(const c10::Device& device);
+
+// x: float or double CPU tensor, or a float, double, half or bfloat16 CUDA tensor; (N, ..., D)
+// for the Tokens layout or (N, C, ...) for Channels. weight, bias: (D), or both undefined (no
+// affine); computed in x's dtype, on CUDA in float for half types. mag_weight, mag_bias:
+// LayerNorm(1)'s scalars (unused for stats: none). running_mean, running_var: used only for
+// stats: batch with training == false. On CUDA every tensor is on x's device.
 BcnFunctionResult bcn_fused(const torch::Tensor& x, const torch::Tensor& weight,
                             const torch::Tensor& bias, const torch::Tensor& mag_weight,
                             const torch::Tensor& mag_bias, const torch::Tensor& running_mean,

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
+#include "backend/cuda_backend.h"
 #include "nn/bcn.h"
 #include "nn/bcn_function.h"
 
@@ -79,7 +81,9 @@ std::vector<std::pair<std::string, torch::Tensor>> inputs(BcnLayout layout) {
            {"one vector per sample (N, D)", tok({4, d})},
            {"4-d tokens", tok({2, 2, 3, d})},
            {"huge", tok({2, 4, d}) * 1e30},
-           {"tiny", tok({2, 4, d}) * 1e-30}};
+           {"tiny", tok({2, 4, d}) * 1e-30},
+           // ~1/m^2 overflows below 1e-154: dL/dx must not go through it
+           {"tinier than 1e-154", tok({2, 4, d}) * 1e-200}};
   } else {
     auto mixed = tok({3, d, 2, 3});
     mixed.select(0, 1).select(2, 0).mul_(1e30);   // positions (h, 0) of sample 1
@@ -91,7 +95,9 @@ std::vector<std::pair<std::string, torch::Tensor>> inputs(BcnLayout layout) {
            {"1-d positions", tok({2, d, 5})},
            {"more than a block of positions", tok({2, d, 9, 9})},
            {"huge", tok({2, d, 2, 2}) * 1e30},
-           {"tiny", tok({2, d, 2, 2}) * 1e-30}};
+           {"tiny", tok({2, d, 2, 2}) * 1e-30},
+           // ~1/m^2 overflows below 1e-154: dL/dx must not go through it
+           {"tinier than 1e-154", tok({2, d, 2, 2}) * 1e-200}};
   }
   return out;
 }
@@ -109,6 +115,29 @@ Grads run(Bcn& b, const torch::Tensor& x, const torch::Tensor& w, bool reference
   Grads g{y.detach(), xg.grad(), b->weight.grad(), b->bias.grad(),
           b->mag_weight.grad(), b->mag_bias.grad(), b->last_scale().clone()};
   return g;
+}
+
+// The fused result against the op chain's, both float64: y, every gradient and s to 1e-10.
+void expect_equal_in_float64(const Grads& got, const Grads& ref, BcnLayout layout, int64_t d,
+                             BcnStats stats, bool extras) {
+  EXPECT_LT(rel_err(got.y, ref.y, layout, d), 1e-10);
+  EXPECT_LT(rel_err(got.dx, ref.dx, layout, d), 1e-10);
+  EXPECT_LT(rel_err_flat(got.scale, ref.scale), 1e-10);
+  EXPECT_EQ(got.scale.sizes(), ref.scale.sizes());
+  if (extras) {
+    EXPECT_LT(rel_err_flat(got.dw, ref.dw), 1e-10);
+    EXPECT_LT(rel_err_flat(got.db, ref.db), 1e-10);
+  }
+  if (stats == BcnStats::None) {
+    EXPECT_FALSE(got.dmw.defined());
+    return;
+  }
+  ASSERT_TRUE(got.dmw.defined() && got.dmb.defined());
+  // literal: dL/dgamma is exactly 0 in both (m - mu = 0)
+  EXPECT_NEAR(got.dmw.item<double>(), ref.dmw.item<double>(),
+              1e-10 * std::max(1.0, std::abs(ref.dmw.item<double>())));
+  EXPECT_NEAR(got.dmb.item<double>(), ref.dmb.item<double>(),
+              1e-10 * std::max(1.0, std::abs(ref.dmb.item<double>())));
 }
 
 // Catches any difference between the closed-form backward and the op chain's autograd: a wrong
@@ -130,24 +159,7 @@ TEST(BcnFunction, ForwardAndBackwardEqualTheOpChain) {
               auto w = torch::randn_like(x);
               const auto ref = run(b, x, w, /*reference=*/true, extras);
               const auto got = run(b, x, w, /*reference=*/false, extras);
-              EXPECT_LT(rel_err(got.y, ref.y, layout, d), 1e-10);
-              EXPECT_LT(rel_err(got.dx, ref.dx, layout, d), 1e-10);
-              EXPECT_LT(rel_err_flat(got.scale, ref.scale), 1e-10);
-              EXPECT_EQ(got.scale.sizes(), ref.scale.sizes());
-              if (extras) {
-                EXPECT_LT(rel_err_flat(got.dw, ref.dw), 1e-10);
-                EXPECT_LT(rel_err_flat(got.db, ref.db), 1e-10);
-              }
-              if (stats == BcnStats::None) {
-                EXPECT_FALSE(got.dmw.defined());
-              } else {
-                ASSERT_TRUE(got.dmw.defined() && got.dmb.defined());
-                // literal: dL/dgamma is exactly 0 in both (m - mu = 0)
-                EXPECT_NEAR(got.dmw.item<double>(), ref.dmw.item<double>(),
-                            1e-10 * std::max(1.0, std::abs(ref.dmw.item<double>())));
-                EXPECT_NEAR(got.dmb.item<double>(), ref.dmb.item<double>(),
-                            1e-10 * std::max(1.0, std::abs(ref.dmb.item<double>())));
-              }
+              expect_equal_in_float64(got, ref, layout, d, stats, extras);
             }
 }
 
@@ -254,27 +266,270 @@ TEST(BcnFunction, DoubleBackwardIsRefusedNotSilentlyWrong) {
   EXPECT_NO_THROW(torch::autograd::grad({y2}, {x}, {}, true, /*create_graph=*/true));
 }
 
-// bf16/half: the module computes in float32 and casts back (on CUDA through the op chain; the
-// fused function is CPU-only). Catches a half input breaking the band or the gradient.
-TEST(BcnFunction, HalfPrecisionInputsOnCuda) {
-  if (!torch::cuda::is_available())
-    GTEST_SKIP() << "bf16/float16 BCN runs on CUDA only; no CUDA device here";
-  for (auto dtype : {torch::kBFloat16, torch::kHalf}) {
-    auto b = make(64, BcnStats::Tokens, BcnBound::Tanh, BcnLayout::Tokens);
-    b->to(torch::kFloat);
-    auto x = torch::randn({4, 16, 64});
-    auto ref = b->core_reference(x);
-    b->to(torch::Device(torch::kCUDA));
-    auto xh = x.to(torch::Device(torch::kCUDA)).to(dtype).requires_grad_(true);
-    auto y = b->core(xh);
-    EXPECT_EQ(y.scalar_type(), dtype);
-    auto n = y.to(torch::kFloat).norm(2, {-1});
-    EXPECT_GE(n.min().item<double>(), 0.7 * (1 - 1e-2));
-    EXPECT_LE(n.max().item<double>(), 1 + 1e-2);
-    EXPECT_LT((y.to(torch::kFloat).cpu() - ref).abs().max().item<double>(), 2e-2);
-    y.to(torch::kFloat).pow(2).sum().backward();
-    EXPECT_TRUE(torch::isfinite(xh.grad()).all().item<bool>());
+// ---------------------------------------------------------------------------------------
+// CUDA (nn/bcn_cuda.cu): skipped without a device.
+
+#define NORMEXP_NEEDS_CUDA()        \
+  if (!torch::cuda::is_available()) \
+  GTEST_SKIP() << "BCN's CUDA kernels: no CUDA device (or a CPU-only LibTorch)"
+
+// The same module on the device (parameters and running estimates copied).
+Bcn on_device(const Bcn& b, const torch::Device& device) {
+  return Bcn(std::dynamic_pointer_cast<BcnImpl>(b->clone(device)));
+}
+
+Grads to_cpu(const Grads& g) {
+  auto c = [](const torch::Tensor& t) { return t.defined() ? t.cpu() : t; };
+  return {c(g.y), c(g.dx), c(g.dw), c(g.db), c(g.dmw), c(g.dmb), c(g.scale)};
+}
+
+// float64 inputs for the device: every shape of inputs() and more widths, with 1e200, 1e-200
+// and zero vectors (beyond what float32 holds: the rescaled norm and the gradient's C2 x / m
+// form, whose B2 = C2 / m would overflow at 1e-200). d = 5 and 7 are not multiples of any
+// vector width, 768 is; P = 16 is, 9 and 81 are not.
+std::vector<std::pair<std::string, torch::Tensor>> device_inputs(BcnLayout layout, int64_t d) {
+  torch::manual_seed(11 + d);
+  auto r = [&](std::vector<int64_t> s) { return torch::randn(s, torch::kDouble); };
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  if (layout == BcnLayout::Tokens) {
+    auto mixed = r({3, 5, d});
+    mixed.select(0, 1).select(0, 0).mul_(1e200);
+    mixed.select(0, 1).select(0, 1).mul_(1e-200);
+    mixed.select(0, 1).select(0, 2).zero_();
+    mixed.select(0, 2).select(0, 4).zero_();
+    out = {{"mixed", mixed},
+           {"batch of one", r({1, 5, d})},
+           {"one vector per sample (N, D)", r({4, d})},
+           {"4-d tokens", r({2, 2, 3, d})},
+           {"more vectors than a block's warps", r({3, 37, d})},
+           {"huge", r({2, 4, d}) * 1e200},
+           {"tiny", r({2, 4, d}) * 1e-200}};
+  } else {
+    auto mixed = r({3, d, 2, 3});
+    mixed.select(0, 1).select(2, 0).mul_(1e200);
+    mixed.select(0, 1).select(2, 1).mul_(1e-200);
+    mixed.select(0, 2).select(1, 0).select(1, 2).zero_();
+    out = {{"mixed", mixed},
+           {"batch of one", r({1, d, 3, 3})},
+           {"(N, C) maps", r({4, d})},
+           {"1-d positions", r({2, d, 5})},
+           {"P = 16", r({2, d, 4, 4})},
+           {"P = 81", r({2, d, 9, 9})},
+           {"huge", r({2, d, 2, 2}) * 1e200},
+           {"tiny", r({2, d, 2, 2}) * 1e-200}};
   }
+  return out;
+}
+
+// Catches any difference between the CUDA kernels and the op chain (so also the CPU function):
+// index arithmetic of either layout, short vectors (D < 32, D not a multiple of the vector
+// width), a sample of one vector, blocks with fewer vectors than warps, the rescaled norm,
+// zero vectors, every group of magnitude statistics, the affine's column reductions, and
+// dL/dgamma, dL/dbeta's reductions.
+void expect_fused_equals_the_op_chain_in_float64(const torch::Device& cuda) {
+  for (int64_t d : {5, 7, 768})
+    for (auto layout : kLayouts)
+      for (const auto& [name, x] : device_inputs(layout, d))
+        for (auto stats : kStats)
+          for (auto bound : kBounds)
+            for (bool train : {true, false})
+              for (bool extras : {true, false}) {
+                SCOPED_TRACE(label(stats, bound, layout) + " d=" + std::to_string(d) + " " + name +
+                             (train ? " train" : " eval") + (extras ? " forward" : " core"));
+                auto b = make(d, stats, bound, layout);  // run(reference) takes its op chain
+                auto bd = on_device(b, cuda);            // fused
+                b->train(train);
+                bd->train(train);
+                auto w = torch::randn_like(x);
+                const auto ref = run(b, x, w, /*reference=*/true, extras);
+                const auto got = to_cpu(run(bd, x.to(cuda), w.to(cuda), false, extras));
+                expect_equal_in_float64(got, ref, layout, d, stats, extras);
+              }
+}
+
+TEST(BcnFunction, CudaFloat64EqualsTheOpChain) {
+  NORMEXP_NEEDS_CUDA();
+  expect_fused_equals_the_op_chain_in_float64(torch::Device(torch::kCUDA));
+}
+
+// The same inputs through the CPU function: wider vectors (d = 768, the AVX2 loops' full
+// width) and 1e200 magnitudes in a group with ordinary ones (their variance overflows to inf
+// in both paths), so the CUDA test's expectations are known to hold for the function itself.
+TEST(BcnFunction, CpuFloat64EqualsTheOpChainOnTheDeviceInputs) {
+  expect_fused_equals_the_op_chain_in_float64(torch::Device(torch::kCPU));
+}
+
+// Catches float-only errors: the float accumulation, 16-byte loads of 4 floats (d = 768,
+// P = 64), the rescaled norm's float safe range (1e30 and 1e-30 vectors leave it), and the
+// running estimates of stats: batch, against the op chain in float64.
+TEST(BcnFunction, CudaFloat32AgreesWithTheFloat64OpChain) {
+  NORMEXP_NEEDS_CUDA();
+  const torch::Device cuda(torch::kCUDA);
+  for (auto layout : kLayouts) {
+    auto cases = inputs(layout);  // d = 7, with 1e30, 1e-30 and zero vectors
+    // 1e-200 is 0 in float: a zero vector there, a direction in the float64 reference.
+    cases.erase(std::remove_if(cases.begin(), cases.end(),
+                               [](const auto& c) { return c.first == "tinier than 1e-154"; }),
+                cases.end());
+    torch::manual_seed(4);
+    cases.push_back({"d = 768", layout == BcnLayout::Tokens
+                                    ? torch::randn({4, 33, 768}, torch::kDouble)
+                                    : torch::randn({2, 768, 8, 8}, torch::kDouble)});
+    for (const auto& [name, x] : cases) {
+      const int64_t d = layout == BcnLayout::Tokens ? x.size(-1) : x.size(1);
+      for (auto stats : kStats)
+        for (auto bound : kBounds)
+          for (bool train : {true, false})
+            for (bool extras : {true, false}) {
+              SCOPED_TRACE(label(stats, bound, layout) + " " + name + (train ? " train" : " eval") +
+                           (extras ? " forward" : " core"));
+              auto b = make(d, stats, bound, layout);
+              auto bd = on_device(b, cuda);
+              bd->to(torch::kFloat);
+              b->train(train);
+              bd->train(train);
+              auto w = torch::randn_like(x);
+              const auto ref = run(b, x, w, /*reference=*/true, extras);
+              const auto got = to_cpu(run(bd, x.to(cuda).to(torch::kFloat),
+                                          w.to(cuda).to(torch::kFloat), false, extras));
+              EXPECT_EQ(got.y.scalar_type(), torch::kFloat);
+              EXPECT_LT(rel_err(got.y.to(torch::kDouble), ref.y, layout, d), 1e-5);
+              EXPECT_LT(rel_err(got.dx.to(torch::kDouble), ref.dx, layout, d), 1e-4);
+              EXPECT_LT(rel_err_flat(got.scale.to(torch::kDouble), ref.scale), 1e-5);
+              if (extras) {
+                EXPECT_LT(rel_err_flat(got.dw.to(torch::kDouble), ref.dw), 1e-4);
+                EXPECT_LT(rel_err_flat(got.db.to(torch::kDouble), ref.db), 1e-4);
+              }
+              if (stats != BcnStats::None) {
+                ASSERT_TRUE(got.dmw.defined() && got.dmb.defined());
+                const double gw = got.dmw.item<double>(), rw = ref.dmw.item<double>();
+                const double gb = got.dmb.item<double>(), rb = ref.dmb.item<double>();
+                EXPECT_NEAR(gw, rw, 1e-3 * std::max(1.0, std::abs(rw)));
+                EXPECT_NEAR(gb, rb, 1e-3 * std::max(1.0, std::abs(rb)));
+              }
+              // Running estimates as on CPU (not for 1e30 magnitudes: their variance is inf
+              // in the float buffer and 1e59 in the double one).
+              if (stats == BcnStats::Batch && train && name != "mixed" && name != "huge" &&
+                  name != "tiny") {
+                const double rm = b->running_mean.item<double>();
+                const double rv = b->running_var.item<double>();
+                EXPECT_NE(rm, 2.0);  // it was updated at all
+                EXPECT_NEAR(bd->running_mean.cpu().item<double>(), rm, 1e-5 * std::abs(rm));
+                EXPECT_NEAR(bd->running_var.cpu().item<double>(), rv, 1e-5 * std::abs(rv));
+              }
+            }
+    }
+  }
+}
+
+// bf16/half on the fused CUDA path (no float copy of the tensor: the output and the input's
+// gradient keep the dtype; the affine's gradients are float, as its parameters): within bf16
+// rounding of float32 on the same rounded inputs, and Theorem 1's band. Catches a wrong
+// 16-byte load or store of 8 half values, or a conversion.
+TEST(BcnFunction, HalfPrecisionInputsOnCuda) {
+  NORMEXP_NEEDS_CUDA();
+  const torch::Device cuda(torch::kCUDA);
+  // d = 64 and 8 x 8 maps: 16-byte loads of 8 values; d = 36 and 6 x 6 maps: single values.
+  for (int64_t d : {64, 36})
+    for (auto dtype : {torch::kBFloat16, torch::kHalf})
+      for (auto layout : kLayouts)
+        for (bool extras : {false, true}) {
+          SCOPED_TRACE(std::string(dtype == torch::kHalf ? "half " : "bf16 ") +
+                       label(BcnStats::Tokens, BcnBound::Tanh, layout) + " d=" +
+                       std::to_string(d) + (extras ? " forward" : " core"));
+          auto b = make(d, BcnStats::Tokens, BcnBound::Tanh, layout);
+          b->to(torch::kFloat);
+          auto bd = on_device(b, cuda);
+          torch::manual_seed(9);
+          const int64_t hw = d == 64 ? 8 : 6;
+          auto x = (layout == BcnLayout::Tokens ? torch::randn({4, 16, d})
+                                                : torch::randn({4, d, hw, hw}))
+                       .to(cuda)
+                       .to(dtype);
+          auto w = torch::randn_like(x);
+          const auto got = run(bd, x, w, /*reference=*/false, extras);
+          const auto ref = run(bd, x.to(torch::kFloat), w.to(torch::kFloat), false, extras);
+          EXPECT_EQ(got.y.scalar_type(), dtype);
+          EXPECT_EQ(got.dx.scalar_type(), dtype);
+          auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat).cpu(); };
+          EXPECT_LT(rel_err(f(got.y), f(ref.y), layout, d), 2e-2);
+          EXPECT_LT(rel_err(f(got.dx), f(ref.dx), layout, d), 3e-2);
+          EXPECT_TRUE(torch::isfinite(got.dx).all().item<bool>());
+          if (extras) {
+            EXPECT_EQ(got.dw.scalar_type(), torch::kFloat);
+            EXPECT_LT(rel_err_flat(f(got.dw), f(ref.dw)), 2e-2);
+            EXPECT_LT(rel_err_flat(f(got.db), f(ref.db)), 2e-2);
+          } else {
+            auto n = rows(f(got.y), layout, d).norm(2, {1});
+            EXPECT_GE(n.min().item<double>(), 0.7 * (1 - 1e-2));
+            EXPECT_LE(n.max().item<double>(), 1 + 1e-2);
+          }
+        }
+}
+
+// Catches a host synchronization (a .item(), gamma or the running estimates read on the
+// host) or an allocation outside the caching allocator on the CUDA path: a BCN layer's
+// forward and backward captured in a CUDA graph replay to what an eager pass gives, and
+// recompute after the input changes.
+TEST(BcnFunction, CudaForwardAndBackwardCaptureInAGraph) {
+  NORMEXP_NEEDS_CUDA();
+  const torch::Device cuda(torch::kCUDA);
+  const int64_t d = 64;
+  const std::pair<BcnStats, bool> cases[] = {{BcnStats::Tokens, true},
+                                             {BcnStats::Batch, true},
+                                             {BcnStats::Batch, false},
+                                             {BcnStats::Literal, true}};
+  for (auto layout : kLayouts)
+    for (const auto& [stats, train] : cases) {
+      SCOPED_TRACE(label(stats, BcnBound::Tanh, layout) + (train ? " train" : " eval"));
+      auto b = on_device(make(d, stats, BcnBound::Tanh, layout), cuda);
+      b->to(torch::kFloat);
+      b->train(train);
+      const auto opts = torch::TensorOptions().device(cuda).dtype(torch::kFloat);
+      const std::vector<int64_t> shape = layout == BcnLayout::Tokens
+                                             ? std::vector<int64_t>{8, 16, d}
+                                             : std::vector<int64_t>{8, d, 4, 4};
+      torch::manual_seed(2);
+      auto x = torch::randn(shape, opts).requires_grad_(true);
+      const auto w = torch::randn(shape, opts);
+      const std::vector<torch::Tensor> wrt = {x, b->weight, b->bias, b->mag_weight, b->mag_bias};
+      std::vector<torch::Tensor> out;
+      auto body = [&] {
+        auto y = b->forward(x);
+        auto g = torch::autograd::grad({(y * w).sum()}, wrt);
+        out = {y.detach()};
+        out.insert(out.end(), g.begin(), g.end());
+      };
+      auto copies = [&] {
+        std::vector<torch::Tensor> c;
+        for (const auto& t : out) c.push_back(t.clone());
+        return c;
+      };
+      auto expect_same = [](const std::vector<torch::Tensor>& a,
+                            const std::vector<torch::Tensor>& e) {
+        ASSERT_EQ(a.size(), e.size());
+        for (size_t i = 0; i < a.size(); ++i) {
+          SCOPED_TRACE("output " + std::to_string(i));
+          EXPECT_LT(rel_err_flat(a[i].cpu().to(torch::kDouble), e[i].cpu().to(torch::kDouble)),
+                    1e-6);
+        }
+      };
+      body();  // eager: also the warm-up before capture
+      const auto eager1 = copies();
+      normexp::cuda::Graph graph;
+      ASSERT_NO_THROW(graph.capture(body));
+      graph.replay();
+      expect_same(copies(), eager1);
+      {
+        torch::NoGradGuard no_grad;
+        x.copy_(torch::randn(shape, opts) * 3);
+      }
+      graph.replay();
+      const auto replayed = copies();
+      body();
+      expect_same(replayed, copies());
+      EXPECT_GT(rel_err_flat(replayed[1].cpu(), eager1[1].cpu()), 1e-3);  // it recomputed
+    }
 }
 
 }  // namespace

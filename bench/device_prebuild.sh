@@ -3,7 +3,8 @@
 # exact LibTorch the GPU machine's python3 has (torch 2.11.0+cu130, the PyPI wheel), and packs
 # them into .devicebin/ to carry there: GPU minutes then go to measuring, not compiling (issue 14).
 #
-#   bash bench/device_prebuild.sh      # ~25 min from scratch on 2 cores, incremental after
+#   bash bench/device_prebuild.sh          # ~25 min from scratch on 2 cores, incremental after
+#   bash bench/device_prebuild.sh --check  # then run them here on the CPU (see the end)
 #   run(command="bash bench/h200_session.sh", carry=[".devicebin", ".devicedeps"])
 #
 # .devicebin/: bin/normexp, bin/normexp_ml_tests (stripped); lib/ the shared libraries they
@@ -14,6 +15,8 @@
 # (NORMEXP_TORCH_DIR: use a torch/ folder already unpacked).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
+check=0
+[ "${1:-}" = "--check" ] && check=1
 ver=${NORMEXP_DEVICE_TORCH:-2.11.0}
 cuda_tag=${NORMEXP_DEVICE_CUDA:-cu130}
 cache=${NORMEXP_WHEEL_DIR:-$HOME/.cache/normexp}/torch-$ver
@@ -30,7 +33,8 @@ cache = sys.argv[1]
 (wheel,) = glob.glob(f"{cache}/wheel/torch-*.whl")
 with zipfile.ZipFile(wheel) as z:
     for n in z.namelist():
-        if n.startswith(("torch/lib/", "torch/include/", "torch/share/", "torch/version.py")):
+        if n.startswith(("torch/lib/", "torch/include/", "torch/share/", "torch/version.py")) or \
+                n.endswith(".dist-info/METADATA"):
             z.extract(n, cache)
 EOF
   rm -rf "$cache/wheel"
@@ -69,15 +73,55 @@ LD_LIBRARY_PATH="$T/lib:/usr/local/cuda/lib64" ldd "$stage"/bin/* |
     -e '/lib\(c\|m\|dl\|rt\|pthread\|resolv\|util\)\.so' -e '/ld-linux' -e '/libcuda\.so' |
   while read -r so; do cp -L "$so" "$stage/lib/"; done
 strip --strip-unneeded "$stage"/lib/*.so* 2>/dev/null || true
-glibc=$(objdump -T "$stage"/bin/* "$stage"/lib/* 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
+# Debian 12's libstdc++ and libgcc_s need glibc 2.36 and 2.35: they go to lib/compat/, used
+# only where the machine's own libstdc++ is older than the one we built with (h200_session.sh
+# tries without them first).
+mkdir -p "$stage/lib/compat"
+mv "$stage"/lib/libstdc++.so.* "$stage"/lib/libgcc_s.so.* "$stage/lib/compat/" 2>/dev/null || true
+glibc=$(objdump -T "$stage"/bin/* "$stage"/lib/*.so* 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
+glibcxx=$(objdump -T "$stage"/bin/* "$stage"/lib/*.so* 2>/dev/null | grep -o 'GLIBCXX_[0-9.]*' | sort -uV | tail -1)
 {
   echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- lib apps tests CMakeLists.txt || echo ' (with uncommitted changes)')"
   echo "libtorch $got, nvcc $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), sm_90"
-  echo "built $(date -u +%FT%TZ) on $(. /etc/os-release && echo "$PRETTY_NAME"), needs glibc >= ${glibc#GLIBC_}"
-  echo "libs: $(ls "$stage/lib" | tr '\n' ' ')"
+  echo "built $(date -u +%FT%TZ) on $(. /etc/os-release && echo "$PRETTY_NAME"), needs glibc >= ${glibc#GLIBC_}, libstdc++ >= ${glibcxx#GLIBCXX_} (else lib/compat: glibc >= 2.36)"
+  echo "libs: $(cd "$stage/lib" && ls -d *.so* compat/* | tr '\n' ' ')"
 } >"$stage/MANIFEST"
 rm -rf .devicebin
 mv "$stage" .devicebin
 grep -qx '/.devicebin/' .git/info/exclude 2>/dev/null || echo '/.devicebin/' >>.git/info/exclude
 cat .devicebin/MANIFEST
 du -sh .devicebin | sed 's/^/.devicebin: /'
+
+# --check: the packed binaries on THIS CPU with the wheel's LibTorch, as far as a machine
+# without a GPU can take them: the test suite (CUDA tests skip) and the GPU session's dry run.
+# The three CUDA libraries libtorch_cuda needs that the toolkit here lacks come from the pip
+# packages the wheel names (cuSPARSELt, NVSHMEM, cuFile); nothing of them runs without a GPU.
+# This is how a LibTorch-2.x-only failure (std::filesystem bound into libtorch.so, see
+# CMakeLists.txt) is found before the GPU machine's minutes are spent.
+((check)) || exit 0
+nv=$cache/nvidia-libs
+if [ ! -f "$nv/.done" ]; then
+  meta=$(ls "$T"/../torch-*.dist-info/METADATA)
+  want=$(sed -n 's/^Requires-Dist: \(nvidia-\(cusparselt\|nvshmem\)-cu[0-9]*==[0-9.]*\).*/\1/p' "$meta")
+  tk=$(sed -n 's/^Requires-Dist: cuda-toolkit\[.*\]==\([0-9.]*\).*/\1/p' "$meta")
+  mkdir -p "$nv/wheels"
+  pip download --no-deps -d "$nv/wheels" $want >/dev/null
+  pip download -d "$nv/wheels/tk" "cuda-toolkit[cufile]==$tk" >/dev/null
+  python3 - "$nv" <<'EOF'
+import glob, os, sys, zipfile
+nv = sys.argv[1]
+for w in glob.glob(f"{nv}/wheels/*.whl") + glob.glob(f"{nv}/wheels/tk/nvidia_cufile*.whl"):
+    with zipfile.ZipFile(w) as z:
+        for n in z.namelist():
+            if ".so" in os.path.basename(n):
+                with open(os.path.join(nv, os.path.basename(n)), "wb") as f:
+                    f.write(z.read(n))
+EOF
+  rm -rf "$nv/wheels"
+  touch "$nv/.done"
+fi
+export LD_LIBRARY_PATH="$PWD/.devicebin/lib:$T/lib:$nv:/usr/local/cuda/lib64"
+.devicebin/bin/normexp --version
+.devicebin/bin/normexp_ml_tests --gtest_filter='-FashionMnist.*' --gtest_brief=1
+NORMEXP_BIN=.devicebin/bin/normexp NORMEXP_TESTS=.devicebin/bin/normexp_ml_tests \
+  bash tests/bench/h200_dry_run_test.sh "$PWD"

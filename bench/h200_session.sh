@@ -70,8 +70,17 @@ else
   export LD_LIBRARY_PATH="$root/.devicebin/lib:$torch_lib:$nv${LD_LIBRARY_PATH:-}"
   bin=.devicebin/bin/normexp
   tests=.devicebin/bin/normexp_ml_tests
+  # The machine's libstdc++ first; Debian 12's (lib/compat, needs glibc 2.36) if it is older.
+  ok=0
   if "$bin" --version >"$OUT/logs/prebuilt.log" 2>&1; then
-    note "== path: prebuilt binaries ($(head -c 300 .devicebin/MANIFEST 2>/dev/null | head -3 | tr '\n' ' '))"
+    ok=1
+  elif LD_LIBRARY_PATH="$root/.devicebin/lib/compat:$LD_LIBRARY_PATH" "$bin" --version \
+      >>"$OUT/logs/prebuilt.log" 2>&1; then
+    export LD_LIBRARY_PATH="$root/.devicebin/lib/compat:$LD_LIBRARY_PATH"
+    ok=1
+  fi
+  if ((ok)); then
+    note "== path: prebuilt binaries ($(head -3 .devicebin/MANIFEST 2>/dev/null | tr '\n' ' '))"
   else
     note "== path: FALLBACK build on the machine (prebuilt did not start: $(tail -2 "$OUT/logs/prebuilt.log" | tr '\n' ' '))"
     bash .devicedeps/build-on-device.sh >"$OUT/logs/build.log" 2>&1

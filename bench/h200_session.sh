@@ -52,7 +52,14 @@ want() {  # name cap
   fi
   return 0
 }
-tlimit() { local l; l=$(left); echo $((l > 5 ? l - 5 : 1)); }
+# A command's timeout: what is left (less 5 s for the table), at most its own cap, so one
+# slow step cannot eat the steps after it. The dry run's CPU steps get no caps.
+tlimit() {  # [cap]
+  local l cap=${1:-100000}
+  l=$(($(left) - 5))
+  ((dry)) || ((l <= cap)) || l=$cap
+  echo $((l > 1 ? l : 1))
+}
 
 # ---------------------------------------------------------------------------------------
 # Binaries and environment
@@ -141,7 +148,7 @@ vit_bcn=$(vit vitb16_bcn "{name: bcn, alpha: 0.2, stats: tokens}")
 nbench() {  # label steps configs...
   local label=$1 steps=$2
   shift 2
-  timeout "$(tlimit)" "$bin" bench "$@" --device "$device" --warmup "$W" --steps "$steps" \
+  timeout "$(tlimit 120)" "$bin" bench "$@" --device "$device" --warmup "$W" --steps "$steps" \
     --rounds "$R" --out "$OUT/json/$label.json" >"$OUT/logs/$label.log" 2>&1
   local rc=$?
   note "== normexp bench $label (rc $rc)"
@@ -157,7 +164,7 @@ peer() {  # label args...
   fi
   local extra=(--bf16 --channels-last)
   ((dry)) && extra=(--threads 2)
-  timeout "$(tlimit)" python3 bench/peer/train_bench.py "$@" "${extra[@]}" --classes 100 \
+  timeout "$(tlimit 120)" python3 bench/peer/train_bench.py "$@" "${extra[@]}" --classes 100 \
     --device "$device" --warmup "$W" --steps "$S" --out "$OUT/json/$label.json" \
     >"$OUT/logs/$label.log" 2>&1
   note "== peer $label (rc $?): $(tail -1 "$OUT/logs/$label.log")"
@@ -166,14 +173,14 @@ peer() {  # label args...
 # ---------------------------------------------------------------------------------------
 if want tests 30; then
   filter='TrainStep.*:CudaRun.*:Bcn*.*'
-  timeout "$(tlimit)" "$tests" --gtest_filter="$filter" >"$OUT/logs/tests.log" 2>&1
+  timeout "$(tlimit 120)" "$tests" --gtest_filter="$filter" >"$OUT/logs/tests.log" 2>&1
   note "== CUDA-only tests (rc $?): $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/logs/tests.log" | tr '\n' ' ')"
   grep -E '^\[  FAILED  \]|^\[  SKIPPED \]' "$OUT/logs/tests.log" | head -20 | tee -a "$summary"
 fi
 
 if want peak 20; then
   if ((peer_ok)); then
-    timeout "$(tlimit)" python3 bench/peer/matmul_peak.py --device "$device" \
+    timeout "$(tlimit 60)" python3 bench/peer/matmul_peak.py --device "$device" \
       --out "$OUT/json/matmul_peak.json" >"$OUT/logs/peak.log" 2>&1
     note "== matrix peak (rc $?): $(tail -1 "$OUT/logs/peak.log")"
   else
@@ -196,7 +203,7 @@ fi
 want cwo 50 && nbench cwo_wrn "$S" "$wrn_g" "$wrncwo_g" "$wrn_e" "$wrncwo_e"
 
 if want fastaa 40; then
-  timeout "$(tlimit)" "$bin" data bench configs/ikami/table1_fastaa/cifar10_wrn28_10_cwo.yaml \
+  timeout "$(tlimit 90)" "$bin" data bench configs/ikami/table1_fastaa/cifar10_wrn28_10_cwo.yaml \
     --device "$device" --batch "$B128" --batch "$B4" --set "train.bf16=$([ $dry = 1 ] && echo false || echo true)" \
     --set "train.channels_last=$([ $dry = 1 ] && echo false || echo true)" \
     >"$OUT/logs/fastaa.log" 2>&1
@@ -211,7 +218,7 @@ if want norms 40; then
     args=("${NORMS[@]}")
     [ $dt = bf16 ] && args+=("${bf[@]}")
     [ $dt = bf16 ] && ((dry)) && { note "-- skipped bench norms bf16: CUDA only"; continue; }
-    timeout "$(tlimit)" "$bin" bench norms --device "$device" "${args[@]}" \
+    timeout "$(tlimit 90)" "$bin" bench norms --device "$device" "${args[@]}" \
       --out "$OUT/json/norms_$dt.json" >"$OUT/logs/norms_$dt.log" 2>&1
     note "== bench norms $dt (rc $?)"
     grep -v '^\[' "$OUT/logs/norms_$dt.log" | tail -n 10 | tee -a "$summary"
@@ -226,7 +233,7 @@ if want imagenet 60; then
     "$(mk r50_cwo $T6/imagenet_resnet50_cwo.yaml $((dry ? 1 : 256)) auto)"
   workers=(--workers 1 --workers 4 --workers 8 --workers 16)
   ((dry)) && workers=(--workers 1 --workers 2)
-  timeout "$(tlimit)" "$bin" data bench-jpeg --dir "$OUT/jpeg" --images "$((dry ? 64 : 4096))" \
+  timeout "$(tlimit 90)" "$bin" data bench-jpeg --dir "$OUT/jpeg" --images "$((dry ? 64 : 4096))" \
     --batch "$((dry ? 16 : 256))" "${workers[@]}" >"$OUT/logs/jpeg.log" 2>&1
   note "== data bench-jpeg on $(nproc) cores (rc $?): does the loader keep up with the ResNet-50 step?"
   grep -v '^\[' "$OUT/logs/jpeg.log" | tail -n 10 | tee -a "$summary"
@@ -252,7 +259,7 @@ if want estimate 40; then
     out="$OUT/json/est_$(basename "$(dirname "$c")")_$(basename "$c" .yaml).json"
     sets=(--set "train.cuda_graphs=auto" --set "train.device=$device")
     ((dry)) && sets+=(--set train.batch_size=2) || sets+=(--set train.bf16=true --set train.channels_last=true)
-    timeout "$(tlimit)" "$bin" bench "$c" "${sets[@]}" --warmup "$W" --steps "$((dry ? 1 : 30))" --rounds 1 \
+    timeout "$(tlimit 45)" "$bin" bench "$c" "${sets[@]}" --warmup "$W" --steps "$((dry ? 1 : 30))" --rounds 1 \
       --out "$out" >>"$OUT/logs/estimate.log" 2>&1 && est+=(--estimate "$out")
   done
   note "== estimate from $((${#est[@]} / 2)) of ${#configs[@]} bench files"

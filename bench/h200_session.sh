@@ -121,8 +121,9 @@ variant() {  # name base "train: {...}" [more YAML lines]
 }
 T1=configs/ikami/table1
 T2=configs/ikami/table2
-fast="bf16: true, channels_last: true"
-((dry)) && fast="bf16: false, channels_last: false"
+gpu=true  # bf16 and channels_last: GPU only
+((dry)) && gpu=false
+fast="bf16: $gpu, channels_last: $gpu"
 mk() {  # name base batch graphs
   variant "$1" "$2" "train: {$fast, cuda_graphs: $4, batch_size: $3, device: $device}"
 }
@@ -204,20 +205,19 @@ want cwo 50 && nbench cwo_wrn "$S" "$wrn_g" "$wrncwo_g" "$wrn_e" "$wrncwo_e"
 
 if want fastaa 40; then
   timeout "$(tlimit 90)" "$bin" data bench configs/ikami/table1_fastaa/cifar10_wrn28_10_cwo.yaml \
-    --device "$device" --batch "$B128" --batch "$B4" --set "train.bf16=$([ $dry = 1 ] && echo false || echo true)" \
-    --set "train.channels_last=$([ $dry = 1 ] && echo false || echo true)" \
-    >"$OUT/logs/fastaa.log" 2>&1
+    --device "$device" --batch "$B128" --batch "$B4" --set "train.bf16=$gpu" \
+    --set "train.channels_last=$gpu" >"$OUT/logs/fastaa.log" 2>&1
   note "== FastAA + Cutout pipeline vs WRN-28-10 step (rc $?)"
   grep -v '^\[' "$OUT/logs/fastaa.log" | tail -n 12 | tee -a "$summary"
 fi
 
 if want norms 40; then
-  bf=(--bf16)
-  ((dry)) && bf=()
   for dt in bf16 fp32; do
     args=("${NORMS[@]}")
-    [ $dt = bf16 ] && args+=("${bf[@]}")
-    [ $dt = bf16 ] && ((dry)) && { note "-- skipped bench norms bf16: CUDA only"; continue; }
+    if [ $dt = bf16 ]; then
+      ((dry)) && { note "-- skipped bench norms bf16: CUDA only"; continue; }
+      args+=(--bf16)
+    fi
     timeout "$(tlimit 90)" "$bin" bench norms --device "$device" "${args[@]}" \
       --out "$OUT/json/norms_$dt.json" >"$OUT/logs/norms_$dt.log" 2>&1
     note "== bench norms $dt (rc $?)"
@@ -257,8 +257,9 @@ if want estimate 40; then
   for c in "${configs[@]}"; do
     ((dry)) || want "estimate $(basename "$c")" 25 || break
     out="$OUT/json/est_$(basename "$(dirname "$c")")_$(basename "$c" .yaml).json"
-    sets=(--set "train.cuda_graphs=auto" --set "train.device=$device")
-    ((dry)) && sets+=(--set train.batch_size=2) || sets+=(--set train.bf16=true --set train.channels_last=true)
+    sets=(--set train.cuda_graphs=auto --set "train.device=$device" --set "train.bf16=$gpu"
+          --set "train.channels_last=$gpu")
+    ((dry)) && sets+=(--set train.batch_size=2)
     timeout "$(tlimit 45)" "$bin" bench "$c" "${sets[@]}" --warmup "$W" --steps "$((dry ? 1 : 30))" --rounds 1 \
       --out "$out" >>"$OUT/logs/estimate.log" 2>&1 && est+=(--estimate "$out")
   done

@@ -565,6 +565,25 @@ __device__ __forceinline__ void set_coef(int64_t v, int64_t V, const Acc* __rest
   coef[kInvM * V + v] = static_cast<Acc>(inv);
 }
 
+// sum q and sum q xm over the vectors [a, e), shared by the block's threads, to every thread
+// (block_sum's fixed order). Every thread of the block must call it.
+template <typename Acc>
+__device__ __forceinline__ void block_sum_q(int64_t a, int64_t e, int64_t V,
+                                            const Acc* __restrict__ table,
+                                            const Acc* __restrict__ sums, double scale,
+                                            double uniform, double* smem, double& tq,
+                                            double& tqx) {
+  double sq = 0, sqx = 0;
+  for (int64_t v = a + threadIdx.x; v < e; v += kThreads) {
+    double hu, xm;
+    const double q = grad_q(v, V, table, sums, scale, uniform, hu, xm);
+    sq += q;
+    sqx += q * xm;
+  }
+  tq = block_sum(sq, smem);
+  tqx = block_sum(sqx, smem);
+}
+
 // Identity, Running, PerVector. partial: per block (sum q xm, sum q), or null for Identity.
 template <typename Acc>
 __global__ void __launch_bounds__(kThreads)
@@ -613,14 +632,8 @@ __global__ void __launch_bounds__(kThreads)
   const double n = static_cast<double>(size);
   for (int64_t g = blockIdx.x; g < G; g += gridDim.x) {
     const int64_t a = g * size;
-    double sq = 0, sqx = 0;
-    for (int64_t i = threadIdx.x; i < size; i += kThreads) {
-      double hu, xm;
-      const double q = grad_q(a + i, V, table, sums, scale, uniform, hu, xm);
-      sq += q;
-      sqx += q * xm;
-    }
-    const double tq = block_sum(sq, smem), tqx = block_sum(sqx, smem);
+    double tq, tqx;
+    block_sum_q(a, a + size, V, table, sums, scale, uniform, smem, tq, tqx);
     const double mq = tq / n, mqx = tqx / n;
     for (int64_t i = threadIdx.x; i < size; i += kThreads) {
       double hu, xm;
@@ -643,18 +656,11 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ double smem[kWarps];
   const int64_t a = static_cast<int64_t>(blockIdx.x) * chunk;
   const int64_t e = a + chunk < V ? a + chunk : V;
-  double sq = 0, sqx = 0;
-  for (int64_t v = a + threadIdx.x; v < e; v += kThreads) {
-    double hu, xm;
-    const double q = grad_q(v, V, table, sums, scale, uniform, hu, xm);
-    sq += q;
-    sqx += q * xm;
-  }
-  sqx = block_sum(sqx, smem);
-  sq = block_sum(sq, smem);
+  double tq, tqx;
+  block_sum_q(a, e, V, table, sums, scale, uniform, smem, tq, tqx);
   if (threadIdx.x == 0) {
-    partial[2 * blockIdx.x] = sqx;
-    partial[2 * blockIdx.x + 1] = sq;
+    partial[2 * blockIdx.x] = tqx;
+    partial[2 * blockIdx.x + 1] = tq;
   }
 }
 

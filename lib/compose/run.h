@@ -16,8 +16,8 @@
 namespace normexp::compose {
 
 struct RunOptions {
-  // Continue the run in its directory (from checkpoint.pt for classify; a results task starts
-  // again); a completed or diverged run is returned as it is.
+  // Continue the run in its directory (from checkpoint.pt for classify and SimCLR; the other
+  // results tasks, minutes long, start again); a completed or diverged run is returned as it is.
   bool resume = false;
   // For tests: act as if SIGINT arrived right after this global training step (0: never).
   int64_t interrupt_at_step = 0;

@@ -4,15 +4,18 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "backend/torch_compat.h"
 #include "core/clock.h"
 #include "core/error.h"
 #include "data/augment.h"
 #include "nn/params.h"
 #include "backend/cuda_backend.h"
+#include "train/checkpoint.h"
 #include "train/components.h"
 
 namespace normexp::experiments {
@@ -151,6 +154,80 @@ SimclrParts build_simclr(const config::Experiment& exp, const train::ComponentFa
   return parts;
 }
 
+
+constexpr const char* kCheckpoint = "checkpoint.pt";
+
+// Where pretraining stands: what a checkpoint holds besides the weights and the optimizer.
+struct SimclrProgress {
+  int64_t step = 0;
+  int64_t epoch = 0;       // the epoch in progress or, with next_batch 0, the last one done
+  int64_t next_batch = 0;  // > 0: the checkpoint was taken mid-epoch, before this batch
+  at::Tensor loss_sum;     // NT-Xent summed over the epoch's batches so far (device, double)
+  double elapsed_before = 0, elapsed_now = 0;  // training seconds before this attempt / at save
+  nlohmann::json history = nlohmann::json::array();
+  nlohmann::json epochs_to_target = nullptr;
+};
+
+at::Tensor bytes_of(const std::string& text) {
+  return torch::from_blob(const_cast<char*>(text.data()), {static_cast<int64_t>(text.size())},
+                          torch::kUInt8)
+      .clone();
+}
+
+std::string text_of(const at::Tensor& bytes) {
+  const auto b = bytes.contiguous().cpu();
+  return std::string(static_cast<const char*>(b.data_ptr()), b.numel());
+}
+
+// As the classification trainer's checkpoint (train/checkpoint.h): weights, optimizer state,
+// position, data order and RNG states, so a resumed run draws the same views and batches as
+// one that was never stopped.
+void save_checkpoint(const std::filesystem::path& path, const torch::nn::Module& networks,
+                     const optim::Optimizer& optimizer, const data::DeviceLoader& loader,
+                     const SimclrProgress& p, const c10::Device& device) {
+  train::Checkpoint ck;
+  ck.set_model(networks);
+  for (const auto& [name, tensor] : optimizer.state()) ck.optimizer[name] = tensor.detach().cpu();
+  const nlohmann::json record = {{"history", p.history}, {"epochs_to_target", p.epochs_to_target}};
+  ck.progress = {{"step", torch::tensor(p.step)},
+                 {"epoch", torch::tensor(p.epoch)},
+                 {"next_batch", torch::tensor(p.next_batch)},
+                 {"loss_sum", p.loss_sum.cpu()},
+                 {"elapsed_s", torch::tensor(p.elapsed_now, torch::kDouble)},
+                 {"record_json", bytes_of(record.dump())},
+                 {"rng_cpu", compat::cpu_rng_state()}};
+  if (p.next_batch > 0 && loader.order().defined()) ck.progress["order"] = loader.order().cpu();
+  if (device.is_cuda()) ck.progress["rng_cuda"] = cuda::rng_state();
+  ck.save(path);
+}
+
+SimclrProgress restore_checkpoint(const std::filesystem::path& path, torch::nn::Module& networks,
+                                  optim::Optimizer& optimizer, data::DeviceLoader& loader,
+                                  const c10::Device& device) {
+  const std::string source = path.string();
+  const auto ck = train::Checkpoint::load(path);
+  ck.restore_model(networks, source);
+  optimizer.load_state(ck.optimizer);
+  auto at = [&](const std::string& key) { return ck.progress_at(key, source); };
+  SimclrProgress p;
+  p.step = at("step").item<int64_t>();
+  p.epoch = at("epoch").item<int64_t>();
+  p.next_batch = at("next_batch").item<int64_t>();
+  p.loss_sum = at("loss_sum").to(device, torch::kDouble);
+  p.elapsed_before = at("elapsed_s").item<double>();
+  try {
+    const auto record = nlohmann::json::parse(text_of(at("record_json")));
+    p.history = record.at("history");
+    p.epochs_to_target = record.at("epochs_to_target");
+  } catch (const nlohmann::json::exception& e) {
+    throw RunError("checkpoint " + source + ": unreadable history (" + e.what() + ")");
+  }
+  if (p.next_batch > 0) loader.set_order(at("order").to(device));
+  compat::set_cpu_rng_state(at("rng_cpu"));
+  if (device.is_cuda() && ck.progress.count("rng_cuda")) cuda::set_rng_state(ck.progress.at("rng_cuda"));
+  return p;
+}
+
 }  // namespace
 
 void check_simclr(const config::Experiment& exp, const train::ComponentFactory& components) {
@@ -201,16 +278,59 @@ TaskResult run_simclr(TaskContext& ctx) {
                         F::normalize(features(test_x), norm), test_y, t.get_int("knn_k"), classes);
   };
 
-  nlohmann::json history = nlohmann::json::array();
-  nlohmann::json epochs_to_target = nullptr;
-  int64_t step = 0;
+  // Encoder and projection head under one module, so the checkpoint names them apart.
+  torch::nn::Module networks;
+  networks.register_module("encoder", parts.b.model);
+  networks.register_module("head", parts.head.ptr());
+  const int64_t checkpoint_every = train.get_int("checkpoint_every");
+
+  SimclrProgress progress;
+  progress.loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(ctx.device));
+  if (ctx.run.reopened() && std::filesystem::exists(ctx.dir / kCheckpoint)) {
+    progress = restore_checkpoint(ctx.dir / kCheckpoint, networks, *parts.b.optimizer, loader,
+                                  ctx.device);
+    if (ctx.run.previous().is_object()) {
+      ctx.run.set_started_at(ctx.run.previous().value("started_at", ctx.run.started_at()));
+      ctx.set_prior_wall_time(ctx.run.previous().value("wall_time_s", 0.0));
+    }
+    spdlog::info("resuming SimCLR at epoch {} (batch {} of the epoch), step {}",
+                 progress.next_batch > 0 ? progress.epoch : progress.epoch + 1,
+                 progress.next_batch, progress.step);
+  }
+  auto& history = progress.history;
+  auto& epochs_to_target = progress.epochs_to_target;
+  int64_t& step = progress.step;
+  ctx.write_partial({{"history", history}});
   const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return progress.elapsed_before + seconds_since(t0); };
+  // Everything a later --resume needs, as of `step` (the checkpoint's writes are atomic).
+  auto checkpoint = [&] {
+    progress.elapsed_now = elapsed();
+    save_checkpoint(ctx.dir / kCheckpoint, networks, *parts.b.optimizer, loader, progress,
+                    ctx.device);
+  };
+  auto interrupted = [&] {
+    checkpoint();
+    spdlog::info("interrupted in epoch {} at step {}; checkpoint written, status 'interrupted' "
+                 "(continue with --resume)", progress.epoch, step);
+    TaskResult r;
+    r.status = TaskStatus::Interrupted;
+    r.results = {{"history", history}};
+    return r;
+  };
+
   model.train();
   parts.head->train();
-  for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
-    loader.new_epoch();
-    auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(ctx.device));
-    for (int64_t i = 0; i < loader.num_batches(); ++i) {
+  // A checkpoint taken mid-epoch continues that epoch; otherwise start the next one.
+  const int64_t first_epoch = progress.next_batch > 0 ? progress.epoch : progress.epoch + 1;
+  for (int64_t epoch = first_epoch; epoch <= epochs; ++epoch) {
+    if (progress.epoch != epoch || progress.next_batch == 0) {
+      progress.epoch = epoch;
+      progress.next_batch = 0;
+      progress.loss_sum.zero_();
+      loader.new_epoch();
+    }
+    for (int64_t i = progress.next_batch; i < loader.num_batches(); ++i) {
       auto [images, labels] = loader.batch(i);
       (void)labels;
       auto v1 = torch::addcmul(shift, simclr_view(images, crop_min), scale);
@@ -223,9 +343,12 @@ TaskResult run_simclr(TaskContext& ctx) {
       loss.backward();
       parts.b.optimizer->step(parts.b.schedule->lr_at(step++));
       if (bf16) cuda::clear_autocast_cache();
-      loss_sum += loss.detach().to(torch::kDouble);
+      progress.loss_sum += loss.detach().to(torch::kDouble);
+      progress.next_batch = i + 1;
+      if (i + 1 < loader.num_batches() && ctx.stop_requested(step)) return interrupted();
     }
-    const double train_loss = loss_sum.item<double>() / loader.num_batches();
+    progress.next_batch = 0;
+    const double train_loss = progress.loss_sum.item<double>() / loader.num_batches();
     if (!std::isfinite(train_loss)) {
       TaskResult r;
       r.status = TaskStatus::Diverged;
@@ -238,20 +361,16 @@ TaskResult run_simclr(TaskContext& ctx) {
       row["knn_acc"] = acc;
       if (epochs_to_target.is_null() && acc >= t.get_float("target_acc")) epochs_to_target = epoch;
     }
-    row["elapsed_s"] = seconds_since(t0);
+    row["elapsed_s"] = elapsed();
     history.push_back(row);
     ctx.write_history(history);
     ctx.write_partial({{"history", history}});
     if (ctx.progress_mode() != "none")
       spdlog::info("epoch {}/{}  NT-Xent {:.4f}{}  {:.1f}s", epoch, epochs, train_loss,
                    row.contains("knn_acc") ? fmt::format("  kNN {:.2f}%", row["knn_acc"].get<double>()) : "",
-                   seconds_since(t0));
-    if (ctx.stop_requested() && epoch < epochs) {
-      TaskResult r;
-      r.status = TaskStatus::Interrupted;
-      r.results = {{"history", history}};
-      return r;
-    }
+                   elapsed());
+    if (ctx.stop_requested(step) && epoch < epochs) return interrupted();
+    if (epoch == epochs || (checkpoint_every > 0 && epoch % checkpoint_every == 0)) checkpoint();
   }
 
   // Linear evaluation on frozen features (full-batch features, minibatch SGD, cosine).
@@ -291,7 +410,7 @@ TaskResult run_simclr(TaskContext& ctx) {
       {"knn_acc", history.back().value("knn_acc", 0.0)},
       {"epochs_to_target", epochs_to_target},
       {"target_acc", t.get_float("target_acc")},
-      {"train_time_s", seconds_since(t0)},
+      {"train_time_s", elapsed()},
       {"history", history},
   };
   return r;

@@ -16,7 +16,10 @@
 // "Epochs to target": the first epoch whose kNN accuracy reaches task.target_acc (the paper
 // does not say which accuracy it tracks; kNN is what can be measured every few epochs).
 //
-// Long runs restart from the beginning on --resume (no mid-run checkpoint yet).
+// Resumable: checkpoint.pt (encoder and head, optimizer state, position, the epoch's data
+// order, RNG states) is written every train.checkpoint_every epochs, at the end of
+// pretraining and when the run is interrupted (mid-epoch too); --resume continues from it to
+// the result of a run never stopped. The last one holds the pretrained encoder.
 
 #include <ATen/core/Tensor.h>
 

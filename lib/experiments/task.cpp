@@ -16,7 +16,8 @@ TaskContext::TaskContext(const config::Experiment& e, c10::Device d, train::RunD
       start_unix_(unix_now()) {}
 
 void TaskContext::write_partial(const nlohmann::json& results) const {
-  run.write_metrics(run.metrics("running", {{"task", exp.task()}, {"results", results}}));
+  run.write_metrics(
+      run.metrics("running", {{"task", exp.task()}, {"results", results}}, prior_wall_s_));
 }
 
 void TaskContext::write_file(const std::string& name, const std::string& text) const {
@@ -42,19 +43,24 @@ std::string TaskContext::progress_mode() const {
   return "plain";
 }
 
-std::function<TaskStatus(TaskContext&)> results_task(std::function<TaskResult(TaskContext&)> body) {
-  return [body = std::move(body)](TaskContext& ctx) {
-    if (ctx.run.reopened())
-      spdlog::info("{}: task '{}' did not complete ({}); starting it again from the beginning",
-                   ctx.dir.string(), ctx.exp.task(),
+std::function<TaskStatus(TaskContext&)> results_task(std::function<TaskResult(TaskContext&)> body,
+                                                     Resume resume) {
+  return [body = std::move(body), resume](TaskContext& ctx) {
+    if (ctx.run.reopened()) {
+      const bool continues = resume == Resume::FromCheckpoint &&
+                             std::filesystem::exists(ctx.dir / "checkpoint.pt");
+      spdlog::info("{}: task '{}' did not complete ({}); {}", ctx.dir.string(), ctx.exp.task(),
                    ctx.run.previous().is_object() ? ctx.run.previous().value("status", "unknown")
-                                                  : "no metrics.json");
+                                                  : "no metrics.json",
+                   continues ? "continuing from its checkpoint"
+                             : "starting it again from the beginning");
+    }
     ctx.run.claim();
     ctx.write_partial(nlohmann::json::object());
     const TaskResult r = body(ctx);
     ctx.run.write_metrics(ctx.run.metrics(
-        train::status_name(r.status),
-        {{"task", ctx.exp.task()}, {"results", r.results}}));
+        train::status_name(r.status), {{"task", ctx.exp.task()}, {"results", r.results}},
+        ctx.prior_wall_s_));
     // A task that kept a history: its TensorBoard session ends with the task's status.
     if (ctx.history_.is_array() && !ctx.history_.empty())
       ctx.write_history(ctx.history_, train::status_name(r.status));

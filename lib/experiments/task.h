@@ -35,6 +35,12 @@ struct TaskResult {
   nlohmann::json results = nlohmann::json::object();
 };
 
+// What --resume does with an interrupted or unfinished results task.
+enum class Resume {
+  FromStart,       // start again from the beginning (tasks that take minutes)
+  FromCheckpoint,  // the body continues from the checkpoint.pt it writes (long tasks: SimCLR)
+};
+
 class TaskContext {
  public:
   TaskContext(const config::Experiment& exp, c10::Device device, train::RunDirectory& run,
@@ -67,14 +73,18 @@ class TaskContext {
   void write_history(const nlohmann::json& rows, const std::string& status = "running") const;
   // Progress mode from train.progress ("auto" resolved): bar, plain or none.
   std::string progress_mode() const;
+  // Wall time of the attempts before this one, for a task that continues from a checkpoint:
+  // metrics.json's wall_time_s then counts the whole run.
+  void set_prior_wall_time(double seconds) { prior_wall_s_ = seconds; }
 
  private:
   std::function<bool(int64_t)> stop_requested_;
+  double prior_wall_s_ = 0;
   double start_unix_;  // the task's start, the TensorBoard session's
   // The last rows given to write_history: results_task ends their TensorBoard session.
   mutable nlohmann::json history_;
   friend std::function<TaskStatus(TaskContext&)> results_task(
-      std::function<TaskResult(TaskContext&)> body);
+      std::function<TaskResult(TaskContext&)> body, Resume resume);
 };
 
 // A registry entry's factory: the sections the task reads besides "task" ("train" and
@@ -90,9 +100,8 @@ struct TaskDef {
 };
 
 // A task that returns results only: claims the directory at once; metrics.json is the run
-// record plus "task" and "results", written at the start, by write_partial and at the end. An interrupted or
-// unfinished results task starts again from the beginning when resumed (tasks are minutes
-// long).
-std::function<TaskStatus(TaskContext&)> results_task(std::function<TaskResult(TaskContext&)> body);
+// record plus "task" and "results", written at the start, by write_partial and at the end.
+std::function<TaskStatus(TaskContext&)> results_task(std::function<TaskResult(TaskContext&)> body,
+                                                     Resume resume = Resume::FromStart);
 
 }  // namespace normexp::experiments

@@ -115,7 +115,9 @@ void register_builtin_tasks(Registry<TaskFactory>& r) {
   r.add({"simclr",
          "Markou §5.3: SimCLR (NT-Xent) pretraining, then kNN and linear evaluation",
          experiments::simclr_options(),
-         TaskFactory{{"data", "model", "norm", "optim", "schedule"}, experiments::results_task(experiments::run_simclr),
+         TaskFactory{{"data", "model", "norm", "optim", "schedule"},
+                     experiments::results_task(experiments::run_simclr,
+                                               experiments::Resume::FromCheckpoint),
                      experiments::check_simclr}});
   // Files 002 (§8 Experiments 1-4, Table 1) and 001/003: lib/experiments/{geometry,capacity}.cpp.
   r.add({"gd_linear", "Akbar Exp. 1: 2-D linear classifier +/- BN, weight trajectories",

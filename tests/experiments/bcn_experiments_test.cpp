@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compose/run.h"
 #include "core/fs.h"
 #include "experiments/overhead.h"
 #include "experiments/magnitude_probe.h"
@@ -180,6 +181,72 @@ train: {epochs: 2, batch_size: 32, progress: none, threads: 2}
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("linear_acc"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("epochs_to_target: 1"), std::string::npos) << r.out;  // target 0%
+}
+
+
+// A SimCLR run stopped mid-epoch, resumed, stopped again at an epoch's end and resumed once
+// more ends exactly where the run that was never stopped does: every epoch's NT-Xent and kNN
+// accuracy, the linear evaluation and epochs-to-target equal. Catches a checkpoint that loses
+// the projection head, the momentum buffers, BN's running statistics (the kNN features), the
+// epoch's data order or the RNG state the views are drawn from, and a history that forgets
+// the epochs before the stop.
+TEST(SimclrTask, ResumedRunEndsWhereTheUninterruptedOneDoes) {
+  testing::TempDir dir;
+  const std::string yaml = R"(name: simclr_resume
+task: {name: simclr, proj_hidden: 16, proj_dim: 8, eval_every: 1, linear_epochs: 3, knn_k: 5, target_acc: 30.0}
+data: {name: synthetic, classes: 4, train_size: 128, test_size: 32, resolution: 8}
+model: {name: cnn9, width: 0.125}
+norm: {name: bn}
+optim: {name: sgd, lr: 0.05, momentum: 0.9}
+train: {epochs: 3, batch_size: 32, progress: none, threads: 1, device: cpu}
+)";
+  auto exp = [&](const std::string& root) {
+    return testing::experiment_from(dir, yaml, {"output.root=" + (dir.path() / root).string()});
+  };
+  const auto straight = compose::run_experiment(exp("straight"));
+  ASSERT_EQ(straight.status, train::RunStatus::Completed);
+
+  const auto stopped_exp = exp("stopped");
+  compose::RunOptions stop;
+  stop.interrupt_at_step = 6;  // 4 batches an epoch: after batch 2 of epoch 2
+  auto first = compose::run_experiment(stopped_exp, stop);
+  ASSERT_EQ(first.status, train::RunStatus::Interrupted);
+  EXPECT_EQ(first.metrics["results"]["history"].size(), 1u);
+  ASSERT_TRUE(std::filesystem::exists(first.dir / "checkpoint.pt"));
+
+  stop.resume = true;
+  stop.interrupt_at_step = 8;  // the end of epoch 2: an epoch-boundary checkpoint
+  auto second = compose::run_experiment(stopped_exp, stop);
+  ASSERT_EQ(second.status, train::RunStatus::Interrupted);
+  EXPECT_EQ(second.metrics["results"]["history"].size(), 2u);
+
+  compose::RunOptions resume;
+  resume.resume = true;
+  const auto last = compose::run_experiment(stopped_exp, resume);
+  ASSERT_EQ(last.status, train::RunStatus::Completed);
+
+  const auto& a = straight.metrics["results"];
+  const auto& b = last.metrics["results"];
+  ASSERT_EQ(a["history"].size(), 3u);
+  ASSERT_EQ(b["history"].size(), 3u);
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(a["history"][e]["step"], b["history"][e]["step"]) << "epoch " << e + 1;
+    EXPECT_DOUBLE_EQ(a["history"][e]["train_loss"].get<double>(),
+                     b["history"][e]["train_loss"].get<double>())
+        << "epoch " << e + 1;
+    EXPECT_DOUBLE_EQ(a["history"][e]["knn_acc"].get<double>(),
+                     b["history"][e]["knn_acc"].get<double>())
+        << "epoch " << e + 1;
+  }
+  EXPECT_DOUBLE_EQ(a["linear_acc"].get<double>(), b["linear_acc"].get<double>());
+  EXPECT_EQ(a["epochs_to_target"], b["epochs_to_target"]);
+  // The three attempts' wall time adds up; the last checkpoint is the pretrained encoder.
+  EXPECT_GT(last.metrics["wall_time_s"].get<double>(), second.metrics["wall_time_s"].get<double>());
+  EXPECT_TRUE(std::filesystem::exists(last.dir / "checkpoint.pt"));
+  // Resuming a completed run does nothing and returns it as it was.
+  const auto again = compose::run_experiment(stopped_exp, resume);
+  EXPECT_EQ(again.status, train::RunStatus::Completed);
+  EXPECT_EQ(again.metrics["results"]["linear_acc"], b["linear_acc"]);
 }
 
 }  // namespace

@@ -82,16 +82,20 @@ at::Tensor simclr_view(const at::Tensor& images, double crop_min) {
   auto theta = torch::stack({torch::stack({w * flip, zero, cx}, 1), torch::stack({zero, h, cy}, 1)}, 1);
   auto grid = F::affine_grid(theta, {n, c, images.size(2), images.size(3)}, /*align_corners=*/false);
   x = F::grid_sample(x, grid, F::GridSampleFuncOptions().mode(torch::kBilinear).align_corners(false));
+  // Colour jitter with probability 0.8: brightness, contrast, then (colour images)
+  // saturation, strength 0.4 each. Grey images get brightness and contrast: with crops alone
+  // their two views share an intensity histogram, a shortcut to matching them (Chen et al.
+  // 2020 §3, Figure 6, on colour histograms).
+  auto apply = (torch::rand({n, 1, 1, 1}, o) < 0.8).to(torch::kFloat);
+  auto j = (x * draw(n, 0.6, 1.4, o)).clamp(0, 1);
+  auto m = (c == 3 ? gray(j) : j.mean(1, true)).mean({2, 3}, true);
+  j = ((j - m) * draw(n, 0.6, 1.4, o) + m).clamp(0, 1);
   if (c == 3) {
-    // Colour jitter with probability 0.8: brightness, contrast, saturation (strength 0.4).
-    auto apply = (torch::rand({n, 1, 1, 1}, o) < 0.8).to(torch::kFloat);
-    auto j = x * draw(n, 0.6, 1.4, o);
-    j = j.clamp(0, 1);
-    auto m = gray(j).mean({2, 3}, true);
-    j = ((j - m) * draw(n, 0.6, 1.4, o) + m).clamp(0, 1);
     auto g = gray(j);
     j = ((j - g) * draw(n, 0.6, 1.4, o) + g).clamp(0, 1);
-    x = apply * j + (1 - apply) * x;
+  }
+  x = apply * j + (1 - apply) * x;
+  if (c == 3) {
     // Grayscale with probability 0.2.
     auto to_gray = (torch::rand({n, 1, 1, 1}, o) < 0.2).to(torch::kFloat);
     x = to_gray * gray(x).expand_as(x) + (1 - to_gray) * x;
@@ -300,6 +304,15 @@ TaskResult run_simclr(TaskContext& ctx) {
   auto& history = progress.history;
   auto& epochs_to_target = progress.epochs_to_target;
   int64_t& step = progress.step;
+  if (history.empty()) {
+    // Epoch 0: the untrained encoder's kNN accuracy, the baseline pretraining must beat
+    // (random conv features are far above chance on simple images).
+    const double acc = knn();
+    history.push_back({{"epoch", 0}, {"step", 0}, {"knn_acc", acc}, {"elapsed_s", 0.0}});
+    if (acc >= t.get_float("target_acc")) epochs_to_target = 0;
+    if (ctx.progress_mode() != "none") spdlog::info("epoch 0 (untrained encoder)  kNN {:.2f}%", acc);
+    ctx.write_history(history);
+  }
   ctx.write_partial({{"history", history}});
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return progress.elapsed_before + seconds_since(t0); };
@@ -408,6 +421,7 @@ TaskResult run_simclr(TaskContext& ctx) {
   r.results = {
       {"linear_acc", linear_acc},
       {"knn_acc", history.back().value("knn_acc", 0.0)},
+      {"knn_acc_init", history.front().value("knn_acc", 0.0)},
       {"epochs_to_target", epochs_to_target},
       {"target_acc", t.get_float("target_acc")},
       {"train_time_s", elapsed()},

@@ -8,11 +8,14 @@
 // Views: two independent augmentations of every image, batched on the device: random resized
 // crop (scale [crop_min, 1], aspect ratio [3/4, 4/3], bilinear), horizontal flip, colour
 // jitter with probability 0.8 (brightness, contrast, saturation 0.4 each, applied in that
-// order; SimCLR's hue jitter is left out), grayscale with probability 0.2, then the data's
-// per-channel normalization. No blur (SimCLR's CIFAR setting).
+// order; SimCLR's hue jitter is left out; grey images get brightness and contrast), grayscale
+// with probability 0.2 (colour images), then the data's per-channel normalization. No blur
+// (SimCLR's CIFAR setting).
 // kNN: cosine similarity of L2-normalized encoder features of the (unaugmented) test images
 // to the training images, k neighbours voting with weights exp(sim / 0.1) (Wu et al. 2018).
 // Linear evaluation: a linear classifier on frozen, unaugmented features, trained with SGD.
+// The history starts with epoch 0: the untrained encoder's kNN accuracy (results.knn_acc_init),
+// the baseline pretraining has to beat.
 // "Epochs to target": the first epoch whose kNN accuracy reaches task.target_acc (the paper
 // does not say which accuracy it tracks; kNN is what can be measured every few epochs).
 //

@@ -2,12 +2,14 @@
 // with cwo at the paper's CNN learning rate (Ikami et al. 2021 §4.1.1: 0.1), the quick start's setting,
 // about 45 s each on two cores. A working method clears the accuracy bar; the broken ones this
 // guards against do not: a net whose loss sticks at ln 10 (dead layers, a collapsed catapult)
-// stays near 90% error, and a diverged run ends with status "diverged".
+// stays near 90% error, and a diverged run ends with status "diverged". And SimCLR's
+// pretraining (Markou §5.3) against the untrained encoder, about 100 s.
 //
 // scripts/setup.sh installs Debian's dataset-fashion-mnist, so the data is always there in CI.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -59,6 +61,40 @@ TEST(FashionMnist, CwoLearnsAtThePapersLearningRate) {
   // "Why cwo diverged"): the test would then measure the seed, not the method.
   expect_learned(train_on_fmnist(
       {"norm.name=cwo", "norm.noise.schedule=constant", "norm.noise.sigma=0.2"}));
+}
+
+// SimCLR (Markou §5.3's task) learns on real data: after a short pretraining the encoder's
+// kNN accuracy clearly beats the same encoder untrained (epoch 0 of the history; random conv
+// features are already ~68% on Fashion-MNIST), the linear evaluation too, and NT-Xent falls
+// well below where it starts. Catches a loss that pulls the wrong pairs together, views that
+// leave a shortcut (crops alone on grey images share an intensity histogram: with them the kNN
+// accuracy fell from 72% to 61% in four epochs), an optimizer that misses the projection
+// head, and features read with the wrong normalization.
+TEST(FashionMnist, SimclrPretrainingBeatsTheUntrainedEncoder) {
+  testing::TempDir dir;
+  const std::string yaml = R"(name: simclr_fmnist_ci
+task: {name: simclr, proj_hidden: 128, proj_dim: 32, crop_min: 0.3, eval_every: 1, knn_k: 20, linear_epochs: 10, target_acc: 100.0}
+data: {name: fashion_mnist, train_size: 10000, test_size: 2000, augment: none}
+model: {name: cnn9, width: 0.25}
+norm: {name: bn}
+optim: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 5.0e-4}
+schedule: {name: cosine}
+train: {epochs: 6, batch_size: 128, progress: none, device: cpu}
+)";
+  auto exp = testing::experiment_from(dir, yaml, {"output.root=" + (dir.path() / "res").string()});
+  const auto result = compose::run_experiment(exp);
+  const auto m = nlohmann::json::parse(read_file(result.dir / "metrics.json"));
+  ASSERT_EQ(m["status"], "completed");
+  const auto& r = m["results"];
+  const auto& h = r["history"];
+  ASSERT_EQ(h.size(), 7u);  // epoch 0 (untrained) and 6 epochs
+  // Measured (2-core CPU, LibTorch 1.13, seeds 0 and 1): kNN 67.7% untrained -> 75.6% after 6
+  // epochs, linear evaluation 77%, NT-Xent 4.93 -> 4.16 (ln 255 = 5.54 is chance).
+  const double init = r["knn_acc_init"];
+  EXPECT_GT(r["knn_acc"].get<double>(), init + 4.0) << h.dump();
+  EXPECT_GT(r["linear_acc"].get<double>(), init + 4.0) << r.dump();
+  EXPECT_LT(h[6]["train_loss"].get<double>(), h[1]["train_loss"].get<double>() - 0.4) << h.dump();
+  EXPECT_LT(h[6]["train_loss"].get<double>(), std::log(255.0) - 1.0) << h.dump();
 }
 
 }  // namespace

@@ -192,6 +192,14 @@ std::vector<OptionSpec> train_options() {
       opt_bool("drop_last", false, "drop the last incomplete training batch of each epoch"),
       opt_int("max_steps", 0, "stop after this many steps in total (0: no limit)", at_least(0)),
       opt_bool("bf16", false, "bf16 autocast (CUDA only; ignored with a warning on CPU)"),
+      hashed_unless_default(opt_float("label_smoothing", 0.0,
+                                      "cross-entropy against (1 - e) one-hot + e / classes "
+                                      "(Szegedy et al. 2016; DeiT: 0.1); 0: plain",
+                                      between(0, 1, false, true))),
+      hashed_unless_default(opt_float("clip_grad_norm", 0.0,
+                                      "scale the gradients to at most this global L2 norm "
+                                      "before each update (on the device); 0: off",
+                                      at_least(0))),
       unhashed(opt_int("checkpoint_every", 1,
                        "write checkpoint.pt every N epochs (0: only at the end and on interrupt)",
                        at_least(0))),

@@ -18,6 +18,29 @@ GraphMode parse_graph_mode(const std::string& s) {
   throw std::invalid_argument("cuda_graphs must be off, auto or on, not '" + s + "'");
 }
 
+StepOptions step_options_from(const config::Params& train, bool bf16) {
+  StepOptions o;
+  o.bf16 = bf16;
+  o.graphs = parse_graph_mode(train.get_string("cuda_graphs"));
+  o.label_smoothing = train.get_float("label_smoothing");
+  o.clip_grad_norm = train.get_float("clip_grad_norm");
+  return o;
+}
+
+at::Tensor clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  std::vector<at::Tensor> grads, norms;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    norms.push_back(p.grad().detach().norm().to(torch::kFloat));
+  }
+  if (grads.empty()) return torch::zeros({});
+  const auto total = torch::stack(norms).norm();
+  const auto coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
+  for (auto& g : grads) g.mul_(coef.to(g.scalar_type()));
+  return total;
+}
+
 TrainStep::TrainStep(models::ModelImpl& model, optim::Optimizer& optimizer,
                      const BatchPipeline& pipeline, const c10::Device& device,
                      StepOptions options)
@@ -32,6 +55,7 @@ TrainStep::TrainStep(models::ModelImpl& model, optim::Optimizer& optimizer,
   last_loss_ = torch::zeros({}, on.dtype(torch::kFloat));
   step_ = torch::zeros({}, on.dtype(torch::kLong));
   bad_step_ = torch::full({}, -1, on.dtype(torch::kLong));
+  for (const auto& p : optimizer_.params()) clip_params_.push_back(p.tensor);
   if (options_.graphs == GraphMode::Off) return;
   // Asked for graphs: the LR lives on the device from the first step on, so the eager
   // warmup steps and the replays do the same arithmetic.
@@ -74,7 +98,9 @@ at::Tensor TrainStep::loss_of(const at::Tensor& images, const at::Tensor& labels
   auto logits = model_.forward(x).to(torch::kFloat);
   if (options_.bf16) cuda::set_bf16_autocast(false);
   *logits_out = logits;
-  return torch::nn::functional::cross_entropy(logits, labels);
+  return torch::nn::functional::cross_entropy(
+      logits, labels,
+      torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(options_.label_smoothing));
 }
 
 void TrainStep::forward_backward(const at::Tensor& images, const at::Tensor& labels) {
@@ -95,6 +121,7 @@ void TrainStep::body(const at::Tensor& images, const at::Tensor& labels, bool ca
     (loss * loss_weight_).backward();
   }
   if (gradient_sync_) gradient_sync_();
+  if (options_.clip_grad_norm > 0) clip_grad_norm(clip_params_, options_.clip_grad_norm);
   // The plain path hands the host LR to the update, exactly as before graphs existed.
   if (device_lr_) {
     optimizer_.step_on_device(lr_);

@@ -20,6 +20,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include "config/schema.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
 #include "train/pipeline.h"
@@ -49,7 +50,21 @@ struct StepOptions {
   // Eager steps before the capture: cuDNN's autotuning and lazily created state (gradients,
   // momentum buffers, normalization constants) must exist before a graph records the step.
   int64_t warmup = 3;
+  // Cross-entropy against (1 - e) one-hot + e / K (Szegedy et al. 2016); 0: plain.
+  double label_smoothing = 0;
+  // > 0: the gradients are scaled so that their global L2 norm is at most this (after the
+  // data-parallel all-reduce, before the update; Pascanu et al. 2013). 0: off.
+  double clip_grad_norm = 0;
 };
+
+// The options `run` and `bench` both take from the train section (bf16 as the caller resolved
+// it for the device).
+StepOptions step_options_from(const config::Params& train, bool bf16);
+
+// Scales every defined gradient of `params` by min(1, max_norm / (‖g‖ + 1e-6)), ‖g‖ their
+// global L2 norm, on the device: no host read, so it runs inside a captured CUDA graph.
+// Returns ‖g‖ before scaling (a float device scalar).
+at::Tensor clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 
 class TrainStep {
  public:
@@ -111,6 +126,7 @@ class TrainStep {
   std::function<void()> gradient_sync_;
   double loss_weight_ = 1.0;
   at::Tensor step_, bad_step_;
+  std::vector<at::Tensor> clip_params_;  // the optimizer's parameters, for clip_grad_norm
   at::Tensor lr_, last_loss_, loss_sum_, correct_, static_images_, static_labels_;
 };
 

@@ -93,9 +93,7 @@ Trainer::Trainer(const config::Experiment& exp, Components components, std::vect
   progress_ = std::make_unique<Progress>(
       speaks ? Progress::parse_mode(train.get_string("progress")) : Progress::Mode::None,
       epochs_);
-  StepOptions step_options;
-  step_options.bf16 = bf16_;
-  step_options.graphs = parse_graph_mode(train.get_string("cuda_graphs"));
+  StepOptions step_options = step_options_from(train, bf16_);
   if (dp_ && step_options.graphs != GraphMode::Off) {
     // The gradient all-reduce runs between backward and update, outside any graph.
     spdlog::warn("train.cuda_graphs is off in a data-parallel run (world size {}): the "

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
@@ -65,6 +66,72 @@ TEST(TrainStep, SumsLossAndCorrectOnTheDeviceAndLearns) {
   EXPECT_EQ(step.correct().item<int64_t>(), 0);
 }
 
+// train.label_smoothing reaches the step's loss as (1 - e) CE + e mean_k(-log p_k), computed
+// here from the model's own logits. Catches the option not reaching the step (e > 0 moves the
+// loss by over 100x the tolerance) and a different mixture.
+TEST(TrainStep, LabelSmoothingMixesCrossEntropyWithTheUniformTarget) {
+  for (double eps : {0.0, 0.1, 0.4}) {
+    Rig rig(torch::kCPU, {"data.augment=none", fmt::format("train.label_smoothing={}", eps)});
+    const auto options = step_options_from(rig.exp.section("train"), /*bf16=*/false);
+    ASSERT_EQ(options.label_smoothing, eps);
+    const auto x = rig.images.slice(0, 0, 32), y = rig.labels.slice(0, 0, 32);
+    double nll = 0, expected = 0;
+    {
+      torch::NoGradGuard no_grad;
+      const auto logp =
+          torch::log_softmax(rig.b.model->forward(rig.pipeline.prepare(x, /*train=*/true)), 1);
+      nll = -logp.gather(1, y.unsqueeze(1)).mean().item<double>();
+      expected = (1 - eps) * nll + eps * -logp.mean().item<double>();
+    }
+    if (eps > 0) ASSERT_GT(std::abs(expected - nll), 1e-3);  // 100x the tolerance: telling apart
+    TrainStep step(*rig.b.model, *rig.b.optimizer, rig.pipeline, torch::kCPU, options);
+    step.run(x, y, /*lr=*/0.0, 1);
+    EXPECT_NEAR(step.last_loss().item<double>(), expected, 1e-5) << "label_smoothing " << eps;
+  }
+}
+
+// The global norm over all gradients, not per tensor: (3, 0, 0) and ((0, 4), (0, 0)) have norm
+// 5; clipping to 1 scales both by 1/5, clipping to 10 leaves them alone; tensors without a
+// gradient are skipped.
+TEST(ClipGradNorm, ScalesAllGradientsByOneFactorOnlyAboveTheMaximum) {
+  auto make = [] {
+    auto a = torch::zeros({3}, torch::requires_grad()), b = torch::zeros({2, 2}, torch::requires_grad());
+    a.mutable_grad() = torch::tensor({3.0f, 0.0f, 0.0f});
+    b.mutable_grad() = torch::tensor({0.0f, 4.0f, 0.0f, 0.0f}).view({2, 2});
+    return std::vector<at::Tensor>{a, b, torch::zeros({1}, torch::requires_grad())};
+  };
+  auto p = make();
+  EXPECT_NEAR(clip_grad_norm(p, 1.0).item<double>(), 5.0, 1e-6);
+  EXPECT_NEAR(p[0].grad()[0].item<double>(), 0.6, 1e-6);
+  EXPECT_NEAR(p[1].grad()[0][1].item<double>(), 0.8, 1e-6);
+  EXPECT_FALSE(p[2].grad().defined());
+  auto q = make();
+  EXPECT_NEAR(clip_grad_norm(q, 10.0).item<double>(), 5.0, 1e-6);
+  EXPECT_EQ(q[0].grad()[0].item<double>(), 3.0);
+  EXPECT_EQ(q[1].grad()[0][1].item<double>(), 4.0);
+}
+
+// train.clip_grad_norm reaches the update: with plain SGD (no momentum, no decay) one step
+// moves the parameters by exactly lr x the clipped norm, against > 10x that unclipped.
+TEST(TrainStep, ClippedStepMovesTheParametersByLrTimesTheMaximum) {
+  auto displacement = [](double clip) {
+    Rig rig(torch::kCPU, {"data.augment=none", "norm.name=bn", "optim.momentum=0",
+                          "optim.weight_decay=0", fmt::format("train.clip_grad_norm={}", clip)});
+    std::vector<at::Tensor> before;
+    for (const auto& p : rig.b.optimizer->params()) before.push_back(p.tensor.detach().clone());
+    TrainStep step(*rig.b.model, *rig.b.optimizer, rig.pipeline, torch::kCPU,
+                   step_options_from(rig.exp.section("train"), false));
+    step.run(rig.images.slice(0, 0, 32), rig.labels.slice(0, 0, 32), /*lr=*/0.5, 1);
+    double sq = 0;
+    for (size_t i = 0; i < before.size(); ++i)
+      sq += (rig.b.optimizer->params()[i].tensor.detach() - before[i]).pow(2).sum().item<double>();
+    return std::sqrt(sq);
+  };
+  const double clipped = displacement(0.01), free = displacement(0.0);
+  EXPECT_NEAR(clipped, 0.5 * 0.01, 1e-4 * 0.5 * 0.01);
+  EXPECT_GT(free, 10 * clipped);
+}
+
 // Asking for graphs where there are none (CPU) runs eagerly with the device-LR update, says
 // why, and trains the same as the plain step.
 TEST(TrainStep, GraphsOnCpuFallBackToEagerWithTheReason) {
@@ -99,7 +166,10 @@ TEST(TrainStep, AnOptimizerWithHostStateIsNotCaptured) {
 // LR schedule moving under replay, cwo's projection and the noise layers inside the graph.
 TEST(TrainStep, CapturedGraphGivesTheEagerLosses) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "needs CUDA";
-  for (const char* augment : {"none", "standard"}) {
+  // The last case also clips the gradient norm and smooths the labels, both inside the graph.
+  for (const char* augment : {"none", "standard", "standard+clip"}) {
+    const bool clip = std::string(augment) == "standard+clip";
+    if (clip) augment = "standard";
     std::vector<double> eager, graphed;
     for (GraphMode mode : {GraphMode::Off, GraphMode::On}) {
       // cuDNN's default (not benchmarked) algorithms in both runs; atomics in some backward
@@ -109,6 +179,10 @@ TEST(TrainStep, CapturedGraphGivesTheEagerLosses) {
       StepOptions o;
       o.graphs = mode;
       o.warmup = 2;
+      if (clip) {
+        o.clip_grad_norm = 0.05;
+        o.label_smoothing = 0.1;
+      }
       TrainStep step(*rig.b.model, *rig.b.optimizer, rig.pipeline, torch::kCUDA, o);
       torch::manual_seed(11);
       (mode == GraphMode::Off ? eager : graphed) = rig.train(step, 12);
@@ -116,7 +190,7 @@ TEST(TrainStep, CapturedGraphGivesTheEagerLosses) {
     }
     for (size_t i = 0; i < eager.size(); ++i)
       EXPECT_NEAR(graphed[i], eager[i], 2e-3 * std::abs(eager[i]) + 1e-5)
-          << "augment " << augment << ", step " << i;
+          << "augment " << augment << (clip ? " with clipping" : "") << ", step " << i;
   }
 }
 

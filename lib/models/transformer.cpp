@@ -42,8 +42,17 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   return proj_->forward(out);
 }
 
+torch::Tensor drop_path(const torch::Tensor& branch, double p, bool training) {
+  if (!training || p <= 0) return branch;
+  std::vector<int64_t> shape(branch.dim(), 1);
+  shape[0] = branch.size(0);
+  const auto keep = torch::empty(shape, branch.options()).bernoulli_(1 - p);
+  return branch * keep.div_(1 - p);
+}
+
 BlockImpl::BlockImpl(int64_t dim, int64_t heads, int64_t mlp_dim, nn::NormScheme& scheme,
-                     const std::string& where) {
+                     const std::string& where, double drop_path)
+    : drop_path_(drop_path) {
   norm1_ = scheme.token_norm(dim, where + ".norm1");
   register_module("norm1", norm1_.ptr());
   attn_ = register_module("attn", Attention(dim, heads));
@@ -54,8 +63,9 @@ BlockImpl::BlockImpl(int64_t dim, int64_t heads, int64_t mlp_dim, nn::NormScheme
 }
 
 torch::Tensor BlockImpl::forward(torch::Tensor x) {
-  x = x + attn_->forward(norm1_.forward(x));
-  return x + fc2_->forward(torch::gelu(fc1_->forward(norm2_.forward(x))));
+  x = x + drop_path(attn_->forward(norm1_.forward(x)), drop_path_, is_training());
+  return x + drop_path(fc2_->forward(torch::gelu(fc1_->forward(norm2_.forward(x)))), drop_path_,
+                       is_training());
 }
 
 TokenScorerImpl::TokenScorerImpl(int64_t d_in, int64_t dim, int64_t depth, int64_t heads,

@@ -33,10 +33,17 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
+// Stochastic depth (Huang et al. 2016; "drop path" in DeiT, Touvron et al. 2021): in training,
+// each sample's residual branch is dropped with probability p and the kept ones scaled by
+// 1/(1 - p), so the expectation is the branch; identity in evaluation or at p = 0. One
+// Bernoulli draw per sample from the device's generator (capturable in a CUDA graph).
+torch::Tensor drop_path(const torch::Tensor& branch, double p, bool training);
+
 class BlockImpl : public torch::nn::Module {
  public:
+  // `drop_path`: this block's stochastic-depth rate for both of its residual branches.
   BlockImpl(int64_t dim, int64_t heads, int64_t mlp_dim, nn::NormScheme& scheme,
-            const std::string& where);
+            const std::string& where, double drop_path = 0);
   torch::Tensor forward(torch::Tensor x);
   Attention& attention() { return attn_; }
 
@@ -44,6 +51,7 @@ class BlockImpl : public torch::nn::Module {
   torch::nn::AnyModule norm1_, norm2_;
   Attention attn_{nullptr};
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+  double drop_path_;
 };
 TORCH_MODULE(Block);
 

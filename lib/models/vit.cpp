@@ -8,6 +8,7 @@ namespace normexp::models {
 namespace {
 struct VitShape {
   int64_t patch, dim, depth, heads, mlp_dim;
+  double drop_path = 0;  // the last block's stochastic-depth rate
 };
 
 class VitImpl : public ModelImpl {
@@ -30,8 +31,11 @@ class VitImpl : public ModelImpl {
     }
     for (int64_t i = 0; i < v.depth; ++i) {
       const std::string name = "blocks." + std::to_string(i);
+      // Rates rise linearly from 0 at the first block to drop_path at the last (Huang et al.
+      // 2016's linear decay rule, as DeiT and timm apply it).
+      const double rate = v.depth > 1 ? v.drop_path * i / (v.depth - 1) : v.drop_path;
       blocks_.push_back(register_module("block" + std::to_string(i),
-                                        Block(v.dim, v.heads, v.mlp_dim, scheme, name)));
+                                        Block(v.dim, v.heads, v.mlp_dim, scheme, name, rate)));
     }
     norm_ = scheme.token_norm(v.dim, "norm");
     register_module("norm", norm_.ptr());
@@ -65,7 +69,8 @@ std::vector<config::OptionSpec> vit_options() {
   return {
       opt_string("preset", "custom",
                  "custom (the options below) or vit_b16: ViT-B/16 (patch 16, width 768, depth "
-                 "12, 12 heads, MLP 3072; Dosovitskiy et al. 2021) — the others are then ignored",
+                 "12, 12 heads, MLP 3072; Dosovitskiy et al. 2021) — patch, dim, depth, heads "
+                 "and mlp_dim are then ignored",
                  {"custom", "vit_b16"}),
       opt_int("patch", 4, "patch size in pixels (4 for 32-px CIFAR images)", at_least(1)),
       opt_int("dim", 192, "token width", at_least(1)),
@@ -73,6 +78,11 @@ std::vector<config::OptionSpec> vit_options() {
       opt_int("heads", 6, "attention heads (must divide dim)", at_least(1)),
       opt_int("mlp_dim", 768, "hidden width of each block's MLP", at_least(1)),
       opt_bool("embed_norm", false, "a token norm right after the patch + position embedding"),
+      hashed_unless_default(opt_float(
+          "drop_path", 0.0,
+          "stochastic depth: the last block's rate of dropping a sample's residual branch, "
+          "rising linearly from 0 at the first block (DeiT-B: 0.1); applies to the preset too",
+          between(0, 1, false, true))),
   };
 }
 
@@ -80,6 +90,7 @@ ModelPtr make_vit(const config::Params& p, const data::DataShape& shape, nn::Nor
   VitShape v{p.get_int("patch"), p.get_int("dim"), p.get_int("depth"), p.get_int("heads"),
              p.get_int("mlp_dim")};
   if (p.get_string("preset") == "vit_b16") v = {16, 768, 12, 12, 3072};
+  v.drop_path = p.get_float("drop_path");
   if (shape.height % v.patch != 0 || shape.width % v.patch != 0)
     throw p.error(p.get_string("preset") == "vit_b16" ? "preset" : "patch",
                   "patch size " + std::to_string(v.patch) + " does not divide the " +

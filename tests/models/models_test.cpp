@@ -5,6 +5,7 @@
 #include "support/ml_support.h"
 #include "compose/components.h"
 #include "compose/run.h"
+#include "models/transformer.h"
 
 namespace normexp {
 namespace {
@@ -194,6 +195,44 @@ TEST(Models, ResNetV1StemsAndVitShapes) {
   EXPECT_EQ(vit.model->forward(torch::randn({2, 3, 32, 32})).sizes(),
             (std::vector<int64_t>{2, 10}));
   EXPECT_EQ(vit.model->feature_dim(), 48);
+}
+
+// Stochastic depth drops whole samples' branches with probability p and scales the kept ones
+// by 1/(1 - p): every sample is all 0 or all 1/(1 - p), about p of them 0, the mean kept.
+// Catches a per-element mask, a missing rescale, or a mask applied in evaluation.
+TEST(DropPath, DropsWholeSamplesAndKeepsTheExpectation) {
+  torch::manual_seed(0);
+  const auto branch = torch::ones({4000, 3, 5});
+  const auto y = models::drop_path(branch, 0.25, /*training=*/true);
+  const auto per_sample_min = y.flatten(1).amin(1), per_sample_max = y.flatten(1).amax(1);
+  EXPECT_TRUE(per_sample_min.equal(per_sample_max));  // one draw per sample
+  const auto dropped = per_sample_max.eq(0);
+  EXPECT_TRUE(per_sample_max.masked_select(dropped.logical_not()).allclose(
+      torch::full({1}, 1 / 0.75)));
+  EXPECT_NEAR(dropped.to(torch::kDouble).mean().item<double>(), 0.25, 0.03);  // 4.4 SE
+  EXPECT_NEAR(y.mean().item<double>(), 1.0, 0.04);
+  EXPECT_TRUE(models::drop_path(branch, 0.25, /*training=*/false).equal(branch));
+  EXPECT_TRUE(models::drop_path(branch, 0.0, /*training=*/true).equal(branch));
+}
+
+// model.drop_path changes training forwards only: in evaluation the ViT equals the same
+// weights without it, in training two forwards differ (and without it they agree: a ViT has no
+// other randomness).
+TEST(Models, VitDropPathActsInTrainingOnly) {
+  const std::string vit = "name: vit, dim: 48, depth: 3, heads: 3, mlp_dim: 96";
+  torch::manual_seed(0);
+  auto plain = build(vit, "name: ln");
+  torch::manual_seed(0);
+  auto dropped = build(vit + ", drop_path: 0.5", "name: ln");
+  const auto x = torch::randn({8, 3, 32, 32});
+  plain.model->eval();
+  dropped.model->eval();
+  EXPECT_TRUE(plain.model->forward(x).allclose(dropped.model->forward(x)));
+  plain.model->train();
+  dropped.model->train();
+  EXPECT_TRUE(plain.model->forward(x).equal(plain.model->forward(x)));
+  EXPECT_FALSE(dropped.model->forward(x).allclose(dropped.model->forward(x)));
+  EXPECT_EQ(single_issue(vit + ", drop_path: 1.0", "name: ln").path, "model.drop_path");
 }
 
 TEST(Models, VitOptionsAreChecked) {

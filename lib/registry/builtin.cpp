@@ -182,6 +182,18 @@ std::vector<OptionSpec> data_common_options() {
           "augment: fastaa policy: built-in fastaa_cifar10 (Fast AutoAugment's published "
           "CIFAR policy, configs/augment/) or a path to a policy JSON of that format")),
       opt_bool("normalize", true, "per-channel mean/std normalization (training-set statistics)"),
+      hashed_unless_default(opt_float("mixup", 0.0,
+                                      "mixup's Beta(a, a) parameter, each batch mixed with its "
+                                      "reversal (Zhang et al. 2018; DeiT: 0.8); 0: off",
+                                      at_least(0))),
+      hashed_unless_default(opt_float("cutmix", 0.0,
+                                      "CutMix's Beta(a, a) parameter (Yun et al. 2019; DeiT: "
+                                      "1.0); 0: off",
+                                      at_least(0))),
+      hashed_unless_default(opt_float("mix_switch_prob", 0.5,
+                                      "with mixup and cutmix both on: the probability that a "
+                                      "batch uses CutMix (DeiT: 0.5)",
+                                      between(0, 1))),
   };
 }
 

@@ -15,6 +15,9 @@ BatchPipeline pipeline_from_config(const config::Params& data) {
   p.augment = mode != "none";
   p.normalize = data.get_bool("normalize");
   p.cutout = data.get_int("cutout");
+  p.mix.mixup_alpha = data.get_float("mixup");
+  p.mix.cutmix_alpha = data.get_float("cutmix");
+  p.mix.switch_prob = data.get_float("mix_switch_prob");
   if (mode == "fastaa") {
     try {
       p.policy = std::make_shared<const data::FastAutoAugment>(

@@ -12,6 +12,7 @@
 #include "config/schema.h"
 #include "data/augment.h"
 #include "data/fastaa.h"
+#include "data/mix.h"
 #include "models/model.h"
 
 namespace normexp::train {
@@ -26,6 +27,9 @@ struct BatchPipeline {
   bool normalize = true;
   std::vector<double> mean, std;
   int64_t cutout = 0;         // side of the Cutout square after normalization (0: none)
+  // Mixup / CutMix after all of the above: they mix labels too, so the training step applies
+  // them (train/step.h), not prepare().
+  data::MixOptions mix;
   bool channels_last = false;
   // Point clouds (data::Modality::Points, float (N, 3, P, 1)): `augment` is Ikami et al.
   // 2021 §4.2.1's (after PointNet's): a random rotation about the up axis (y) and per-point

@@ -92,28 +92,43 @@ void TrainStep::set_observer(StepObserver* observer) {
 }
 
 at::Tensor TrainStep::loss_of(const at::Tensor& images, const at::Tensor& labels,
-                              at::Tensor* logits_out) {
+                              at::Tensor* logits_out, at::Tensor* hit_labels) {
   auto x = pipeline_.prepare(images, /*train=*/true);
+  data::MixedBatch mixed;
+  if (pipeline_.mix.enabled()) {
+    mixed = data::mix_batch(x, pipeline_.mix);
+    x = mixed.x;
+  }
   if (options_.bf16) cuda::set_bf16_autocast(true);
   auto logits = model_.forward(x).to(torch::kFloat);
   if (options_.bf16) cuda::set_bf16_autocast(false);
   *logits_out = logits;
-  return torch::nn::functional::cross_entropy(
-      logits, labels,
-      torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(options_.label_smoothing));
+  const auto ce = [&](const at::Tensor& y) {
+    return torch::nn::functional::cross_entropy(
+        logits, y,
+        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(options_.label_smoothing));
+  };
+  if (!mixed.lam.defined()) {
+    *hit_labels = labels;
+    return ce(labels);
+  }
+  // Top-1 hits count against the label with the larger share.
+  const auto reversed = labels.flip(0);
+  *hit_labels = torch::where(mixed.lam.ge(0.5), labels, reversed);
+  return mixed.lam * ce(labels) + (1 - mixed.lam) * ce(reversed);
 }
 
 void TrainStep::forward_backward(const at::Tensor& images, const at::Tensor& labels) {
-  at::Tensor logits;
-  auto loss = loss_of(images, labels, &logits);
+  at::Tensor logits, hit_labels;
+  auto loss = loss_of(images, labels, &logits, &hit_labels);
   optimizer_.zero_grad();
   loss.backward();
   if (options_.bf16) cuda::clear_autocast_cache();
 }
 
 void TrainStep::body(const at::Tensor& images, const at::Tensor& labels, bool capturing) {
-  at::Tensor logits;
-  auto loss = loss_of(images, labels, &logits);
+  at::Tensor logits, hit_labels;
+  auto loss = loss_of(images, labels, &logits, &hit_labels);
   optimizer_.zero_grad();
   if (loss_weight_ == 1.0) {
     loss.backward();
@@ -133,7 +148,7 @@ void TrainStep::body(const at::Tensor& images, const at::Tensor& labels, bool ca
   const auto n = static_cast<double>(labels.size(0));
   const auto l = loss.detach();
   loss_sum_.add_(l.to(torch::kDouble), n);
-  correct_.add_(logits.detach().argmax(1).eq(labels).sum());
+  correct_.add_(logits.detach().argmax(1).eq(hit_labels).sum());
   last_loss_.copy_(l);
   // The first non-finite loss, kept on the device: a divergence is found late (the host
   // reads the loss only for progress and at the end of the epoch) but reported exactly.

@@ -1,9 +1,10 @@
 #pragma once
 // One training step, shared by `normexp run` and `normexp bench` so that what is measured is
-// what trains: a uint8 batch through the augmentation pipeline, the forward pass (bf16
-// autocast when asked), cross-entropy, backward and the optimizer step (cwo's projection and
-// the noise layers included), with the loss and the correct count summed on the device (no
-// host synchronization inside the step).
+// what trains: a uint8 batch through the augmentation pipeline (and mixup/CutMix when the data
+// section asks), the forward pass (bf16 autocast when asked), cross-entropy (label smoothing
+// when asked), backward, gradient clipping when asked, and the optimizer step (cwo's
+// projection and the noise layers included), with the loss and the correct count summed on
+// the device (no host synchronization inside the step).
 //
 // CUDA graphs (train.cuda_graphs): after `warmup` eager steps, the whole step is captured once
 // and replayed for every later batch of the same shape. The batch is copied into static
@@ -107,7 +108,10 @@ class TrainStep {
 
  private:
   void body(const at::Tensor& images, const at::Tensor& labels, bool capturing);
-  at::Tensor loss_of(const at::Tensor& images, const at::Tensor& labels, at::Tensor* logits);
+  // The batch's loss (mixup/CutMix and label smoothing applied); `logits` and the labels its
+  // top-1 hits count against come back through the pointers.
+  at::Tensor loss_of(const at::Tensor& images, const at::Tensor& labels, at::Tensor* logits,
+                     at::Tensor* hit_labels);
   void capture(const at::Tensor& images, const at::Tensor& labels);
   void fall_back(const std::string& why);
 

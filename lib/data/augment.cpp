@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+
 namespace normexp::data {
 
 at::Tensor crop(const at::Tensor& x, int64_t out_h, int64_t out_w, const at::Tensor& dy,
@@ -29,6 +32,25 @@ at::Tensor random_crop(const at::Tensor& x, int64_t pad) {
 at::Tensor random_hflip(const at::Tensor& x) {
   auto flip = torch::rand({x.size(0), 1, 1, 1}, x.options().dtype(torch::kFloat)) < 0.5;
   return torch::where(flip, x.flip({3}), x);
+}
+
+at::Tensor random_erasing(const at::Tensor& x, double prob) {
+  if (prob <= 0) return x;
+  TORCH_CHECK(x.dim() == 4, "random_erasing expects (N, C, H, W), got ", x.sizes());
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+  const auto f = x.options().dtype(torch::kFloat);
+  const auto area = torch::empty({n}, f).uniform_(0.02, 1.0 / 3) * static_cast<double>(h * w);
+  const auto ratio = torch::empty({n}, f).uniform_(std::log(0.3), std::log(1 / 0.3)).exp_();
+  const auto eh = (area * ratio).sqrt().round().clamp(1, std::max<int64_t>(1, h - 1));
+  const auto ew = (area / ratio).sqrt().round().clamp(1, std::max<int64_t>(1, w - 1));
+  const auto top = (torch::rand({n}, f) * (h - eh + 1)).floor();
+  const auto left = (torch::rand({n}, f) * (w - ew + 1)).floor();
+  const auto rows = torch::arange(h, f).view({1, h}), cols = torch::arange(w, f).view({1, w});
+  const auto in_rows = rows.ge(top.view({n, 1})).logical_and(rows.lt((top + eh).view({n, 1})));
+  const auto in_cols = cols.ge(left.view({n, 1})).logical_and(cols.lt((left + ew).view({n, 1})));
+  const auto erase = torch::rand({n}, f).lt(prob).view({n, 1, 1});
+  const auto mask = in_rows.view({n, h, 1}).logical_and(in_cols.view({n, 1, w})).logical_and(erase);
+  return torch::where(mask.unsqueeze(1), torch::randn_like(x), x);
 }
 
 std::pair<at::Tensor, at::Tensor> normalize_affine(const std::vector<double>& mean,

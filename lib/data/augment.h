@@ -21,6 +21,12 @@ at::Tensor crop(const at::Tensor& x, int64_t out_h, int64_t out_w, const at::Ten
 at::Tensor random_crop(const at::Tensor& x, int64_t pad);
 // Mirrors each image left-right with probability 1/2.
 at::Tensor random_hflip(const at::Tensor& x);
+// Random erasing (Zhong et al. 2020; DeiT: probability 0.25) on a normalized float batch: with
+// probability `prob` per image, a rectangle of area U(0.02, 1/3) of the image and aspect ratio
+// log-uniform in [0.3, 1/0.3], at a uniform position, is filled with N(0, 1) noise per pixel
+// and channel (timm's "pixel" mode). One draw per image: a rectangle taller or wider than the
+// image is clamped to it minus one pixel, where timm redraws (up to 10 times).
+at::Tensor random_erasing(const at::Tensor& x, double prob);
 // uint8 (N,C,H,W) -> float (x/255 - mean)/std per channel.
 at::Tensor normalize(const at::Tensor& x, const std::vector<double>& mean,
                      const std::vector<double>& std);

@@ -182,6 +182,10 @@ std::vector<OptionSpec> data_common_options() {
           "augment: fastaa policy: built-in fastaa_cifar10 (Fast AutoAugment's published "
           "CIFAR policy, configs/augment/) or a path to a policy JSON of that format")),
       opt_bool("normalize", true, "per-channel mean/std normalization (training-set statistics)"),
+      hashed_unless_default(opt_float("random_erasing", 0.0,
+                                      "probability per image of random erasing after "
+                                      "normalization (Zhong et al. 2020; DeiT: 0.25); 0: off",
+                                      between(0, 1))),
       hashed_unless_default(opt_float("mixup", 0.0,
                                       "mixup's Beta(a, a) parameter, each batch mixed with its "
                                       "reversal (Zhang et al. 2018; DeiT: 0.8); 0: off",

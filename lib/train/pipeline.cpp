@@ -15,6 +15,7 @@ BatchPipeline pipeline_from_config(const config::Params& data) {
   p.augment = mode != "none";
   p.normalize = data.get_bool("normalize");
   p.cutout = data.get_int("cutout");
+  p.random_erasing = data.get_float("random_erasing");
   p.mix.mixup_alpha = data.get_float("mixup");
   p.mix.cutmix_alpha = data.get_float("cutmix");
   p.mix.switch_prob = data.get_float("mix_switch_prob");
@@ -64,6 +65,7 @@ at::Tensor BatchPipeline::prepare(const at::Tensor& images, bool train) const {
   }
   // Zero in normalized space (the training mean), as DeVries & Taylor's Cutout does.
   if (train && cutout > 0) x = data::random_cutout(x, cutout);
+  if (train && random_erasing > 0) x = data::random_erasing(x, random_erasing);
   if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   return x;
 }

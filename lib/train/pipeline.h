@@ -19,7 +19,7 @@ namespace normexp::train {
 
 // The reference order of Ikami et al. 2021's FastAA (Fast AutoAugment's pipeline): policy on the uint8
 // image -> random crop + flip -> normalization -> Cutout. Standard augmentation is the middle
-// step alone.
+// step alone. Random erasing, when asked, comes last (as in DeiT, after normalization).
 struct BatchPipeline {
   std::shared_ptr<const data::FastAutoAugment> policy;  // data.augment: fastaa (else null)
   bool augment = true;        // random crop (zero padding `pad`) + horizontal flip
@@ -27,6 +27,7 @@ struct BatchPipeline {
   bool normalize = true;
   std::vector<double> mean, std;
   int64_t cutout = 0;         // side of the Cutout square after normalization (0: none)
+  double random_erasing = 0;  // probability per image of random erasing, after Cutout
   // Mixup / CutMix after all of the above: they mix labels too, so the training step applies
   // them (train/step.h), not prepare().
   data::MixOptions mix;

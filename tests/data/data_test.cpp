@@ -53,6 +53,31 @@ TEST(RandomHflip, FlipsAboutHalf) {
   EXPECT_NEAR(flipped, 500, 80);  // binomial sd ~16
 }
 
+// Random erasing: about `prob` of the images get one rectangle (the same in every channel) of
+// N(0, 1) noise, covering 2%-33% of the image (less where clamped), the rest untouched.
+// Catches a mask that is not a rectangle, differs between channels, ignores the probability,
+// or fills with a constant.
+TEST(RandomErasing, ErasesOneNoisyRectanglePerChosenImage) {
+  torch::manual_seed(0);
+  const int64_t n = 2000, h = 16, w = 20;
+  const auto x = torch::full({n, 3, h, w}, 7.0f);  // a value noise never takes exactly
+  const auto y = random_erasing(x, 0.25);
+  const auto erased = y.ne(x);                        // (N, 3, H, W)
+  EXPECT_TRUE(erased.equal(erased.narrow(1, 0, 1).expand_as(erased)));  // every channel alike
+  const auto box = erased.select(1, 0);               // (N, H, W)
+  const auto hit = box.flatten(1).any(1);
+  EXPECT_NEAR(hit.to(torch::kDouble).mean().item<double>(), 0.25, 0.035);  // 3.6 SE
+  const auto rows = box.any(2), cols = box.any(1);
+  EXPECT_TRUE(box.equal(rows.unsqueeze(2).logical_and(cols.unsqueeze(1))));  // rectangles
+  const auto share = box.flatten(1).to(torch::kDouble).mean(1).masked_select(hit);
+  EXPECT_GE(share.min().item<double>(), 0.005);
+  EXPECT_LE(share.max().item<double>(), 0.34 + 1.0 / h + 1.0 / w);  // area 1/3 plus rounding
+  const auto noise = y.masked_select(erased).to(torch::kDouble);
+  EXPECT_NEAR(noise.mean().item<double>(), 0.0, 0.02);
+  EXPECT_NEAR(noise.std().item<double>(), 1.0, 0.02);
+  EXPECT_TRUE(random_erasing(x, 0.0).equal(x));
+}
+
 TEST(Normalize, PerChannel) {
   auto x = torch::full({2, 2, 3, 3}, 51, torch::kUInt8);  // 0.2
   auto y = normalize(x, {0.2, 0.1}, {0.5, 0.25});

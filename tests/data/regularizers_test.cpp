@@ -1,5 +1,6 @@
-// Mixup and CutMix (data/mix.h): the λ distribution, what each does to a batch, the switch
-// between them, and the training step's loss with them (train/step.h).
+// DeiT's batch regularizers: mixup and CutMix (data/mix.h): the λ distribution, what each does
+// to a batch, the switch between them, and the training step's loss with them (train/step.h);
+// random erasing from the data section through the pipeline.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -141,6 +142,23 @@ TEST(MixBatch, TheStepsLossWeighsBothLabelsByLam) {
     step.run(images, labels, /*lr=*/0.0, 1);
     EXPECT_NEAR(step.last_loss().item<double>(), expected, 1e-5) << which;
   }
+}
+
+// data.random_erasing reaches the pipeline: training inputs get noisy rectangles, evaluation
+// inputs never.
+TEST(Pipeline, RandomErasingFromTheDataSectionInTrainingOnly) {
+  testing::TempDir dir;
+  const auto exp = testing::experiment_from(dir, testing::kTinyYaml,
+                                            {"data.augment=none", "data.random_erasing=1.0"});
+  auto pipeline = train::pipeline_from_config(exp.section("data"));
+  EXPECT_EQ(pipeline.random_erasing, 1.0);
+  pipeline.mean.assign(3, 0.5);
+  pipeline.std.assign(3, 0.25);
+  const auto images = torch::randint(0, 256, {16, 3, 8, 8}, torch::kUInt8);
+  const auto clean = pipeline.prepare(images, /*train=*/false);
+  const auto trained = pipeline.prepare(images, /*train=*/true);
+  EXPECT_TRUE(trained.ne(clean).flatten(1).any(1).all().item<bool>());  // every image erased
+  EXPECT_TRUE(pipeline.prepare(images, /*train=*/false).equal(clean));
 }
 
 }  // namespace

@@ -435,22 +435,29 @@ at::Tensor FastAutoAugment::apply(const at::Tensor& images, const at::Tensor& ch
                                   const at::Tensor& fires, const at::Tensor& sign,
                                   const at::Tensor& centre) const {
   check_images(images, "FastAutoAugment");
+  const auto& t = tables(images.device());
+  // -1 where a step does not fire: apply_ops then leaves the image as it is.
+  const auto chosen = t.op.index_select(0, choice);
+  const auto ops = torch::where(fires, chosen, torch::full_like(chosen, -1));
+  return apply_ops(images, ops, t.magnitude.index_select(0, choice), sign, centre,
+                   images.size(1) == 3 ? t.fill : t.fill.narrow(1, 0, 1));
+}
+
+at::Tensor apply_ops(const at::Tensor& images, const at::Tensor& ops, const at::Tensor& mags,
+                     const at::Tensor& sign, const at::Tensor& centre, const at::Tensor& fill) {
+  check_images(images, "the augmentation ops");
   const int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
   TORCH_CHECK(c == 3 || c == 1,
-              "FastAutoAugment needs RGB or grey images (Color and Contrast "
+              "the augmentation ops need RGB or grey images (Color and Contrast "
               "blend with the grey image), got ",
               c, " channels");
-  const auto& t = tables(images.device());
+  const int64_t steps = ops.size(1);
   auto o = dbl(images);
-  auto ops = t.op.index_select(0, choice);
-  auto mags = t.magnitude.index_select(0, choice);
   at::Tensor x = images;
-  for (int64_t k = 0; k < steps_; ++k) {
-    // -1 where the step does not fire: every op below then leaves the image as it is.
-    auto op =
-        torch::where(fires.select(1, k), ops.select(1, k), torch::full_like(ops.select(1, k), -1));
+  for (int64_t k = 0; k < steps; ++k) {
+    auto op = ops.select(1, k);
     auto is = [&](AugOp a) { return op == static_cast<int64_t>(a); };
-    auto v = mags.select(1, k);
+    auto v = mags.select(1, k).to(torch::kDouble);
     auto signed_v = v * sign.select(1, k).to(torch::kDouble);
 
     // Geometric ops: one nearest-neighbour resampling with a per-image matrix.
@@ -488,10 +495,11 @@ at::Tensor FastAutoAugment::apply(const at::Tensor& images, const at::Tensor& ch
     x = blend(deg, x, torch::where(blends, v, torch::ones_like(v)));
 
     // The policy's Cutout: a grey square of side v * width.
+    if (!fill.defined()) continue;
     auto cen = centre.select(1, k).to(torch::kDouble);
     auto mask = aug::square_mask(h, w, cen.select(1, 0) * h, cen.select(1, 1) * w, v * w) &
                 four(is(AugOp::Cutout));
-    x = torch::where(mask, c == 3 ? t.fill : t.fill.narrow(1, 0, 1), x);
+    x = torch::where(mask, fill, x);
   }
   return x;
 }

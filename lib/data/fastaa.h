@@ -16,6 +16,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "data/image_policy.h"
+
 namespace normexp::data {
 
 // The 15 ops of the policy, in the order of the JSON's op_ranges table as sorted here.
@@ -67,13 +69,13 @@ AugPolicy builtin_policy(const std::string& name);
 AugPolicy load_policy(const std::string& name_or_path);
 
 // The policy ready to apply: per-device tensors of the sub-policies, built on first use.
-class FastAutoAugment {
+class FastAutoAugment : public ImagePolicy {
  public:
   explicit FastAutoAugment(AugPolicy policy);
   const AugPolicy& policy() const { return policy_; }
   // Per image: one sub-policy drawn uniformly, each of its ops applied with its probability,
   // in order. uint8 (N, C, H, W) in and out, C = 3 (RGB) or 1 (grey).
-  at::Tensor operator()(const at::Tensor& images) const;
+  at::Tensor operator()(const at::Tensor& images) const override;
   // The same with the random draws given (for tests): `choice` int64 (N) sub-policy indices,
   // `apply` bool (N, K) whether step k fires, `sign` double (N, K) of +-1 (the random mirror
   // of the geometric ops), `centre` double (N, K, 2) uniform [0, 1) (y, x) of policy Cutout.
@@ -92,6 +94,14 @@ class FastAutoAugment {
   int64_t steps_ = 0;
   mutable std::vector<std::pair<std::string, DeviceTables>> cache_;  // by device string
 };
+
+// The ops as FastAutoAugment and RandAugment apply them: K steps, one op per image per step,
+// in one batched pass per step. `ops` int64 (N, K): an AugOp, or -1 for none; `mags` (N, K):
+// each op's magnitude as the aug:: functions below take it (unsigned; the geometric ops are
+// multiplied by `sign` (N, K) of +-1); `centre` (N, K, 2) the policy Cutout's centre in [0, 1);
+// `fill` its colour, uint8 (1, C, 1, 1) on the images' device (undefined: no Cutout step).
+at::Tensor apply_ops(const at::Tensor& images, const at::Tensor& ops, const at::Tensor& mags,
+                     const at::Tensor& sign, const at::Tensor& centre, const at::Tensor& fill);
 
 // The ops one by one, batched, with a per-image magnitude `v` (double (N) on the images'
 // device) already mapped from the level and signed. Exposed for tests and for the preview;

@@ -149,8 +149,8 @@ ModelNet40Dataset::ModelNet40Dataset(const config::Params& p)
       train_size_(p.get_int("train_size")),
       test_size_(p.get_int("test_size")) {
   IssueCollector issues;
-  if (p.get_string("augment") == "fastaa")
-    issues([&] { throw p.error("augment", "fastaa is an image policy; point clouds take standard (rotation about the up axis + jitter) or none"); });
+  if (p.get_string("augment") == "fastaa" || p.get_string("augment") == "randaugment")
+    issues([&] { throw p.error("augment", p.get_string("augment") + " is an image policy; point clouds take standard (rotation about the up axis + jitter) or none"); });
   if (p.get_int("cutout") > 0)
     issues([&] { throw p.error("cutout", "Cutout is for images; use 0 with modelnet40"); });
   for (const char* key : {"mixup", "cutmix", "random_erasing"})

@@ -170,8 +170,9 @@ std::vector<OptionSpec> data_common_options() {
       opt_string("augment", "standard",
                  "standard: random crop (4-pixel zero padding) + horizontal flip; fastaa: "
                  "Fast AutoAugment's policy (data.policy) on the uint8 image, then crop + flip; "
-                 "none",
-                 {"standard", "fastaa", "none"}),
+                 "randaugment: RandAugment (data.randaugment_*; timm's rand-m9-mstd0.5-inc1 by "
+                 "default) on the uint8 image, then crop + flip; none",
+                 {"standard", "fastaa", "randaugment", "none"}),
       // Added after the first results: hashed only when set, so older configs keep their runs.
       hashed_unless_default(opt_int("cutout", 0,
                                     "Cutout square side in pixels after normalization, 0 for "
@@ -182,6 +183,19 @@ std::vector<OptionSpec> data_common_options() {
           "augment: fastaa policy: built-in fastaa_cifar10 (Fast AutoAugment's published "
           "CIFAR policy, configs/augment/) or a path to a policy JSON of that format")),
       opt_bool("normalize", true, "per-channel mean/std normalization (training-set statistics)"),
+      hashed_unless_default(opt_int("randaugment_n", 2,
+                                    "augment: randaugment: ops per image (Cubuk et al. 2020's N)",
+                                    at_least(1))),
+      hashed_unless_default(opt_float("randaugment_m", 9.0,
+                                      "augment: randaugment: magnitude M on the 0-10 scale",
+                                      between(0, 10))),
+      hashed_unless_default(opt_float("randaugment_mstd", 0.5,
+                                      "augment: randaugment: std of the per-op magnitude noise "
+                                      "(timm's mstd; 0: M exactly)",
+                                      at_least(0))),
+      hashed_unless_default(opt_float("randaugment_p", 0.5,
+                                      "augment: randaugment: probability each drawn op is applied",
+                                      between(0, 1))),
       hashed_unless_default(opt_float("random_erasing", 0.0,
                                       "probability per image of random erasing after "
                                       "normalization (Zhong et al. 2020; DeiT: 0.25); 0: off",

@@ -9,6 +9,7 @@
 #include "backend/torch_compat.h"
 #include "backend/cuda_backend.h"
 #include "backend/device.h"
+#include "data/fastaa.h"
 #include "train/components.h"
 #include "train/pipeline.h"
 

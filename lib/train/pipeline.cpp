@@ -4,8 +4,10 @@
 
 #include <cmath>
 
-#include "core/error.h"
 #include "backend/cuda_backend.h"
+#include "core/error.h"
+#include "data/fastaa.h"
+#include "data/randaugment.h"
 
 namespace normexp::train {
 
@@ -13,6 +15,14 @@ BatchPipeline pipeline_from_config(const config::Params& data) {
   BatchPipeline p;
   const std::string& mode = data.get_string("augment");
   p.augment = mode != "none";
+  if (mode == "randaugment") {
+    data::RandAugmentOptions o;
+    o.layers = data.get_int("randaugment_n");
+    o.magnitude = data.get_float("randaugment_m");
+    o.magnitude_std = data.get_float("randaugment_mstd");
+    o.prob = data.get_float("randaugment_p");
+    p.policy = std::make_shared<const data::RandAugment>(o);
+  }
   p.normalize = data.get_bool("normalize");
   p.cutout = data.get_int("cutout");
   p.random_erasing = data.get_float("random_erasing");

@@ -11,7 +11,7 @@
 
 #include "config/schema.h"
 #include "data/augment.h"
-#include "data/fastaa.h"
+#include "data/image_policy.h"
 #include "data/mix.h"
 #include "models/model.h"
 
@@ -21,7 +21,8 @@ namespace normexp::train {
 // image -> random crop + flip -> normalization -> Cutout. Standard augmentation is the middle
 // step alone. Random erasing, when asked, comes last (as in DeiT, after normalization).
 struct BatchPipeline {
-  std::shared_ptr<const data::FastAutoAugment> policy;  // data.augment: fastaa (else null)
+  // data.augment: fastaa (Fast AutoAugment's policy) or randaugment (else null).
+  std::shared_ptr<const data::ImagePolicy> policy;
   bool augment = true;        // random crop (zero padding `pad`) + horizontal flip
   int64_t pad = 4;            // Ikami et al. 2021 / He et al.: 4-pixel padding for CIFAR
   bool normalize = true;

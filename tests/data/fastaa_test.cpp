@@ -21,6 +21,7 @@
 #include "config/test_support.h"
 #include "core/fs.h"
 #include "core/png.h"
+#include "data/aug_direct.h"
 #include "data/fastaa.h"
 #include "registry/builtin.h"
 #include "support/cli.h"
@@ -33,6 +34,7 @@ namespace {
 
 using data::AugOp;
 using data::FastAutoAugment;
+using testing::direct;
 namespace aug = data::aug;
 
 // uint8 (1, C, H, W) from rows of values per channel.
@@ -381,47 +383,6 @@ TEST(FastAAPolicy, GeometricMagnitudesAreMirroredHalfTheTime) {
                    .contiguous());
   EXPECT_TRUE(s.select(3, 0).eq(100).all().item<bool>());
   EXPECT_TRUE(s.select(3, 1).eq(55).all().item<bool>());
-}
-
-// The op `op` applied with magnitude m to every image, through the batched policy (one step,
-// certain) and through aug:: directly.
-at::Tensor direct(AugOp op, const at::Tensor& x, double m) {
-  const int64_t n = x.size(0), w = x.size(3), h = x.size(2);
-  auto v = torch::full({n}, m, torch::kDouble);
-  switch (op) {
-    case AugOp::ShearX:
-      return aug::shear_x(x, v);
-    case AugOp::ShearY:
-      return aug::shear_y(x, v);
-    case AugOp::TranslateX:
-      return aug::translate_x(x, v * w);
-    case AugOp::TranslateY:
-      return aug::translate_y(x, v * h);
-    case AugOp::Rotate:
-      return aug::rotate(x, v);
-    case AugOp::AutoContrast:
-      return aug::auto_contrast(x);
-    case AugOp::Invert:
-      return aug::invert(x);
-    case AugOp::Equalize:
-      return aug::equalize(x);
-    case AugOp::Solarize:
-      return aug::solarize(x, v);
-    case AugOp::Posterize:
-      return aug::posterize(x, v);
-    case AugOp::Contrast:
-      return aug::contrast(x, v);
-    case AugOp::Color:
-      return aug::color(x, v);
-    case AugOp::Brightness:
-      return aug::brightness(x, v);
-    case AugOp::Sharpness:
-      return aug::sharpness(x, v);
-    case AugOp::Cutout:
-      break;
-  }
-  ADD_FAILURE() << "no direct form";
-  return x;
 }
 
 TEST(FastAAPolicy, BatchedPolicyEqualsTheOpsOneImageAtATime) {

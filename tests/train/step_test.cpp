@@ -166,7 +166,8 @@ TEST(TrainStep, AnOptimizerWithHostStateIsNotCaptured) {
 // LR schedule moving under replay, cwo's projection and the noise layers inside the graph.
 TEST(TrainStep, CapturedGraphGivesTheEagerLosses) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "needs CUDA";
-  // The last case also clips the gradient norm and smooths the labels, both inside the graph.
+  // The last case also clips the gradient norm, smooths the labels, applies random erasing and
+  // mixup/CutMix (device-side Beta and Bernoulli draws), all inside the graph.
   for (const char* augment : {"none", "standard", "standard+clip"}) {
     const bool clip = std::string(augment) == "standard+clip";
     if (clip) augment = "standard";
@@ -174,8 +175,11 @@ TEST(TrainStep, CapturedGraphGivesTheEagerLosses) {
     for (GraphMode mode : {GraphMode::Off, GraphMode::On}) {
       // cuDNN's default (not benchmarked) algorithms in both runs; atomics in some backward
       // kernels still differ in the last bits, hence a tolerance.
-      Rig rig(torch::kCUDA, {std::string("data.augment=") + augment,
-                             "norm.noise.schedule=constant", "norm.noise.sigma=0.2"});
+      std::vector<std::string> sets{std::string("data.augment=") + augment,
+                                    "norm.noise.schedule=constant", "norm.noise.sigma=0.2"};
+      if (clip)
+        sets.insert(sets.end(), {"data.mixup=0.8", "data.cutmix=1.0", "data.random_erasing=0.25"});
+      Rig rig(torch::kCUDA, sets);
       StepOptions o;
       o.graphs = mode;
       o.warmup = 2;
@@ -190,7 +194,8 @@ TEST(TrainStep, CapturedGraphGivesTheEagerLosses) {
     }
     for (size_t i = 0; i < eager.size(); ++i)
       EXPECT_NEAR(graphed[i], eager[i], 2e-3 * std::abs(eager[i]) + 1e-5)
-          << "augment " << augment << (clip ? " with clipping" : "") << ", step " << i;
+          << "augment " << augment << (clip ? " with clipping, erasing and mixing" : "")
+          << ", step " << i;
   }
 }
 

@@ -107,6 +107,14 @@ void BatchSource::shard(int64_t rank, int64_t world, bool keep_small_last) {
   plan_.keep_small_last = keep_small_last;
 }
 
+at::Tensor BatchSource::shuffled_order(const c10::Device& device) const {
+  const auto o = torch::TensorOptions().dtype(torch::kLong).device(device);
+  const auto perm = torch::randperm(plan_.n, o);
+  if (repeats_ <= 1) return perm;
+  const int64_t unique = (plan_.n + repeats_ - 1) / repeats_;
+  return perm.slice(0, 0, unique).repeat_interleave(repeats_).slice(0, 0, plan_.n);
+}
+
 DeviceLoader::DeviceLoader(at::Tensor x, at::Tensor y, int64_t batch_size, bool shuffle,
                            bool drop_last)
     : x_(std::move(x)), y_(std::move(y)), shuffle_(shuffle) {
@@ -119,9 +127,7 @@ DeviceLoader::DeviceLoader(at::Tensor x, at::Tensor y, int64_t batch_size, bool 
 }
 
 void DeviceLoader::new_epoch() {
-  if (shuffle_)
-    order_ = torch::randperm(plan_.n,
-                             torch::TensorOptions().dtype(torch::kLong).device(x_.device()));
+  if (shuffle_) order_ = shuffled_order(x_.device());
 }
 
 std::pair<at::Tensor, at::Tensor> DeviceLoader::batch(int64_t i) {

@@ -40,6 +40,11 @@ class BatchSource {
   // Data-parallel: batch(i) becomes rank `rank`'s part of global batch i (see BatchPlan).
   void shard(int64_t rank, int64_t world, bool keep_small_last);
 
+  // Repeated augmentation (Hoffer et al. 2020; DeiT: 3): a shuffled epoch visits the first
+  // ceil(n / r) images of a permutation r times each, the copies next to each other (so in
+  // one batch, each augmented on its own), n positions in all. 1: a plain permutation.
+  void set_repeats(int64_t repeats) { repeats_ = repeats; }
+
   // Starts an epoch: draws its order (and whatever else is random per epoch) from the global
   // CPU/device generator, so a restored RNG state gives the same epoch again.
   virtual void new_epoch() = 0;
@@ -52,7 +57,11 @@ class BatchSource {
   virtual std::pair<at::Tensor, at::Tensor> batch(int64_t i) = 0;
 
  protected:
+  // The epoch's shuffled order of plan_.n positions with repeats_ (int64 on `device`).
+  at::Tensor shuffled_order(const c10::Device& device) const;
+
   BatchPlan plan_;
+  int64_t repeats_ = 1;
 };
 
 }  // namespace normexp::data

@@ -140,7 +140,7 @@ void JpegLoader::restart_locked(std::shared_ptr<const Epoch> epoch) {
 void JpegLoader::new_epoch() {
   auto epoch = std::make_shared<Epoch>();
   if (options_.shuffle) {
-    at::Tensor perm = torch::randperm(plan_.n, torch::TensorOptions().dtype(torch::kLong));
+    at::Tensor perm = shuffled_order(c10::Device(c10::kCPU));
     at::Tensor seed = torch::randint(std::numeric_limits<int64_t>::max(), {1},
                                      torch::TensorOptions().dtype(torch::kLong));
     order_ = torch::cat({perm, seed});

@@ -196,6 +196,11 @@ std::vector<OptionSpec> data_common_options() {
       hashed_unless_default(opt_float("randaugment_p", 0.5,
                                       "augment: randaugment: probability each drawn op is applied",
                                       between(0, 1))),
+      hashed_unless_default(opt_int("repeated_aug", 1,
+                                    "repeated augmentation: each shuffled epoch takes n/r "
+                                    "images r times each, copies in the same batch, each "
+                                    "augmented on its own (Hoffer et al. 2020; DeiT: 3); 1: off",
+                                    at_least(1))),
       hashed_unless_default(opt_float("random_erasing", 0.0,
                                       "probability per image of random erasing after "
                                       "normalization (Zhong et al. 2020; DeiT: 0.25); 0: off",

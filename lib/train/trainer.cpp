@@ -85,6 +85,7 @@ Trainer::Trainer(const config::Experiment& exp, Components components, std::vect
         data.test_x.to(device_), data.test_y.to(device_), train.get_int("eval_batch_size"),
         /*shuffle=*/false, /*drop_last=*/false);
   }
+  train_loader_->set_repeats(exp.section("data").get_int("repeated_aug"));
   if (dp_) {
     train_loader_->shard(dp_->rank(), dp_->world(), /*keep_small_last=*/false);
     test_loader_->shard(dp_->rank(), dp_->world(), /*keep_small_last=*/true);

@@ -105,6 +105,34 @@ TEST(DeviceLoader, ShuffledEpochVisitsEveryImageOnce) {
   EXPECT_EQ(dropping.num_batches(), 10);
 }
 
+// Repeated augmentation: 103 positions hold ceil(103 / 3) = 35 images, each three times in a
+// row (the last one once: the epoch keeps its length), images still with their labels, and a
+// new subset every epoch. Catches copies spread apart, a longer epoch, or repeats ignored.
+TEST(DeviceLoader, RepeatedAugmentationVisitsAThirdOfTheImagesThreeTimesInARow) {
+  torch::manual_seed(3);
+  auto x = torch::arange(103, torch::kLong).to(torch::kUInt8).view({103, 1, 1, 1});
+  auto y = torch::arange(103, torch::kLong);
+  DeviceLoader loader(x, y, 10, /*shuffle=*/true, /*drop_last=*/false);
+  loader.set_repeats(3);
+  std::set<int64_t> first_epoch;
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    loader.new_epoch();
+    std::vector<int64_t> seen;
+    for (int64_t i = 0; i < loader.num_batches(); ++i) {
+      auto [bx, by] = loader.batch(i);
+      EXPECT_TRUE(torch::equal(bx.flatten().to(torch::kLong), by));
+      for (int64_t k = 0; k < by.size(0); ++k) seen.push_back(by[k].item<int64_t>());
+    }
+    ASSERT_EQ(seen.size(), 103u);
+    for (size_t k = 0; k < seen.size(); ++k)
+      EXPECT_EQ(seen[k], seen[k - k % 3]) << "position " << k;  // runs of three
+    const std::set<int64_t> unique(seen.begin(), seen.end());
+    EXPECT_EQ(unique.size(), 35u);
+    if (epoch == 0) first_epoch = unique;
+    else EXPECT_NE(unique, first_epoch);
+  }
+}
+
 TEST(Synthetic, DeterministicBalancedAndSeedDependent) {
   testing::TempDir dir;
   auto exp = testing::experiment_from(dir, testing::kTinyYaml);

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "compose/components.h"
+#include "compose/run.h"
 #include "data/mix.h"
 #include "support/ml_support.h"
 #include "train/pipeline.h"
@@ -159,6 +160,35 @@ TEST(Pipeline, RandomErasingFromTheDataSectionInTrainingOnly) {
   const auto trained = pipeline.prepare(images, /*train=*/true);
   EXPECT_TRUE(trained.ne(clean).flatten(1).any(1).all().item<bool>());  // every image erased
   EXPECT_TRUE(pipeline.prepare(images, /*train=*/false).equal(clean));
+}
+
+// data.repeated_aug reaches the training loader (the same seed trains differently with it),
+// and a run stopped mid-epoch resumes to the straight run's numbers: the repeated order is
+// what the checkpoint keeps.
+TEST(RepeatedAugmentation, ChangesTrainingAndResumesExactly) {
+  testing::TempDir dir;
+  auto exp = [&](const std::string& root, int repeats) {
+    return testing::experiment_from(
+        dir, testing::kTinyYaml,
+        {"output.root=" + (dir.path() / root).string(), "train.epochs=2",
+         "train.deterministic=true", fmt::format("data.repeated_aug={}", repeats)});
+  };
+  const auto plain = compose::run_experiment(exp("plain", 1));
+  const auto straight = compose::run_experiment(exp("straight", 3));
+  ASSERT_EQ(straight.status, train::RunStatus::Completed);
+  EXPECT_NE(plain.metrics["history"][0]["train_loss"], straight.metrics["history"][0]["train_loss"]);
+  compose::RunOptions stop;
+  stop.interrupt_at_step = 11;  // 8 steps an epoch: mid epoch 2
+  const auto stopped = exp("stopped", 3);
+  ASSERT_EQ(compose::run_experiment(stopped, stop).status, train::RunStatus::Interrupted);
+  compose::RunOptions resume;
+  resume.resume = true;
+  const auto resumed = compose::run_experiment(stopped, resume);
+  ASSERT_EQ(resumed.status, train::RunStatus::Completed);
+  for (size_t e = 0; e < 2; ++e)
+    for (const char* key : {"train_loss", "test_loss"})
+      EXPECT_EQ(straight.metrics["history"][e][key], resumed.metrics["history"][e][key])
+          << "epoch " << e + 1 << " " << key;
 }
 
 }  // namespace

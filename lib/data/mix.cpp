@@ -21,15 +21,16 @@ MixedBatch mixup(const at::Tensor& x, const at::Tensor& partner, double alpha) {
 MixedBatch cutmix(const at::Tensor& x, const at::Tensor& partner, double alpha) {
   const int64_t h = x.size(2), w = x.size(3);
   const auto f = x.options().dtype(torch::kFloat);
+  // Scalars only: a tensor built from host values would be a copy, not allowed in a graph.
   const auto ratio = (1 - sample_beta(alpha, 1, f)).sqrt();
-  const auto centre = torch::rand({2}, f) * torch::tensor({double(h), double(w)}, f);
-  const auto half = (ratio * torch::tensor({double(h), double(w)}, f)).floor().div(2).floor();
-  const auto lo = (centre.floor() - half).clamp(0).view({2, 1});
-  const auto hi =
-      torch::minimum(centre.floor() + half, torch::tensor({double(h), double(w)}, f)).view({2, 1});
+  const auto cy = (torch::rand({1}, f) * h).floor(), cx = (torch::rand({1}, f) * w).floor();
+  const auto half_h = (ratio * h).floor().div(2).floor();
+  const auto half_w = (ratio * w).floor().div(2).floor();
   const auto rows = torch::arange(h, f), cols = torch::arange(w, f);
-  const auto in_rows = rows.ge(lo[0]).logical_and(rows.lt(hi[0]));
-  const auto in_cols = cols.ge(lo[1]).logical_and(cols.lt(hi[1]));
+  const auto in_rows = rows.ge((cy - half_h).clamp_min(0)).logical_and(
+      rows.lt((cy + half_h).clamp_max(static_cast<double>(h))));
+  const auto in_cols = cols.ge((cx - half_w).clamp_min(0)).logical_and(
+      cols.lt((cx + half_w).clamp_max(static_cast<double>(w))));
   const auto box = in_rows.view({h, 1}).logical_and(in_cols.view({1, w}));  // (H, W)
   const auto lam = 1 - box.to(torch::kFloat).mean();
   return {torch::where(box, partner, x), lam};

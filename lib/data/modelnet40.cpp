@@ -150,12 +150,18 @@ ModelNet40Dataset::ModelNet40Dataset(const config::Params& p)
       test_size_(p.get_int("test_size")) {
   IssueCollector issues;
   if (p.get_string("augment") == "fastaa" || p.get_string("augment") == "randaugment")
-    issues([&] { throw p.error("augment", p.get_string("augment") + " is an image policy; point clouds take standard (rotation about the up axis + jitter) or none"); });
+    issues([&] {
+      throw p.error("augment", p.get_string("augment") +
+                                   " is an image policy; point clouds take standard (rotation "
+                                   "about the up axis + jitter) or none");
+    });
   if (p.get_int("cutout") > 0)
     issues([&] { throw p.error("cutout", "Cutout is for images; use 0 with modelnet40"); });
   for (const char* key : {"mixup", "cutmix", "random_erasing"})
     if (p.get_float(key) > 0)
-      issues([&] { throw p.error(key, std::string(key) + " is for images; use 0 with modelnet40"); });
+      issues([&] {
+        throw p.error(key, std::string(key) + " is for images; use 0 with modelnet40");
+      });
   if (train_size_ > train_count_)
     issues([&] { throw p.error("train_size", fmt::format("is {} but ModelNet40 has {} training shapes", train_size_, train_count_)); });
   if (test_size_ > test_count_)

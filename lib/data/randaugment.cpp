@@ -56,7 +56,8 @@ at::Tensor RandAugment::operator()(const at::Tensor& images) const {
 at::Tensor RandAugment::apply(const at::Tensor& images, const at::Tensor& choice,
                               const at::Tensor& fires, const at::Tensor& level,
                               const at::Tensor& sign) const {
-  const auto chosen = op_table(images.device()).index_select(0, choice.flatten()).view(choice.sizes());
+  const auto chosen =
+      op_table(images.device()).index_select(0, choice.flatten()).view(choice.sizes());
   const auto ops = torch::where(fires, chosen, torch::full_like(chosen, -1));
   return apply_ops(images, ops, magnitudes(chosen, level, sign), sign, /*centre=*/{},
                    /*fill=*/{});

@@ -228,7 +228,8 @@ SimclrProgress restore_checkpoint(const std::filesystem::path& path, torch::nn::
   }
   if (p.next_batch > 0) loader.set_order(at("order").to(device));
   compat::set_cpu_rng_state(at("rng_cpu"));
-  if (device.is_cuda() && ck.progress.count("rng_cuda")) cuda::set_rng_state(ck.progress.at("rng_cuda"));
+  if (device.is_cuda() && ck.progress.count("rng_cuda"))
+    cuda::set_rng_state(ck.progress.at("rng_cuda"));
   return p;
 }
 
@@ -289,7 +290,8 @@ TaskResult run_simclr(TaskContext& ctx) {
   const int64_t checkpoint_every = train.get_int("checkpoint_every");
 
   SimclrProgress progress;
-  progress.loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(ctx.device));
+  progress.loss_sum =
+      torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(ctx.device));
   if (ctx.run.reopened() && std::filesystem::exists(ctx.dir / kCheckpoint)) {
     progress = restore_checkpoint(ctx.dir / kCheckpoint, networks, *parts.b.optimizer, loader,
                                   ctx.device);
@@ -310,7 +312,8 @@ TaskResult run_simclr(TaskContext& ctx) {
     const double acc = knn();
     history.push_back({{"epoch", 0}, {"step", 0}, {"knn_acc", acc}, {"elapsed_s", 0.0}});
     if (acc >= t.get_float("target_acc")) epochs_to_target = 0;
-    if (ctx.progress_mode() != "none") spdlog::info("epoch 0 (untrained encoder)  kNN {:.2f}%", acc);
+    if (ctx.progress_mode() != "none")
+      spdlog::info("epoch 0 (untrained encoder)  kNN {:.2f}%", acc);
     ctx.write_history(history);
   }
   ctx.write_partial({{"history", history}});

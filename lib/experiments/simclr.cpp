@@ -17,6 +17,7 @@
 #include "backend/cuda_backend.h"
 #include "train/checkpoint.h"
 #include "train/components.h"
+#include "train/step.h"
 
 namespace normexp::experiments {
 
@@ -236,7 +237,25 @@ SimclrProgress restore_checkpoint(const std::filesystem::path& path, torch::nn::
 }  // namespace
 
 void check_simclr(const config::Experiment& exp, const train::ComponentFactory& components) {
-  build_simclr(exp, components, c10::Device(c10::kCPU));
+  IssueCollector issues;
+  // SimCLR makes its own views and its own loss: the classification pipeline's extras would
+  // be silently ignored, so setting one is an error.
+  const Params& data = exp.section("data");
+  for (const char* key : {"mixup", "cutmix", "random_erasing", "cutout"})
+    if (!data.is_default(key))
+      issues([&] { throw data.error(key, "not used by task simclr (it makes its own views)"); });
+  if (data.get_int("repeated_aug") != 1)
+    issues([&] { throw data.error("repeated_aug", "not used by task simclr"); });
+  if (data.get_string("augment") == "fastaa" || data.get_string("augment") == "randaugment")
+    issues([&] {
+      throw data.error("augment", "task simclr makes its own views (lib/experiments/simclr.h); "
+                                  "use none");
+    });
+  const Params& train = exp.section("train");
+  if (!train.is_default("label_smoothing"))
+    issues([&] { throw train.error("label_smoothing", "not used by task simclr (NT-Xent)"); });
+  issues([&] { build_simclr(exp, components, c10::Device(c10::kCPU)); });
+  issues.throw_if_any();
 }
 
 TaskResult run_simclr(TaskContext& ctx) {
@@ -288,6 +307,9 @@ TaskResult run_simclr(TaskContext& ctx) {
   networks.register_module("encoder", parts.b.model);
   networks.register_module("head", parts.head.ptr());
   const int64_t checkpoint_every = train.get_int("checkpoint_every");
+  const double clip = train.get_float("clip_grad_norm");
+  std::vector<at::Tensor> clip_params;
+  for (const auto& p : parts.b.optimizer->params()) clip_params.push_back(p.tensor);
 
   SimclrProgress progress;
   progress.loss_sum =
@@ -357,6 +379,7 @@ TaskResult run_simclr(TaskContext& ctx) {
       auto loss = nt_xent(z.slice(0, 0, images.size(0)), z.slice(0, images.size(0)), tau);
       parts.b.optimizer->zero_grad();
       loss.backward();
+      if (clip > 0) train::clip_grad_norm(clip_params, clip);
       parts.b.optimizer->step(parts.b.schedule->lr_at(step++));
       if (bf16) cuda::clear_autocast_cache();
       progress.loss_sum += loss.detach().to(torch::kDouble);

@@ -182,6 +182,15 @@ train: {epochs: 2, batch_size: 32, progress: none, threads: 2}
   EXPECT_NE(r.out.find("linear_acc"), std::string::npos) << r.out;
   // Target 0%: the untrained encoder (epoch 0) already reaches it.
   EXPECT_NE(r.out.find("epochs_to_target: 0"), std::string::npos) << r.out;
+  // The classification pipeline's extras would be ignored: each is a config error naming it.
+  for (const char* set : {"data.mixup=0.8", "data.random_erasing=0.25", "data.repeated_aug=3",
+                          "data.augment=randaugment", "train.label_smoothing=0.1"}) {
+    auto bad = testing::normexp("validate " + cfg.string() + " --set " + set);
+    EXPECT_EQ(bad.code, 2) << set << "\n" << bad.out;
+    const std::string key(set, std::string(set).find('='));
+    EXPECT_NE(bad.out.find(key), std::string::npos) << set << "\n" << bad.out;
+  }
+  EXPECT_EQ(testing::normexp("validate " + cfg.string() + " --set train.clip_grad_norm=1.0").code, 0);
 }
 
 

@@ -28,7 +28,10 @@ std::filesystem::path run_dir(const config::Experiment& exp) {
 
 void check_experiment(const config::Experiment& exp) {
   const auto& def = registry::tasks().get(exp.task()).make;
-  if (def.check) def.check(exp, components());
+  IssueCollector issues;
+  issues([&] { experiments::check_step_extras(exp, def); });
+  if (def.check) issues([&] { def.check(exp, components()); });
+  issues.throw_if_any();
 }
 
 namespace {

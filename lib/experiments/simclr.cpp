@@ -238,22 +238,17 @@ SimclrProgress restore_checkpoint(const std::filesystem::path& path, torch::nn::
 
 void check_simclr(const config::Experiment& exp, const train::ComponentFactory& components) {
   IssueCollector issues;
-  // SimCLR makes its own views and its own loss: the classification pipeline's extras would
-  // be silently ignored, so setting one is an error.
+  // SimCLR makes its own views: the classification pipeline's would be silently ignored, so
+  // setting one is an error (the training step's extras are refused by check_step_extras).
   const Params& data = exp.section("data");
-  for (const char* key : {"mixup", "cutmix", "random_erasing", "cutout"})
+  for (const char* key : {"random_erasing", "cutout"})
     if (!data.is_default(key))
       issues([&] { throw data.error(key, "not used by task simclr (it makes its own views)"); });
-  if (data.get_int("repeated_aug") != 1)
-    issues([&] { throw data.error("repeated_aug", "not used by task simclr"); });
   if (data.get_string("augment") == "fastaa" || data.get_string("augment") == "randaugment")
     issues([&] {
       throw data.error("augment", "task simclr makes its own views (lib/experiments/simclr.h); "
                                   "use none");
     });
-  const Params& train = exp.section("train");
-  if (!train.is_default("label_smoothing"))
-    issues([&] { throw train.error("label_smoothing", "not used by task simclr (NT-Xent)"); });
   issues([&] { build_simclr(exp, components, c10::Device(c10::kCPU)); });
   issues.throw_if_any();
 }

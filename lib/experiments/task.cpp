@@ -1,8 +1,11 @@
 #include "experiments/task.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "core/clock.h"
+#include "core/error.h"
 #include "train/progress.h"
 #include "train/tensorboard_log.h"
 
@@ -41,6 +44,29 @@ std::string TaskContext::progress_mode() const {
     case train::Progress::Mode::None: return "none";
   }
   return "plain";
+}
+
+const std::vector<std::string>& step_extras() {
+  static const std::vector<std::string> extras{"data.mixup", "data.cutmix", "data.repeated_aug",
+                                               "train.label_smoothing", "train.clip_grad_norm"};
+  return extras;
+}
+
+void check_step_extras(const config::Experiment& exp, const TaskDef& def) {
+  std::vector<ConfigIssue> issues;
+  for (const auto& extra : step_extras()) {
+    if (std::find(def.honours.begin(), def.honours.end(), extra) != def.honours.end()) continue;
+    const auto dot = extra.find('.');
+    const std::string section = extra.substr(0, dot), key = extra.substr(dot + 1);
+    const auto it = exp.sections.find(section);
+    if (it == exp.sections.end()) continue;  // a section the task does not read
+    const config::Params& p = it->second;
+    if (p.is_default(key)) continue;
+    issues.push_back(ConfigIssue{p.where(key), extra,
+                                 "task " + exp.task() + " does not use it (the classification "
+                                 "training step does); remove it"});
+  }
+  if (!issues.empty()) throw ConfigError(std::move(issues));
 }
 
 std::function<TaskStatus(TaskContext&)> results_task(std::function<TaskResult(TaskContext&)> body,

@@ -97,7 +97,16 @@ struct TaskDef {
   // Builds what the task would build and throws ConfigError for every problem, before the
   // run directory is claimed (also what `normexp validate` calls). Optional.
   std::function<void(const config::Experiment&, const train::ComponentFactory&)> check;
+  // Which of the classification step's extras (step_extras()) the task honours; setting any
+  // other one is a config error, not an option silently ignored.
+  std::vector<std::string> honours;
 };
+
+// The options of train::TrainStep and the training loader beyond what every task reads
+// ("data.mixup", "train.label_smoothing", ...), as "section.key".
+const std::vector<std::string>& step_extras();
+// ConfigError naming each extra set in `exp` that its task `def` does not honour.
+void check_step_extras(const config::Experiment& exp, const TaskDef& def);
 
 // A task that returns results only: claims the directory at once; metrics.json is the run
 // record plus "task" and "results", written at the start, by write_partial and at the end.

@@ -106,7 +106,7 @@ void register_builtin_tasks(Registry<TaskFactory>& r) {
   r.add({"classify", "image classification: train on data.train, report test error (lib/train)",
          {},
          TaskFactory{{"data", "model", "norm", "optim", "schedule"}, experiments::classify,
-                     experiments::check_classify}});
+                     experiments::check_classify, experiments::step_extras()}});
   r.add({"magnitude_probe",
          "Markou §5.2: find the largest-magnitude token; accuracy and attention entropy",
          experiments::probe_options(),
@@ -118,7 +118,7 @@ void register_builtin_tasks(Registry<TaskFactory>& r) {
          TaskFactory{{"data", "model", "norm", "optim", "schedule"},
                      experiments::results_task(experiments::run_simclr,
                                                experiments::Resume::FromCheckpoint),
-                     experiments::check_simclr}});
+                     experiments::check_simclr, {"train.clip_grad_norm"}}});
   // Files 002 (§8 Experiments 1-4, Table 1) and 001/003: lib/experiments/{geometry,capacity}.cpp.
   r.add({"gd_linear", "Akbar Exp. 1: 2-D linear classifier +/- BN, weight trajectories",
          experiments::gd_linear_options(), TaskFactory{{}, experiments::results_task(experiments::gd_linear), {}}});

@@ -165,6 +165,12 @@ train: {epochs: 8, batch_size: 64, progress: none, threads: 2}
   EXPECT_EQ(bn.code, 2) << bn.out;
   EXPECT_NE(bn.out.find("token features"), std::string::npos) << bn.out;
   EXPECT_EQ(testing::normexp("validate " + cfg.string() + " --set norm.name=bcn").code, 0);
+  // The classification step's extras are not the probe's: setting one is an error naming it.
+  auto extra = testing::normexp("validate " + cfg.string() + " --set train.label_smoothing=0.1");
+  EXPECT_EQ(extra.code, 2) << extra.out;
+  EXPECT_NE(extra.out.find("train.label_smoothing: task magnitude_probe does not use it"),
+            std::string::npos)
+      << extra.out;
 }
 
 TEST(SimclrTask, RunsEndToEndOnTinySyntheticData) {

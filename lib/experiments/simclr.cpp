@@ -9,7 +9,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "backend/torch_compat.h"
 #include "core/clock.h"
 #include "core/error.h"
 #include "data/augment.h"
@@ -173,17 +172,6 @@ struct SimclrProgress {
   nlohmann::json epochs_to_target = nullptr;
 };
 
-at::Tensor bytes_of(const std::string& text) {
-  return torch::from_blob(const_cast<char*>(text.data()), {static_cast<int64_t>(text.size())},
-                          torch::kUInt8)
-      .clone();
-}
-
-std::string text_of(const at::Tensor& bytes) {
-  const auto b = bytes.contiguous().cpu();
-  return std::string(static_cast<const char*>(b.data_ptr()), b.numel());
-}
-
 // As the classification trainer's checkpoint (train/checkpoint.h): weights, optimizer state,
 // position, data order and RNG states, so a resumed run draws the same views and batches as
 // one that was never stopped.
@@ -192,17 +180,17 @@ void save_checkpoint(const std::filesystem::path& path, const torch::nn::Module&
                      const SimclrProgress& p, const c10::Device& device) {
   train::Checkpoint ck;
   ck.set_model(networks);
-  for (const auto& [name, tensor] : optimizer.state()) ck.optimizer[name] = tensor.detach().cpu();
-  const nlohmann::json record = {{"history", p.history}, {"epochs_to_target", p.epochs_to_target}};
+  ck.set_optimizer(optimizer);
   ck.progress = {{"step", torch::tensor(p.step)},
                  {"epoch", torch::tensor(p.epoch)},
                  {"next_batch", torch::tensor(p.next_batch)},
                  {"loss_sum", p.loss_sum.cpu()},
-                 {"elapsed_s", torch::tensor(p.elapsed_now, torch::kDouble)},
-                 {"record_json", bytes_of(record.dump())},
-                 {"rng_cpu", compat::cpu_rng_state()}};
+                 {"elapsed_s", torch::tensor(p.elapsed_now, torch::kDouble)}};
+  ck.set_text("record_json",
+              nlohmann::json{{"history", p.history}, {"epochs_to_target", p.epochs_to_target}}
+                  .dump());
+  ck.set_rng_states(device);
   if (p.next_batch > 0 && loader.order().defined()) ck.progress["order"] = loader.order().cpu();
-  if (device.is_cuda()) ck.progress["rng_cuda"] = cuda::rng_state();
   ck.save(path);
 }
 
@@ -221,16 +209,14 @@ SimclrProgress restore_checkpoint(const std::filesystem::path& path, torch::nn::
   p.loss_sum = at("loss_sum").to(device, torch::kDouble);
   p.elapsed_before = at("elapsed_s").item<double>();
   try {
-    const auto record = nlohmann::json::parse(text_of(at("record_json")));
+    const auto record = nlohmann::json::parse(ck.text_at("record_json", source));
     p.history = record.at("history");
     p.epochs_to_target = record.at("epochs_to_target");
   } catch (const nlohmann::json::exception& e) {
     throw RunError("checkpoint " + source + ": unreadable history (" + e.what() + ")");
   }
   if (p.next_batch > 0) loader.set_order(at("order").to(device));
-  compat::set_cpu_rng_state(at("rng_cpu"));
-  if (device.is_cuda() && ck.progress.count("rng_cuda"))
-    cuda::set_rng_state(ck.progress.at("rng_cuda"));
+  ck.restore_rng_states(device, source);
   return p;
 }
 

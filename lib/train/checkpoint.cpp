@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "backend/cuda_backend.h"
+#include "backend/torch_compat.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "nn/params.h"
@@ -37,6 +39,17 @@ Checkpoint::Entries from_dict(const c10::IValue& value) {
   return out;
 }
 
+at::Tensor bytes_of(const std::string& text) {
+  return torch::from_blob(const_cast<char*>(text.data()), {static_cast<int64_t>(text.size())},
+                          torch::kUInt8)
+      .clone();
+}
+
+std::string text_of(const at::Tensor& bytes) {
+  const auto b = bytes.contiguous().cpu();
+  return std::string(static_cast<const char*>(b.data_ptr()), b.numel());
+}
+
 // The first format: everything a flat tensor keyed by position (see checkpoint.h).
 void read_legacy(torch::serialize::InputArchive& ar, Checkpoint& c, std::vector<at::Tensor>& model,
                  const std::string& source) {
@@ -56,7 +69,7 @@ void read_legacy(torch::serialize::InputArchive& ar, Checkpoint& c, std::vector<
   for (int64_t i = 0; i < n_optim; ++i) {
     const auto key = "optim_" + std::to_string(i);
     auto name = read(key + "_name");
-    c.optimizer[std::string(static_cast<const char*>(name.data_ptr()), name.numel())] = read(key);
+    c.optimizer[text_of(name)] = read(key);
   }
   auto meta = read("meta");  // int64: step, epoch, next_batch, seen
   const char* names[] = {"step", "epoch", "next_batch", "seen"};
@@ -116,6 +129,30 @@ const at::Tensor& Checkpoint::progress_at(const std::string& key, const std::str
   auto it = progress.find(key);
   if (it == progress.end()) throw RunError("checkpoint " + source + " lacks '" + key + "'");
   return it->second;
+}
+
+void Checkpoint::set_optimizer(const optim::Optimizer& opt) {
+  optimizer.clear();
+  for (const auto& [name, tensor] : opt.state()) optimizer[name] = tensor.detach().cpu();
+}
+
+void Checkpoint::set_rng_states(const c10::Device& device) {
+  progress["rng_cpu"] = compat::cpu_rng_state();
+  if (device.is_cuda()) progress["rng_cuda"] = cuda::rng_state();
+}
+
+void Checkpoint::restore_rng_states(const c10::Device& device, const std::string& source) const {
+  compat::set_cpu_rng_state(progress_at("rng_cpu", source));
+  // A checkpoint written on the CPU has no CUDA state: the CUDA generator then stays as seeded.
+  if (device.is_cuda() && progress.count("rng_cuda")) cuda::set_rng_state(progress.at("rng_cuda"));
+}
+
+void Checkpoint::set_text(const std::string& key, const std::string& text) {
+  progress[key] = bytes_of(text);
+}
+
+std::string Checkpoint::text_at(const std::string& key, const std::string& source) const {
+  return text_of(progress_at(key, source));
 }
 
 void Checkpoint::save(const std::filesystem::path& path) const {

@@ -14,7 +14,10 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <torch/nn/module.h>
+
+#include "optim/optimizer.h"
 
 namespace normexp::train {
 
@@ -31,6 +34,16 @@ class Checkpoint {
   void restore_model(torch::nn::Module& module, const std::string& source) const;
   // RunError naming `source` when `key` is missing.
   const at::Tensor& progress_at(const std::string& key, const std::string& source) const;
+
+  // The optimizer's state by its own names (copied to the CPU).
+  void set_optimizer(const optim::Optimizer& optimizer);
+  // progress "rng_cpu" and, on a CUDA device, "rng_cuda": the global generators' states, so a
+  // resumed run draws what the uninterrupted one would have.
+  void set_rng_states(const c10::Device& device);
+  void restore_rng_states(const c10::Device& device, const std::string& source) const;
+  // Text (a JSON record) as a uint8 progress entry, and back.
+  void set_text(const std::string& key, const std::string& text);
+  std::string text_at(const std::string& key, const std::string& source) const;
 
   void save(const std::filesystem::path& path) const;
   // RunError naming the file when it cannot be read or is not a normexp checkpoint.

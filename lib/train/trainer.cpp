@@ -147,9 +147,7 @@ bool Trainer::restore() {
     if (device_.is_cuda() && ck.progress.count("rng_cuda_ranks"))
       cuda::set_rng_state(ck.progress.at("rng_cuda_ranks")[dp_->rank()].contiguous());
   } else {
-    compat::set_cpu_rng_state(at("rng_cpu"));
-    if (device_.is_cuda() && ck.progress.count("rng_cuda"))
-      cuda::set_rng_state(ck.progress.at("rng_cuda"));
+    ck.restore_rng_states(device_, source);
   }
 
   // History and bookkeeping from the metrics written with (or after) the checkpoint.
@@ -217,7 +215,7 @@ void Trainer::write_checkpoint() {
   }
   Checkpoint ck;
   ck.set_model(*c_.model);
-  for (const auto& [name, tensor] : c_.optimizer->state()) ck.optimizer[name] = tensor.detach().cpu();
+  ck.set_optimizer(*c_.optimizer);
   auto scalar = [](int64_t v) { return torch::tensor(v); };
   ck.progress = {{"step", scalar(step_)},
                  {"epoch", scalar(state_.epoch)},
@@ -225,10 +223,9 @@ void Trainer::write_checkpoint() {
                  {"seen", scalar(seen)},
                  {"train_time", torch::tensor(state_.train_time, torch::kDouble)},
                  {"loss_sum", loss_sum},
-                 {"correct", correct},
-                 {"rng_cpu", compat::cpu_rng_state()}};
+                 {"correct", correct}};
+  ck.set_rng_states(device_);
   if (train_loader_->order().defined()) ck.progress["order"] = train_loader_->order().cpu();
-  if (device_.is_cuda()) ck.progress["rng_cuda"] = cuda::rng_state();
   if (dp_) {
     ck.progress["world_size"] = scalar(dp_->world());
     ck.progress["rng_cpu_ranks"] = rng_ranks;

@@ -18,24 +18,44 @@ std::string num(double x) {
   return fmt::format("{:.2f}", x);
 }
 
+// The seeds' spread, with rounding-level differences counted as none. A task that no seed
+// changes (file 002's Exp. 1 draws its data from task.data_seed and starts from a fixed grid)
+// gives n equal runs up to summation order, ~1e-16 relative; dividing by that spread would
+// call any difference significant (t ~ 1e16).
+double spread(const Stats& s) {
+  return s.std <= 1e-9 * std::abs(s.mean) ? 0.0 : s.std;
+}
+
 std::string cell_text(const std::string& name, const Stats& s) {
   if (s.n == 0) return fmt::format("{} —", name);
   if (s.n == 1) return fmt::format("{} {} (n = 1)", name, num(s.mean));
+  if (spread(s) == 0) return fmt::format("{} {} (n = {}, all equal)", name, num(s.mean), s.n);
   return fmt::format("{} {} ± {} (n = {})", name, num(s.mean), num(s.std), s.n);
 }
 
 // Welch's t of mean(a) - k·mean(b); nullopt without two seeds on each side or with no spread.
 std::optional<double> welch_t(const Stats& a, const Stats& b, double k = 1) {
   if (a.n < 2 || b.n < 2) return std::nullopt;
-  const double se = std::sqrt(a.std * a.std / a.n + k * k * b.std * b.std / b.n);
+  const double sa = spread(a), sb = spread(b);
+  const double se = std::sqrt(sa * sa / a.n + k * k * sb * sb / b.n);
   if (se == 0) return std::nullopt;
   return (a.mean - k * b.mean) / se;
 }
 
 // One-sample t of mean(a) - threshold.
 std::optional<double> one_sample_t(const Stats& a, double threshold) {
-  if (a.n < 2 || a.std == 0) return std::nullopt;
-  return (a.mean - threshold) / (a.std / std::sqrt(static_cast<double>(a.n)));
+  if (a.n < 2 || spread(a) == 0) return std::nullopt;
+  return (a.mean - threshold) / (spread(a) / std::sqrt(static_cast<double>(a.n)));
+}
+
+// Why no t was computed: too few seeds, or seeds that all gave the same value.
+std::string no_t_reason(const Stats& a, const Stats* b) {
+  const bool few = a.n < 2 || (b && b->n < 2);
+  if (few)
+    return b ? "seed noise not estimated (fewer than 2 seeds on a side)"
+             : "seed noise not estimated (fewer than 2 seeds)";
+  return b ? "no seed-to-seed spread on either side: nothing to weigh the difference against"
+           : "no seed-to-seed spread: nothing to weigh the difference against";
 }
 
 // How a side is named in the evidence: by what it fixes.
@@ -188,8 +208,7 @@ std::vector<ClaimVerdict> judge_claims(const Report& report) {
         line += fmt::format("; {} {:+.1f}: the difference {} the seed noise", t_of, *t,
                             std::abs(*t) > 2 ? "exceeds" : "is within");
       else
-        line += p.b ? "; seed noise not estimated (fewer than 2 seeds on a side)"
-                    : "; seed noise not estimated (fewer than 2 seeds)";
+        line += "; " + no_t_reason(a, p.b ? &p.b->stats : nullptr);
       failed = failed || !ok;
       v.evidence.push_back(line);
     }

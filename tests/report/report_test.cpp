@@ -337,6 +337,56 @@ TEST(Claims, WelchTSaysWhetherTheDifferenceExceedsTheNoise) {
   EXPECT_NE(text.find("**holds**"), std::string::npos) << text;
 }
 
+// Seeds that change nothing (a deterministic task gives n runs equal up to summation order)
+// carry no noise estimate: t must not be formed from a 1e-16 spread, which would call any
+// difference, however small, significant.
+TEST(Claims, SeedsThatAgreeToRoundingGiveNoT) {
+  report::TableSpec spec;
+  spec.rows = {{"r", "row"}};
+  spec.columns = {{"a", "A"}, {"b", "B"}};
+  spec.cells = {report::Cell{}, report::Cell{}};
+  spec.cells[0].row = spec.cells[1].row = "r";
+  spec.cells[0].column = "a";
+  spec.cells[1].column = "b";
+  report::Claim c;
+  c.id = "c";
+  c.kind = "below";
+  c.a.column = "a";
+  c.b.column = "b";
+  spec.claims = {c};
+  report::Report r;
+  r.spec = &spec;
+  r.cells.resize(2);
+  r.cells[0].cell = &spec.cells[0];
+  r.cells[1].cell = &spec.cells[1];
+  const double x = 396.69;
+  r.cells[0].stats = report::aggregate({x, x * (1 + 2e-16), x});
+  r.cells[1].stats = report::aggregate({x + 1e-6, x + 1e-6, x + 1e-6 * (1 + 1e-15)});
+  ASSERT_GT(r.cells[0].stats.std, 0.0);  // the rounding-level spread the report must ignore
+  auto text = report::render_claims(report::judge_claims(r));
+  EXPECT_EQ(text.find("exceeds the seed noise"), std::string::npos) << text;
+  EXPECT_EQ(text.find("fewer than 2 seeds"), std::string::npos) << text;
+  EXPECT_NE(text.find("no seed-to-seed spread on either side"), std::string::npos) << text;
+  EXPECT_NE(text.find("(n = 3, all equal)"), std::string::npos) << text;
+  EXPECT_NE(text.find("**holds**"), std::string::npos) << text;  // the verdict is the means'
+
+  // One side varies: Welch's t comes from that side's spread alone.
+  r.cells[1].stats = report::aggregate({397.0, 398.0, 399.0});
+  text = report::render_claims(report::judge_claims(r));
+  EXPECT_NE(text.find("Welch t -2.3"), std::string::npos) << text;  // -1.31 / (1 / sqrt 3)
+
+  // A threshold claim over equal runs.
+  report::Claim t;
+  t.id = "t";
+  t.kind = "below";
+  t.a.column = "a";
+  t.value = 1;
+  spec.claims = {t};
+  text = report::render_claims(report::judge_claims(r));
+  EXPECT_NE(text.find("no seed-to-seed spread: nothing to weigh"), std::string::npos) << text;
+  EXPECT_NE(text.find("**does not hold**"), std::string::npos) << text;
+}
+
 // A hand-made report over rows {bn, plain, ln} x columns {lmax, iters, acc}, each cell's
 // seeds given, for the claim kinds that compare rows, ratios and thresholds.
 struct HandReport {

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -94,19 +95,32 @@ class TwoRanks : public ::testing::Test {
 };
 
 // 2 ranks with 8 images each take the steps one process takes with 16: without BatchNorm the
-// parameters agree to float rounding (the all-reduce sums in another order).
+// parameters agree to float rounding (the all-reduce sums in another order). How far rounding
+// carries depends on the machine's kernels: in this tiny cwo net the loss is still near ln 3,
+// the affine biases' gradients are sums that nearly cancel, and one process with 2 threads
+// instead of 1 already differs from itself by ~4e-3 (relative) in them on some CPUs. So the
+// bound is that rounding floor, measured here, not a fixed number; a wrong gradient average
+// (a sum, or one rank's gradient) moves them by O(1).
 TEST_F(TwoRanks, EqualOneProcessWithTheWholeBatchWithoutBatchNorm) {
   for (const std::string norm : {"{name: gn}", "{name: cwo, noise: {sigma: 0}}"}) {
     SCOPED_TRACE(norm);
     const auto cfg = dir.write("c.yaml", kSmall + "norm: " + norm + "\n");
+    std::string two_threads = kSmall;
+    two_threads.replace(two_threads.find("threads: 1"), 10, "threads: 2");
+    const auto cfg2 = dir.write("c2.yaml", two_threads + "norm: " + norm + "\n");
     const auto one = dir.path() / ("one" + std::to_string(norm.size()));
+    const auto one2 = dir.path() / ("onethreads" + std::to_string(norm.size()));
     const auto two = dir.path() / ("two" + std::to_string(norm.size()));
     auto single = testing::normexp("run " + cfg.string() + " --output " + one.string());
     ASSERT_EQ(single.code, 0) << single.out;
+    auto single2 = testing::normexp("run " + cfg2.string() + " --output " + one2.string());
+    ASSERT_EQ(single2.code, 0) << single2.out;
     const auto ranks = launch(dir, 2, cfg.string() + " --output " + two.string(), "eq");
     ASSERT_EQ(ranks.codes, (std::vector<int>{0, 0})) << ranks.logs[0] << ranks.logs[1];
     const auto a = only_run(one), b = only_run(two);
-    EXPECT_LT(max_model_difference(a, b), 2e-5);
+    const double rounding = max_model_difference(a, only_run(one2));
+    EXPECT_LT(max_model_difference(a, b), std::max(2e-5, 4 * rounding)) << "rounding " << rounding;
+    EXPECT_LT(rounding, 0.05);  // the floor itself stays rounding-sized
     const auto ma = nlohmann::json::parse(read_file(a / "metrics.json"));
     const auto mb = nlohmann::json::parse(read_file(b / "metrics.json"));
     EXPECT_EQ(mb["effective"]["world_size"], 2);

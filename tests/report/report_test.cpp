@@ -307,26 +307,36 @@ TEST_F(Fixture, ClaimsAreJudgedFromTheRunsWithTheirNumbers) {
   }
 }
 
+// One row, columns a and b, and the claim "a below b": the cells' seeds are set by each test.
+struct TwoCellReport {
+  report::TableSpec spec;
+  report::Report r;
+  TwoCellReport() {
+    spec.rows = {{"r", "row"}};
+    spec.columns = {{"a", "A"}, {"b", "B"}};
+    spec.cells = {report::Cell{}, report::Cell{}};
+    spec.cells[0].row = spec.cells[1].row = "r";
+    spec.cells[0].column = "a";
+    spec.cells[1].column = "b";
+    report::Claim c;
+    c.id = "c";
+    c.kind = "below";
+    c.a.column = "a";
+    c.b.column = "b";
+    spec.claims = {c};
+    r.spec = &spec;
+    r.cells.resize(2);
+    r.cells[0].cell = &spec.cells[0];
+    r.cells[1].cell = &spec.cells[1];
+  }
+  TwoCellReport(const TwoCellReport&) = delete;  // r points into spec
+};
+
 // With seeds on both sides, Welch's t decides whether a difference exceeds the noise.
 TEST(Claims, WelchTSaysWhetherTheDifferenceExceedsTheNoise) {
-  report::TableSpec spec;
-  spec.rows = {{"r", "row"}};
-  spec.columns = {{"a", "A"}, {"b", "B"}};
-  spec.cells = {report::Cell{}, report::Cell{}};
-  spec.cells[0].row = spec.cells[1].row = "r";
-  spec.cells[0].column = "a";
-  spec.cells[1].column = "b";
-  report::Claim c;
-  c.id = "c";
-  c.kind = "below";
-  c.a.column = "a";
-  c.b.column = "b";
-  spec.claims = {c};
-  report::Report r;
-  r.spec = &spec;
-  r.cells.resize(2);
-  r.cells[0].cell = &spec.cells[0];
-  r.cells[1].cell = &spec.cells[1];
+  TwoCellReport t2;
+  auto& spec = t2.spec;
+  auto& r = t2.r;
   r.cells[0].stats = report::aggregate({10.0, 10.2, 9.8});
   r.cells[1].stats = report::aggregate({12.0, 12.2, 11.8});
   auto text = report::render_claims(report::judge_claims(r));
@@ -341,24 +351,9 @@ TEST(Claims, WelchTSaysWhetherTheDifferenceExceedsTheNoise) {
 // carry no noise estimate: t must not be formed from a 1e-16 spread, which would call any
 // difference, however small, significant.
 TEST(Claims, SeedsThatAgreeToRoundingGiveNoT) {
-  report::TableSpec spec;
-  spec.rows = {{"r", "row"}};
-  spec.columns = {{"a", "A"}, {"b", "B"}};
-  spec.cells = {report::Cell{}, report::Cell{}};
-  spec.cells[0].row = spec.cells[1].row = "r";
-  spec.cells[0].column = "a";
-  spec.cells[1].column = "b";
-  report::Claim c;
-  c.id = "c";
-  c.kind = "below";
-  c.a.column = "a";
-  c.b.column = "b";
-  spec.claims = {c};
-  report::Report r;
-  r.spec = &spec;
-  r.cells.resize(2);
-  r.cells[0].cell = &spec.cells[0];
-  r.cells[1].cell = &spec.cells[1];
+  TwoCellReport t2;
+  auto& spec = t2.spec;
+  auto& r = t2.r;
   const double x = 396.69;
   r.cells[0].stats = report::aggregate({x, x * (1 + 2e-16), x});
   r.cells[1].stats = report::aggregate({x + 1e-6, x + 1e-6, x + 1e-6 * (1 + 1e-15)});

@@ -4,6 +4,9 @@
 
 #include <cmath>
 
+#include "backend/process_group.h"
+#include "nn/sync_batch_norm.h"
+
 namespace normexp::nn {
 
 namespace {
@@ -88,9 +91,23 @@ void AffineNoiseImpl::init_from(const torch::Tensor& x) {
   for (int64_t d = 0; d < x.dim(); ++d)
     if (d != 1) dims.push_back(d);
   const auto xf = x.detach().to(torch::kFloat);
-  // BN's statistics (biased variance, its eps) over the batch and the positions.
-  const auto mean = xf.mean(dims);
-  const auto inv_std = (xf.var(dims, /*unbiased=*/false) + 1e-5).rsqrt();
+  // BN's statistics (biased variance, its eps) over the batch and the positions; in a
+  // data-parallel run over every rank's batch, two-pass as SyncBatchNorm2d.
+  torch::Tensor mean, var;
+  if (group_ && group_->size() > 1) {
+    const auto local_n = torch::full({1}, static_cast<double>(xf.numel() / channels_),
+                                     xf.options().dtype(torch::kDouble));
+    const auto sum_n = all_reduce_sum(torch::cat({xf.sum(dims).to(torch::kDouble), local_n}), *group_);
+    mean = (sum_n.slice(0, 0, channels_) / sum_n[channels_]).to(torch::kFloat);
+    std::vector<int64_t> shape(xf.dim(), 1);
+    shape[1] = channels_;
+    const auto squares = (xf - mean.view(shape)).pow(2).sum(dims).to(torch::kDouble);
+    var = (all_reduce_sum(squares, *group_) / sum_n[channels_]).to(torch::kFloat);
+  } else {
+    mean = xf.mean(dims);
+    var = xf.var(dims, /*unbiased=*/false);
+  }
+  const auto inv_std = (var + 1e-5).rsqrt();
   weight.copy_(inv_std * scale_);
   bias.copy_(-mean * inv_std * scale_);
   initialized_.fill_(1);
@@ -99,7 +116,9 @@ void AffineNoiseImpl::init_from(const torch::Tensor& x) {
 torch::Tensor AffineNoiseImpl::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() >= 2 && x.size(1) == channels_, "AffineNoise: expected ", channels_,
               " channels in dim 1, got input of shape ", x.sizes());
-  if (pending_) init_from(x);
+  // From the first *training* batch (Salimans & Kingma 2016), not from whatever is
+  // evaluated first.
+  if (pending_ && is_training()) init_from(x);
   std::vector<int64_t> shape(x.dim(), 1);
   shape[1] = channels_;
   auto gamma = weight.view(shape);
@@ -129,6 +148,12 @@ torch::Tensor ChannelScaleImpl::forward(const torch::Tensor& x) {
   std::vector<int64_t> shape(x.dim(), 1);
   shape[1] = channels_;
   return x * weight.view(shape).to(x.scalar_type());
+}
+
+void set_data_init_group(torch::nn::Module& model,
+                         const std::shared_ptr<backend::ProcessGroup>& group) {
+  for (const auto& m : model.modules(/*include_self=*/true))
+    if (auto* affine = dynamic_cast<AffineNoiseImpl*>(m.get())) affine->set_init_group(group);
 }
 
 }  // namespace normexp::nn

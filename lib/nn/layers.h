@@ -2,11 +2,17 @@
 // Layers the norm schemes build from. Kept free of scheme logic: a scheme decides which of
 // these it puts where.
 
+#include <memory>
+
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
+
+namespace normexp::backend {
+class ProcessGroup;
+}
 
 namespace normexp::nn {
 
@@ -105,6 +111,10 @@ class AffineNoiseImpl : public torch::nn::Cloneable<AffineNoiseImpl>, public Nor
   void set_sigma(double sigma) { sigma_ = sigma; }
   double sigma() const { return sigma_; }
   int64_t channels() const { return channels_; }
+  // Data init over the global batch of a data-parallel run: the statistics are all-reduced
+  // over `group`, so every rank computes the init one process with the whole batch would
+  // (from its own shard alone the ranks' gamma, beta would differ and stay different).
+  void set_init_group(std::shared_ptr<backend::ProcessGroup> group) { group_ = std::move(group); }
 
   torch::Tensor weight;  // gamma
   torch::Tensor bias;    // beta
@@ -119,8 +129,13 @@ class AffineNoiseImpl : public torch::nn::Cloneable<AffineNoiseImpl>, public Nor
   double sigma_ = 0.0;
   bool pending_ = false;     // data init not done yet in this process
   torch::Tensor initialized_;  // data init: 0-dim buffer, 1 once done (kept in checkpoints)
+  std::shared_ptr<backend::ProcessGroup> group_;  // data-parallel runs: see set_init_group
 };
 TORCH_MODULE(AffineNoise);
+
+// set_init_group on every AffineNoise layer of `model`.
+void set_data_init_group(torch::nn::Module& model,
+                         const std::shared_ptr<backend::ProcessGroup>& group);
 
 // y = s * x with one learnable s per channel (dim 1), no bias and no noise: the scale that ends
 // a residual branch in pre-activation blocks (NormScheme::branch_scale). Starting it at 0

@@ -16,6 +16,7 @@
 #include "backend/torch_compat.h"
 #include "core/fs.h"
 #include "data/jpeg_loader.h"
+#include "nn/layers.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/tensorboard_log.h"
@@ -179,7 +180,10 @@ RunStatus Trainer::fit() {
                exp_.section("model").get_string("name"), c_.num_parameters,
                exp_.section("norm").get_string("name"), c_.lr);
 
-  if (dp_) dp_->broadcast_model(*c_.model);  // one starting point (also after a restore)
+  if (dp_) {
+    dp_->broadcast_model(*c_.model);  // one starting point (also after a restore)
+    nn::set_data_init_group(*c_.model, dp_->shared_group());  // cwo's norm.init: data
+  }
   RunStatus status = RunStatus::Completed;
   // A checkpoint taken mid-epoch continues that epoch; otherwise start the next one.
   int64_t epoch = state_.next_batch > 0 ? state_.epoch : state_.epoch + 1;

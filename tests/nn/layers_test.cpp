@@ -80,13 +80,18 @@ TEST(AffineNoise, PerBatchDrawsOneNoisePerChannel) {
   EXPECT_GT((y - 1).abs().max().item<double>(), 0.0);
 }
 
-TEST(AffineNoise, DataInitStartsAsBatchNormOnTheFirstBatchOnly) {
+TEST(AffineNoise, DataInitStartsAsBatchNormOnTheFirstTrainingBatchOnly) {
   torch::manual_seed(0);
   const auto scale = torch::tensor({1.0, 3.0, 0.5}).view({1, 3, 1, 1});
   const auto shift = torch::tensor({2.0, -1.0, 0.0}).view({1, 3, 1, 1});
   const auto x = torch::randn({16, 3, 5, 5}) * scale + shift;
-  AffineNoise a(3, false, AffineInit::Data);
-  a->eval();  // no noise: the affine alone
+  AffineNoise a(3, false, AffineInit::Data);  // sigma 0: no noise, the affine alone
+  // An evaluation before training (other data) does not initialize it: the first training
+  // batch does.
+  a->eval();
+  a->forward(x * 7 + 3);
+  EXPECT_TRUE(torch::equal(a->weight, torch::ones({3})));
+  a->train();
   const auto y = a->forward(x);
   const auto bn = torch::batch_norm(x, {}, {}, {}, {}, /*training=*/true, 0.1, 1e-5, false);
   EXPECT_TRUE(torch::allclose(y, bn, 1e-4, 1e-5));

@@ -11,6 +11,7 @@
 #include "analysis/probe.h"
 #include "core/error.h"
 #include "data/augment.h"
+#include "nn/layers.h"
 #include "nn/params.h"
 #include "train/components.h"
 #include "train/pipeline.h"
@@ -39,8 +40,12 @@ Parts build(const config::Experiment& exp, const train::ComponentFactory& compon
   return parts;
 }
 
-bool is_identity(const analysis::ProbeImpl& p) {
-  return dynamic_cast<torch::nn::IdentityImpl*>(p.inner().ptr().get()) != nullptr;
+// Whether the layer at a norm position divides by its input's σ (BN, GN, LN, BCN...). An
+// Identity (no norm) or a plain scale (the `none` scheme's SkipInit) only marks the place.
+bool normalizes(const analysis::ProbeImpl& p) {
+  const auto* m = p.inner().ptr().get();
+  return dynamic_cast<const torch::nn::IdentityImpl*>(m) == nullptr &&
+         dynamic_cast<const nn::ChannelScaleImpl*>(m) == nullptr;
 }
 
 }  // namespace
@@ -92,7 +97,7 @@ TaskResult capacity(TaskContext& ctx) {
                                  false, false);
 
   int64_t normalized = 0;
-  for (const auto& p : scheme.norm_probes()) normalized += is_identity(*p) ? 0 : 1;
+  for (const auto& p : scheme.norm_probes()) normalized += normalizes(*p) ? 1 : 0;
   const int64_t spectral_iters = task.get_int("spectral_iters");
   const bool log = ctx.progress_mode() != "none";
   spdlog::info("capacity: {} on {}: {} parameters, {} norm positions ({} normalized), {} convs",
@@ -115,7 +120,7 @@ TaskResult capacity(TaskContext& ctx) {
       auto s = p->sigma();
       if (!s.defined()) continue;
       const double mean = s.mean().item<double>(), mn = s.min().item<double>();
-      const bool norm_layer = !is_identity(*p);
+      const bool norm_layer = normalizes(*p);
       inv_sigma -= std::log10(mean);
       inv_sigma_min -= std::log10(mn);
       if (norm_layer) bound_norm -= std::log10(mn);

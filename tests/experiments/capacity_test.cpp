@@ -64,18 +64,31 @@ TEST(Capacity, NormalizedMlpHistoryHasWeightNormsAndSigmas) {
 }
 
 TEST(Capacity, UnnormalizedResnetMeasuresSigmaAtTheNormPositions) {
-  testing::TempDir dir;
-  auto r = run(
-      dir, {"~model", "model.name=resnet", "model.depth=8", "norm.name=none", "train.epochs=1"});
-  ASSERT_EQ(r.status, experiments::TaskStatus::Completed);
-  const auto metrics = json::parse(read_file(r.dir / "metrics.json"));
-  const auto& res = metrics["results"];
-  EXPECT_EQ(res["norm_positions"], 7);
-  EXPECT_EQ(res["normalized_layers"], 0);
-  EXPECT_EQ(res["weight_layers"], 8);
-  // Without normalization the bound is the weight-norm product alone.
-  EXPECT_DOUBLE_EQ(res["log10_lipschitz_bound"].get<double>(),
-                   res["log10_weight_norm_prod"].get<double>());
+  // Plain, and with SkipInit: its per-channel scale at the end of each branch sits where the
+  // branch's last BN would be, but divides by nothing, so it must neither count as a
+  // normalization layer nor put its 1/σ into the Lipschitz bound.
+  for (const std::vector<std::string>& options :
+       {std::vector<std::string>{},
+        std::vector<std::string>{"norm.conv_init=he", "norm.skip_init=true"}}) {
+    SCOPED_TRACE(options.empty() ? "plain" : "skip_init");
+    testing::TempDir dir;
+    std::vector<std::string> sets{"~model", "model.name=resnet", "model.depth=8",
+                                  "norm.name=none", "train.epochs=1"};
+    sets.insert(sets.end(), options.begin(), options.end());
+    auto r = run(dir, sets);
+    ASSERT_EQ(r.status, experiments::TaskStatus::Completed);
+    const auto metrics = json::parse(read_file(r.dir / "metrics.json"));
+    const auto& res = metrics["results"];
+    EXPECT_EQ(res["norm_positions"], 7);
+    EXPECT_EQ(res["normalized_layers"], 0);
+    EXPECT_EQ(res["weight_layers"], 8);
+    // σ was measured at every position, the residual ones included...
+    EXPECT_TRUE(std::isfinite(res["log10_inv_sigma_prod"].get<double>()));
+    EXPECT_NE(res["log10_inv_sigma_prod"].get<double>(), 0.0);
+    // ...but without normalization the bound is the weight-norm product alone.
+    EXPECT_DOUBLE_EQ(res["log10_lipschitz_bound"].get<double>(),
+                     res["log10_weight_norm_prod"].get<double>());
+  }
 }
 
 }  // namespace

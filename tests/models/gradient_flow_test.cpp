@@ -68,24 +68,30 @@ TEST(GradientFlow, EveryModelWithEverySchemeHasNoDeadParameters) {
       SCOPED_TRACE(model + " + " + norm);
       const bool token_norm = norm == "ln" || norm == "bcn" || norm == "none";
       if (model == "vit" && !token_norm) continue;  // registry_test: refused with a ConfigError
-      std::string norm_yaml = "{name: " + norm + "}";
+      std::vector<std::string> variants{"{name: " + norm + "}"};
       // cwo with noise too: noise must not hide a dead layer (nor create one).
-      if (norm == "cwo") norm_yaml = "{name: cwo, noise: {schedule: linear, sigma: 0.5}}";
+      if (norm == "cwo") variants = {"{name: cwo, noise: {schedule: linear, sigma: 0.5}}"};
       // An MLP has one feature vector per sample: bcn's default magnitude statistics over a
       // sample's vectors would normalize a single number, leaving its gamma without gradient
       // (nn/bcn.h); the batch's magnitudes are the group that exists there. DGCNN's head is
       // such a layer too (one pooled vector per shape).
-      if (norm == "bcn" && (model == "mlp" || model == "dgcnn")) norm_yaml = "{name: bcn, stats: batch}";
+      if (norm == "bcn" && (model == "mlp" || model == "dgcnn")) variants = {"{name: bcn, stats: batch}"};
+      // An unnormalized net with SkipInit too: its zero scales sit after each branch's last
+      // conv, so the branch gets gradient from the second step on.
+      if (norm == "none") variants.push_back("{name: none, conv_init: he, skip_init: true}");
       const std::string resolution = model == "resnet_v1" ? "16" : "8";
-      auto exp = testing::experiment_from(
-          dir, "data: {name: synthetic, classes: 5, resolution: " + resolution +
-               ", train_size: 16, test_size: 8}\n"
-               "model: {name: " + model + testing::narrow_model_options(model) + "}\nnorm: " + norm_yaml + "\n"
-               "optim: {name: sgd, lr: 0.05}\n");
-      auto b = compose::build(exp, kCpu);
-      const auto dead = dead_parameters(b);
-      EXPECT_TRUE(dead.empty()) << "dead parameters:" << join(dead);
-      ++checked;
+      for (const auto& norm_yaml : variants) {
+        SCOPED_TRACE(norm_yaml);
+        auto exp = testing::experiment_from(
+            dir, "data: {name: synthetic, classes: 5, resolution: " + resolution +
+                 ", train_size: 16, test_size: 8}\n"
+                 "model: {name: " + model + testing::narrow_model_options(model) + "}\nnorm: " + norm_yaml + "\n"
+                 "optim: {name: sgd, lr: 0.05}\n");
+        auto b = compose::build(exp, kCpu);
+        const auto dead = dead_parameters(b);
+        EXPECT_TRUE(dead.empty()) << "dead parameters:" << join(dead);
+        ++checked;
+      }
     }
   }
   EXPECT_GE(checked, 30);

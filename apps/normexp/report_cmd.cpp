@@ -101,8 +101,9 @@ void add_report_commands(CLI::App& app, int& exit_code) {
   rep->add_flag("--unmatched", a->unmatched, "also list runs under the root that match no cell");
   rep->add_option("--plot", a->plot_dir, "also write learning curves (gnuplot) into this folder");
   rep->add_flag("--claims", a->claims_only,
-                "only the paper's claims and their verdicts (holds / does not hold / not enough "
-                "runs), for the given specs or every spec in --tables that states claims");
+                "only the paper's claims and their verdicts (holds / does not hold / within "
+                "the seed noise / not enough runs), for the given specs or every spec in "
+                "--tables that states claims");
   rep->callback([a, &exit_code, &schema] {
     exit_code = guarded([&] {
       if (a->tables.empty() && !a->claims_only)
@@ -162,9 +163,11 @@ void add_report_commands(CLI::App& app, int& exit_code) {
       if (a->claims_only) {  // one tally and one note for the whole listing
         int total = 0;
         for (const auto& [verdict, n] : tally) total += n;
-        text += fmt::format("\n{} claim{}: {} hold, {} do not hold, {} not enough runs.\n\n{}",
-                            total, total == 1 ? "" : "s", tally["holds"], tally["does not hold"],
-                            tally["not enough runs"], report::claims_note());
+        text += fmt::format(
+            "\n{} claim{}: {} hold, {} within the seed noise, {} do not hold, {} not enough "
+            "runs.\n\n{}",
+            total, total == 1 ? "" : "s", tally["holds"], tally["within the seed noise"],
+            tally["does not hold"], tally["not enough runs"], report::claims_note());
       }
       emit(*a, text);
     });

@@ -140,7 +140,7 @@ std::vector<ClaimVerdict> judge_claims(const Report& report) {
   for (const auto& claim : report.spec->claims) {
     ClaimVerdict v;
     v.claim = &claim;
-    bool missing = false, failed = false;
+    bool missing = false, failed = false, noisy = false;
     const auto pairs = pairs_of(claim, report);
     const double k = claim.value;
     const std::string vs = fmt::format("{}", k);
@@ -209,12 +209,21 @@ std::vector<ClaimVerdict> judge_claims(const Report& report) {
                             std::abs(*t) > 2 ? "exceeds" : "is within");
       else
         line += "; " + no_t_reason(a, p.b ? &p.b->stats : nullptr);
+      // Where t tests the claim's own inequality (a threshold, a ratio, "a below/above b"),
+      // means that point the claimed way by less than the seed noise do not establish it.
+      // (The tolerance kinds, "within" and a difference of at most/at least k, are about
+      // closeness: their t is of the difference against 0, not against k.)
+      const bool t_tests_claim = !p.b ? claim.kind != "within"
+                                      : claim.kind == "ratio_at_least" ||
+                                            ((claim.kind == "below" || claim.kind == "above") && k == 0);
+      if (ok && t && t_tests_claim && std::abs(*t) <= 2) noisy = true;
       failed = failed || !ok;
       v.evidence.push_back(line);
     }
     v.verdict = pairs.empty() ? "not enough runs"
                 : failed      ? "does not hold"
                 : missing     ? "not enough runs"
+                : noisy       ? "within the seed noise"
                               : "holds";
     out.push_back(std::move(v));
   }
@@ -224,7 +233,8 @@ std::vector<ClaimVerdict> judge_claims(const Report& report) {
 std::string claims_note() {
   return "With two or more seeds, |t| > 2 is taken as a difference beyond the seed-to-seed "
          "noise (a rule of thumb, about 95 % for many seeds): Welch's t between two cells (of "
-         "a − k·b for a ratio), the one-sample t against a threshold.\n";
+         "a − k·b for a ratio), the one-sample t against a threshold. \"within the seed "
+         "noise\": the means point the claimed way, but by less than that.\n";
 }
 
 std::string render_claims(const std::vector<ClaimVerdict>& verdicts, bool heading) {

@@ -1,6 +1,7 @@
 #pragma once
 // The paper's claims about a table (TableSpec::claims) judged from the runs that fill it:
-// "holds", "does not hold" or "not enough runs", with the numbers that decided it. With at
+// "holds", "does not hold", "within the seed noise" (the means point the claimed way, by less
+// than the seeds vary) or "not enough runs", with the numbers that decided it. With at
 // least two seeds on every side, a t statistic says whether the result exceeds the
 // seed-to-seed noise: |t| > 2, a rule of thumb (about 95 % two-sided for many seeds; with 2-3
 // seeds a stricter bound would be needed), stated as such in the output. Between two cells it
@@ -16,7 +17,7 @@ namespace normexp::report {
 
 struct ClaimVerdict {
   const Claim* claim = nullptr;
-  std::string verdict;                // holds | does not hold | not enough runs
+  std::string verdict;  // holds | does not hold | within the seed noise | not enough runs
   std::vector<std::string> evidence;  // one line per row (or column, or cell pair) compared
 };
 

@@ -95,14 +95,9 @@ void AffineNoiseImpl::init_from(const torch::Tensor& x) {
   // data-parallel run over every rank's batch, two-pass as SyncBatchNorm2d.
   torch::Tensor mean, var;
   if (group_ && group_->size() > 1) {
-    const auto local_n = torch::full({1}, static_cast<double>(xf.numel() / channels_),
-                                     xf.options().dtype(torch::kDouble));
-    const auto sum_n = all_reduce_sum(torch::cat({xf.sum(dims).to(torch::kDouble), local_n}), *group_);
-    mean = (sum_n.slice(0, 0, channels_) / sum_n[channels_]).to(torch::kFloat);
-    std::vector<int64_t> shape(xf.dim(), 1);
-    shape[1] = channels_;
-    const auto squares = (xf - mean.view(shape)).pow(2).sum(dims).to(torch::kDouble);
-    var = (all_reduce_sum(squares, *group_) / sum_n[channels_]).to(torch::kFloat);
+    const auto global = global_channel_moments(xf, *group_);
+    mean = global.mean;
+    var = global.var;
   } else {
     mean = xf.mean(dims);
     var = xf.var(dims, /*unbiased=*/false);

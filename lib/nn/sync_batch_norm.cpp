@@ -31,6 +31,22 @@ torch::Tensor all_reduce_sum(const torch::Tensor& x, backend::ProcessGroup& grou
   return AllReduceSum::apply(x, &group);
 }
 
+GlobalChannelMoments global_channel_moments(const torch::Tensor& x, backend::ProcessGroup& group) {
+  const int64_t channels = x.size(1);
+  std::vector<int64_t> dims, shape(x.dim(), 1);
+  for (int64_t d = 0; d < x.dim(); ++d)
+    if (d != 1) dims.push_back(d);
+  shape[1] = channels;
+  GlobalChannelMoments m;
+  const auto local_n = torch::full({1}, static_cast<double>(x.numel() / channels), x.options());
+  const auto sum_n = all_reduce_sum(torch::cat({x.sum(dims), local_n}), group);
+  m.n = sum_n[channels].detach();
+  m.mean = sum_n.slice(0, 0, channels) / m.n;
+  m.centred = x - m.mean.view(shape);
+  m.var = all_reduce_sum(m.centred.pow(2).sum(dims), group) / m.n;
+  return m;
+}
+
 SyncBatchNorm2dImpl::SyncBatchNorm2dImpl(torch::nn::BatchNormOptions options_,
                                          std::shared_ptr<backend::ProcessGroup> group)
     : options(std::move(options_)), group_(std::move(group)) {
@@ -70,14 +86,8 @@ torch::Tensor SyncBatchNorm2dImpl::forward(const torch::Tensor& x) {
                              options.eps(), /*cudnn_enabled=*/true);
   }
   TORCH_CHECK(x.dim() == 4, "SyncBatchNorm2d: expected a 4-d input, got ", x.dim(), "-d");
-  const int64_t channels = x.size(1);
-  const auto xf = x.to(torch::kFloat);  // statistics in float32 under bf16 autocast, as BN's
-  const auto local_n = torch::full({1}, static_cast<double>(x.numel() / channels), xf.options());
-  auto sum_n = all_reduce_sum(torch::cat({xf.sum({0, 2, 3}), local_n}), *group_);
-  const auto n = sum_n[channels].detach();
-  const auto mean = sum_n.slice(0, 0, channels) / n;
-  const auto centred = xf - mean.view({1, -1, 1, 1});
-  const auto var = all_reduce_sum(centred.pow(2).sum({0, 2, 3}), *group_) / n;
+  // Statistics in float32 under bf16 autocast, as BN's.
+  const auto [mean, var, n, centred] = global_channel_moments(x.to(torch::kFloat), *group_);
   auto y = centred * torch::rsqrt(var + options.eps()).view({1, -1, 1, 1});
   if (options.affine()) y = y * weight.view({1, -1, 1, 1}) + bias.view({1, -1, 1, 1});
   if (options.track_running_stats()) {

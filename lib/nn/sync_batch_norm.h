@@ -26,6 +26,17 @@ namespace normexp::nn {
 // Sum over ranks with an all-reduce backward; with autograd (used by SyncBatchNorm2d).
 torch::Tensor all_reduce_sum(const torch::Tensor& x, backend::ProcessGroup& group);
 
+// Per-channel (dim 1) statistics of x over every other dim and over every rank of `group`,
+// as one device would compute them on the global batch: two all-reduces (the sum and count,
+// then the squared deviations from the global mean), differentiable. `centred` is x minus
+// the mean, kept because a normalization needs it next.
+struct GlobalChannelMoments {
+  torch::Tensor mean, var;  // (C): var biased
+  torch::Tensor n;          // 0-dim: values per channel over all ranks
+  torch::Tensor centred;    // x's shape
+};
+GlobalChannelMoments global_channel_moments(const torch::Tensor& x, backend::ProcessGroup& group);
+
 // Its own module rather than a subclass of LibTorch's BatchNorm2dImpl, whose base class leaves
 // a virtual function undefined in Debian's LibTorch 1.13 (a subclass does not link).
 class SyncBatchNorm2dImpl : public torch::nn::Cloneable<SyncBatchNorm2dImpl>, public NormLayer {

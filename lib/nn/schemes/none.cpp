@@ -64,8 +64,8 @@ std::vector<config::OptionSpec> none_options() {
       hashed_unless_default(opt_string(
           "conv_init", "default",
           "initial conv/linear weights: default (PyTorch's, variance 1/(3 fan_in): the signal "
-          "shrinks at every layer) or he (He et al. 2015 normal, fan_out, biases 0: the BN "
-          "schemes' init, so the net is the BN net with BN removed)",
+          "shrinks at every layer) or he (He et al. 2015 normal, fan_in, biases 0: keeps the "
+          "activations' scale through depth, which nothing else restores without a norm)",
           {"default", "he"})),
       hashed_unless_default(opt_bool(
           "skip_init", false,

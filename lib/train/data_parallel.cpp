@@ -5,6 +5,8 @@
 #include <chrono>
 #include <map>
 
+#include "core/error.h"
+#include "nn/bcn.h"
 #include "nn/norm_scheme.h"
 #include "nn/sync_batch_norm.h"
 
@@ -106,10 +108,25 @@ class SyncBnScheme : public nn::ForwardingScheme {
   torch::nn::AnyModule residual_norm(int64_t channels, const std::string& where) override {
     return synced(inner().residual_norm(channels, where));
   }
+  torch::nn::AnyModule token_norm(int64_t dim, const std::string& where) override {
+    return synced(inner().token_norm(dim, where));
+  }
 
  private:
   torch::nn::AnyModule synced(torch::nn::AnyModule m) const {
-    if (m.is_empty() || m.type_info() != typeid(torch::nn::BatchNorm2dImpl)) return m;
+    if (m.is_empty()) return m;
+    // BCN's batch statistics (Markou's magnitude LayerNorm over the whole batch) are a
+    // batch statistic too, but they live inside BCN's fused autograd function, which has no
+    // collective; left per rank, a user who asked for global statistics would silently get
+    // each rank's. Refused instead: tokens statistics are per sample, the same at any world size.
+    if (m.type_info() == typeid(nn::BcnImpl) &&
+        std::dynamic_pointer_cast<nn::BcnImpl>(m.ptr())->options().stats == nn::BcnStats::Batch)
+      throw ConfigError("", "train.sync_bn",
+                        "synchronizes BatchNorm only; BCN with norm.stats: batch keeps each "
+                        "rank's magnitude statistics. Use norm.stats: tokens (per sample, the "
+                        "same on any number of ranks) or train.sync_bn: false (per-rank "
+                        "statistics, as BN without it)");
+    if (m.type_info() != typeid(torch::nn::BatchNorm2dImpl)) return m;
     const auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(m.ptr());
     return torch::nn::AnyModule(nn::SyncBatchNorm2d(bn->options, group_));
   }

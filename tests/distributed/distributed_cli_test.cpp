@@ -162,6 +162,29 @@ TEST_F(TwoRanks, SyncBnEqualsOneProcessAndPerRankBnDoesNot) {
   EXPECT_GT(max_model_difference(one, only_run(dir.path() / "local")), 1e-3);
 }
 
+// BCN's batch statistics stay per rank (its fused function has no collective), so asking
+// train.sync_bn for global statistics with them is refused on every rank before any training,
+// naming the key and the way out; per-sample statistics (tokens) are accepted and train.
+TEST_F(TwoRanks, SyncBnRefusesBcnBatchStatisticsAndAcceptsTokens) {
+  const auto batch = dir.write("b.yaml", kSmall + "norm: {name: bcn, stats: batch}\n");
+  const auto refused = launch(dir, 2,
+                              batch.string() + " --set train.sync_bn=true --output " +
+                                  (dir.path() / "refused").string(),
+                              "refused");
+  EXPECT_EQ(refused.codes, (std::vector<int>{2, 2})) << refused.logs[0] << refused.logs[1];
+  for (const auto& log : refused.logs) {
+    EXPECT_NE(log.find("train.sync_bn"), std::string::npos) << log;
+    EXPECT_NE(log.find("norm.stats: tokens"), std::string::npos) << log;
+  }
+  EXPECT_FALSE(fs::exists(dir.path() / "refused" / "dp"));  // nothing half-written
+  const auto tokens = dir.write("t.yaml", kSmall + "norm: {name: bcn, stats: tokens}\n");
+  const auto accepted = launch(dir, 2,
+                               tokens.string() + " --set train.sync_bn=true --output " +
+                                   (dir.path() / "tokens").string(),
+                               "tokens");
+  EXPECT_EQ(accepted.codes, (std::vector<int>{0, 0})) << accepted.logs[0] << accepted.logs[1];
+}
+
 // Long enough (seconds per epoch) to be interrupted or killed part way.
 std::string long_yaml() {
   return "name: dplong\n"

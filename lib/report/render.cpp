@@ -2,6 +2,7 @@
 
 #include "report/report.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -76,16 +77,22 @@ std::string latex_marked(const std::string& text, Mark m) {
 std::string render_markdown(const Report& r) {
   const auto& spec = *r.spec;
   std::string out = fmt::format("## {}\n\n", spec.title);
+  // Tables of our own (Fashion-MNIST versions of a paper's claim) have no paper numbers: their
+  // cells then show ours alone, not a "paper –" under every one.
+  const bool has_paper = std::any_of(spec.cells.begin(), spec.cells.end(), [](const Cell& c) {
+    return c.paper || c.paper_mark != Mark::None;
+  });
   const std::string marks =
       spec.best_within == "none"
-          ? std::string("Bold / italic: the paper's best / second best.")
-          : fmt::format("Bold / italic: best / second best within each {} ({} is better), the "
-                        "paper's marks on its numbers, ours on ours.",
-                        spec.best_within, spec.lower_is_better ? "lower" : "higher");
+          ? std::string(has_paper ? "Bold / italic: the paper's best / second best. " : "")
+          : fmt::format("Bold / italic: best / second best within each {} ({} is better){}. ",
+                        spec.best_within, spec.lower_is_better ? "lower" : "higher",
+                        has_paper ? ", the paper's marks on its numbers, ours on ours" : "");
   out += fmt::format(
-      "Source: file {}, {}. Metric: `{}`{}, ours as mean ± sample std (n = completed seeds); "
-      "Δ = ours − paper. {} — = no completed run.\n\n",
-      spec.source_paper, spec.source_table, spec.metric, per_cell_metrics(spec), marks);
+      "Source: file {}, {}. Metric: `{}`{}, ours as mean ± sample std (n = completed seeds){} "
+      "{}— = no completed run.\n\n",
+      spec.source_paper, spec.source_table, spec.metric, per_cell_metrics(spec),
+      has_paper ? "; Δ = ours − paper." : "; the paper gives no numbers for this table.", marks);
   out += "| |";
   for (const auto& c : spec.columns) out += " " + c.label + " |";
   out += "\n|---|";
@@ -100,17 +107,18 @@ std::string render_markdown(const Report& r) {
         text = " ";
       } else {
         const Cell& cell = *c->cell;
-        const std::string paper = "paper " + md_marked(paper_text(cell), cell.paper_mark);
+        const std::string paper =
+            has_paper ? "<br>paper " + md_marked(paper_text(cell), cell.paper_mark) : "";
         if (!cell.supported()) {
-          text = cell.status + "<br>" + paper;
+          text = cell.status + paper;
         } else if (!c->config_error.empty()) {
-          text = "config error<br>" + paper;
+          text = "config error" + paper;
         } else if (c->stats.n == 0) {
-          text = "—" + others_text(*c) + "<br>" + paper;
+          text = "—" + others_text(*c) + paper;
         } else {
           const std::string sd = c->stats.n > 1 ? fixed2(c->stats.std) : "–";
           text = md_marked(fixed2(c->stats.mean), c->ours_mark) + " ± " + sd +
-                 fmt::format(" (n={})", c->stats.n) + others_text(*c) + "<br>" + paper;
+                 fmt::format(" (n={})", c->stats.n) + others_text(*c) + paper;
           if (cell.paper) text += " (Δ " + signed2(c->stats.mean - *cell.paper) + ")";
         }
       }

@@ -152,6 +152,23 @@ TEST_F(Fixture, AggregatesSeedsWithSampleStdAndCountsOtherStatuses) {
   EXPECT_TRUE(j["cells"][2]["mean"].is_null());
 }
 
+// A table of our own (no paper numbers anywhere) shows ours alone: no "paper –" under every
+// cell and no Δ; the same table with paper numbers shows them (the test above).
+TEST_F(Fixture, ATableWithoutPaperNumbersShowsOursAlone) {
+  auto spec = report::load_spec(spec_path_);
+  for (auto& cell : spec.cells) {
+    cell.paper.reset();
+    cell.paper_mark = report::Mark::None;
+  }
+  const auto md = report::render_markdown(make(spec));
+  EXPECT_EQ(md.find("paper –"), std::string::npos) << md;
+  EXPECT_EQ(md.find("<br>"), std::string::npos) << md;
+  EXPECT_EQ(md.find("Δ"), std::string::npos) << md;
+  EXPECT_NE(md.find("the paper gives no numbers for this table"), std::string::npos) << md;
+  EXPECT_NE(md.find("| **11.50** ± – (n=1) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| — |"), std::string::npos) << md;  // cell c: missing
+}
+
 TEST_F(Fixture, LatexIsBalancedAndEscaped) {
   const auto spec = report::load_spec(spec_path_);
   const auto tex = report::render_latex(make(spec));

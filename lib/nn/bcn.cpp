@@ -23,6 +23,12 @@ BcnBound parse_bcn_bound(const std::string& s) {
   throw std::invalid_argument("unknown BCN bound '" + s + "' (tanh, clip)");
 }
 
+BcnVector parse_bcn_vector(const std::string& s) {
+  if (s == "position") return BcnVector::Position;
+  if (s == "sample") return BcnVector::Sample;
+  throw std::invalid_argument("unknown BCN vector '" + s + "' (position, sample)");
+}
+
 torch::Tensor bcn_scale(const torch::Tensor& m_tilde, double alpha, BcnBound bound) {
   auto b = bound == BcnBound::Tanh ? torch::tanh(m_tilde) : torch::clamp(m_tilde, -1.0, 1.0);
   return (1.0 - alpha) + alpha * (b + 1.0) * 0.5;
@@ -33,6 +39,11 @@ BcnImpl::BcnImpl(BcnOptions options) : options_(options) {
     throw std::invalid_argument("BCN alpha must be in (0, 1), got " +
                                 std::to_string(options_.alpha));
   if (options_.features < 1) throw std::invalid_argument("BCN needs features >= 1");
+  if (options_.vector == BcnVector::Sample &&
+      (options_.layout != BcnLayout::Channels || options_.stats == BcnStats::Tokens))
+    throw std::invalid_argument(
+        "BCN vector: sample is for (N, C, ...) maps and needs statistics over the batch "
+        "(stats: batch, none or literal): one magnitude per sample has no spread");
   reset();
 }
 
@@ -61,16 +72,28 @@ std::vector<int64_t> group_dims(int64_t ndim, int64_t feature_dim, bool with_bat
 }
 }  // namespace
 
-torch::Tensor BcnImpl::core_reference(const torch::Tensor& input) {
-  const auto in_dtype = input.scalar_type();
-  // Statistics and scale in float32 (bf16 autocast may hand us bf16); double stays double.
-  const torch::Tensor x = in_dtype == torch::kDouble ? input : input.to(torch::kFloat);
-  const int64_t ndim = x.dim();
-  TORCH_CHECK(ndim >= 2, "BCN expects (N, ..., features) or (N, C, ...) inputs, got ",
+BcnImpl::Vectors BcnImpl::vectors(const torch::Tensor& x) const {
+  TORCH_CHECK(x.dim() >= 2, "BCN expects (N, ..., features) or (N, C, ...) inputs, got ",
               x.sizes());
-  const int64_t fdim = options_.layout == BcnLayout::Channels ? 1 : ndim - 1;
+  const int64_t fdim = options_.layout == BcnLayout::Channels ? 1 : x.dim() - 1;
   TORCH_CHECK(x.size(fdim) == options_.features, "BCN built for ", options_.features,
               " features, input has ", x.size(fdim), " on dim ", fdim);
+  if (options_.vector == BcnVector::Position || x.size(0) == 0)
+    return {x, options_.layout, options_.features};
+  const int64_t n = x.size(0);
+  return {x.reshape({n, 1, -1}), BcnLayout::Tokens, x.numel() / n};
+}
+
+torch::Tensor BcnImpl::core_reference(const torch::Tensor& input) {
+  return band_reference(vectors(input)).reshape(input.sizes());
+}
+
+torch::Tensor BcnImpl::band_reference(const Vectors& v) {
+  const auto in_dtype = v.x.scalar_type();
+  // Statistics and scale in float32 (bf16 autocast may hand us bf16); double stays double.
+  const torch::Tensor x = in_dtype == torch::kDouble ? v.x : v.x.to(torch::kFloat);
+  const int64_t ndim = x.dim();
+  const int64_t fdim = v.layout == BcnLayout::Channels ? 1 : ndim - 1;
 
   // ||x|| = a * ||x / a|| with a = max|x_i| treated as a constant (exact, see the header).
   const auto a = x.detach().abs().amax({fdim}, /*keepdim=*/true);
@@ -79,7 +102,7 @@ torch::Tensor BcnImpl::core_reference(const torch::Tensor& input) {
   const auto xs = x / a_safe;
   const auto n = xs.norm(2, {fdim}, /*keepdim=*/true);
   const auto n_safe = torch::where(nonzero, n, torch::ones_like(n));
-  const double uniform = 1.0 / std::sqrt(static_cast<double>(options_.features));
+  const double uniform = 1.0 / std::sqrt(static_cast<double>(v.features));
   const auto dir = torch::where(nonzero, xs / n_safe, torch::full_like(xs, uniform));
   const auto m = a_safe * n * nonzero.to(n.scalar_type());  // ||x||, exactly 0 for x = 0
 
@@ -124,8 +147,9 @@ torch::Tensor BcnImpl::core_reference(const torch::Tensor& input) {
 }
 
 torch::Tensor BcnImpl::forward_reference(const torch::Tensor& x) {
-  auto y = core_reference(x);
-  if (options_.scale_by_sqrt_dim) y = y * std::sqrt(static_cast<double>(options_.features));
+  const auto v = vectors(x);
+  auto y = band_reference(v).reshape(x.sizes());
+  if (options_.scale_by_sqrt_dim) y = y * std::sqrt(static_cast<double>(v.features));
   if (options_.affine) {
     if (options_.layout == BcnLayout::Channels) {
       std::vector<int64_t> shape(y.dim(), 1);
@@ -148,24 +172,23 @@ torch::Tensor BcnImpl::run_fused(const torch::Tensor& input, bool extras) {
   const bool native = in_dtype == torch::kDouble ||
                       (input.is_cuda() && (in_dtype == torch::kFloat || in_dtype == torch::kHalf ||
                                            in_dtype == torch::kBFloat16));
-  const torch::Tensor x = native ? input : input.to(torch::kFloat);
-  const int64_t ndim = x.dim();
-  const int64_t fdim = options_.layout == BcnLayout::Channels ? 1 : ndim - 1;
-  TORCH_CHECK(x.size(fdim) == options_.features, "BCN built for ", options_.features,
-              " features, input has ", x.size(fdim), " on dim ", fdim);
+  const auto v = vectors(native ? input : input.to(torch::kFloat));
   BcnFunctionConfig c;
-  c.layout = options_.layout;
+  c.layout = v.layout;
   c.stats = options_.stats;
   c.bound = options_.bound;
   c.alpha = options_.alpha;
   c.eps = options_.eps;
-  c.scale = extras && options_.scale_by_sqrt_dim
-                ? std::sqrt(static_cast<double>(options_.features))
-                : 1.0;
+  c.scale = extras && options_.scale_by_sqrt_dim ? std::sqrt(static_cast<double>(v.features))
+                                                 : 1.0;
   c.training = is_training();
-  const bool affine = extras && options_.affine;
-  auto r = bcn_fused(x, affine ? weight : torch::Tensor(), affine ? bias : torch::Tensor(),
-                     mag_weight, mag_bias, running_mean, running_var, c);
+  // The affine is per channel; with vector: sample the function's vectors are whole maps, so
+  // it is applied after the function instead of folded into its passes.
+  const bool whole_map = options_.vector == BcnVector::Sample;
+  const bool fold_affine = extras && options_.affine && !whole_map;
+  auto r = bcn_fused(v.x, fold_affine ? weight : torch::Tensor(),
+                     fold_affine ? bias : torch::Tensor(), mag_weight, mag_bias, running_mean,
+                     running_var, c);
   if (r.batch_mean.defined()) {
     torch::NoGradGuard no_grad;
     const double k = options_.momentum;
@@ -173,10 +196,17 @@ torch::Tensor BcnImpl::run_fused(const torch::Tensor& input, bool extras) {
     running_var.mul_(1 - k).add_(r.batch_var.reshape({1}).to(running_var.dtype()), k);
   }
   // s shaped like the magnitudes (keepdim on the feature axis), as the op chain's.
-  auto shape = x.sizes().vec();
-  shape[fdim] = 1;
+  auto shape = v.x.sizes().vec();
+  shape[v.layout == BcnLayout::Channels ? 1 : v.x.dim() - 1] = 1;
   last_scale_ = r.scale.reshape(shape);
-  return r.y.scalar_type() == in_dtype ? r.y : r.y.to(in_dtype);
+  auto y = r.y.reshape(input.sizes());
+  if (extras && options_.affine && whole_map) {
+    std::vector<int64_t> per_channel(y.dim(), 1);
+    per_channel[1] = options_.features;
+    y = y * weight.view(per_channel).to(y.scalar_type()) +
+        bias.view(per_channel).to(y.scalar_type());
+  }
+  return y.scalar_type() == in_dtype ? y : y.to(in_dtype);
 }
 
 torch::Tensor BcnImpl::core(const torch::Tensor& x) {

@@ -6,7 +6,10 @@
 // The vector x: the feature axis of the input — the last axis of (N, T, D) token features,
 // the channel axis of (N, C, H, W) maps (the C-vector at each position, as LayerNorm over
 // channels in a ConvNet). The paper does not say how BN in a ResNet is replaced; this is
-// our choice, the one that makes "replace LN/BN" the same operation in both nets.
+// our choice, the one that makes "replace LN/BN" the same operation in both nets. For maps,
+// `vector: sample` takes a sample's whole C*H*W map as the one vector instead (the axes of
+// LayerNorm over a map, without its centering): one magnitude per sample, so its statistics
+// must span the batch (stats: batch, none or literal; tokens would be degenerate).
 //
 // The magnitude LayerNorm: the paper's code applies nn.LayerNorm(1) to each magnitude on
 // its own, which is degenerate (a single number minus its own mean is 0, so m~ = beta, a
@@ -57,13 +60,17 @@ enum class BcnStats { Tokens, Batch, Literal, None };
 enum class BcnBound { Tanh, Clip };
 // Where the feature vector is: dim 1 of (N, C, ...) maps, or the last dim of (..., D).
 enum class BcnLayout { Channels, Tokens };
+// Channels layout only: the C-vector at each position, or a sample's whole map.
+enum class BcnVector { Position, Sample };
 
 BcnStats parse_bcn_stats(const std::string& s);  // tokens|batch|literal|none
 BcnBound parse_bcn_bound(const std::string& s);  // tanh|clip
+BcnVector parse_bcn_vector(const std::string& s);  // position|sample
 
 struct BcnOptions {
   int64_t features = 0;  // d: channels or token width
   BcnLayout layout = BcnLayout::Channels;
+  BcnVector vector = BcnVector::Position;  // Channels layout only
   double alpha = 0.2;    // Markou §5.1: alpha = 0.2
   double eps = 1e-5;     // the paper's epsilon (LayerNorm and normalize)
   BcnStats stats = BcnStats::Tokens;
@@ -100,6 +107,15 @@ class BcnImpl : public torch::nn::Cloneable<BcnImpl>, public NormLayer {
   torch::Tensor running_mean, running_var;  // stats: batch
 
  private:
+  // The tensor the band map runs on, with the layout and width of its vectors: x itself, or
+  // for vector: sample an (N, 1, C*H*W) view of it in the Tokens layout.
+  struct Vectors {
+    torch::Tensor x;
+    BcnLayout layout;
+    int64_t features;
+  };
+  Vectors vectors(const torch::Tensor& x) const;
+  torch::Tensor band_reference(const Vectors& v);
   bool use_fused(const torch::Tensor& x) const;
   torch::Tensor run_fused(const torch::Tensor& x, bool extras);
   BcnOptions options_;

@@ -254,6 +254,93 @@ TEST(BcnFunction, Theorem1BandHoldsOnEveryOutput) {
           }
 }
 
+// vector: sample (a sample's whole C*H*W map is the one vector): the fused path, with the
+// per-channel affine applied after the function, against the op chain in float64, against
+// central differences, and Theorem 1 per sample. Catches a reshape that mixes samples, an
+// affine indexed per element instead of per channel, a sqrt(d) scale with d = C instead of
+// C*H*W, and statistics taken per sample (degenerate) instead of over the batch.
+Bcn make_whole_sample(BcnStats stats, BcnBound bound, bool fused) {
+  BcnOptions o;
+  o.features = 7;
+  o.layout = BcnLayout::Channels;
+  o.vector = BcnVector::Sample;
+  o.stats = stats;
+  o.bound = bound;
+  o.alpha = 0.3;
+  o.fused = fused;
+  Bcn b(o);
+  b->to(torch::kDouble);
+  torch::NoGradGuard g;
+  b->mag_weight.fill_(1.3);
+  b->mag_bias.fill_(0.2);
+  b->weight.uniform_(0.5, 1.5);
+  b->bias.uniform_(-0.5, 0.5);
+  if (stats == BcnStats::Batch) {
+    b->running_mean.fill_(2.0);
+    b->running_var.fill_(0.7);
+  }
+  return b;
+}
+
+double rel_err_per_sample(const torch::Tensor& a, const torch::Tensor& b) {
+  auto A = a.reshape({a.size(0), -1}), B = b.reshape({b.size(0), -1});
+  auto scale = B.abs().amax({1}, true).clamp_min(1e-300);
+  return ((A - B).abs() / scale).max().item<double>();
+}
+
+TEST(BcnFunction, WholeSampleVectorEqualsTheOpChainAndKeepsTheBandPerSample) {
+  for (auto stats : {BcnStats::Batch, BcnStats::Literal, BcnStats::None})
+    for (auto bound : kBounds)
+      for (bool train : {true, false})
+        for (bool extras : {true, false})
+          for (const auto& [name, x] : inputs(BcnLayout::Channels)) {
+            SCOPED_TRACE(label(stats, bound, BcnLayout::Channels) + " " + name +
+                         (train ? " train" : " eval") + (extras ? " forward" : " core"));
+            auto b = make_whole_sample(stats, bound, /*fused=*/true);
+            b->train(train);
+            auto w = torch::randn_like(x);
+            const auto ref = run(b, x, w, /*reference=*/true, extras);
+            const auto got = run(b, x, w, /*reference=*/false, extras);
+            EXPECT_LT(rel_err_per_sample(got.y, ref.y), 1e-10);
+            EXPECT_LT(rel_err_per_sample(got.dx, ref.dx), 1e-10);
+            EXPECT_LT(rel_err_flat(got.scale, ref.scale), 1e-10);
+            EXPECT_EQ(got.scale.numel(), x.size(0));  // one s per sample
+            if (extras) {
+              EXPECT_LT(rel_err_flat(got.dw, ref.dw), 1e-10);
+              EXPECT_LT(rel_err_flat(got.db, ref.db), 1e-10);
+            }
+            // (tiny maps: a magnitude variance far below eps leaves m~ = beta, as it should)
+            if (stats == BcnStats::Batch && train && x.size(0) > 1 &&
+                name.find("tin") == std::string::npos)
+              EXPECT_GT(got.scale.max().item<double>() - got.scale.min().item<double>(), 1e-6)
+                  << "samples of different magnitude got the same s";
+            if (!extras) {  // Theorem 1 over the whole sample
+              auto n = got.y.reshape({x.size(0), -1}).norm(2, {1});
+              EXPECT_GE(n.min().item<double>(), 0.7 * (1 - 1e-9));
+              EXPECT_LE(n.max().item<double>(), 1 + 1e-9);
+            }
+          }
+  // Central differences (the chain could share a mistake in the reshape with the function).
+  torch::manual_seed(6);
+  auto b = make_whole_sample(BcnStats::Batch, BcnBound::Tanh, /*fused=*/true);
+  auto x = torch::randn({3, 7, 2, 2}, torch::kDouble) *
+           torch::tensor({0.5, 1.0, 2.0}, torch::kDouble).view({3, 1, 1, 1});
+  auto w = torch::randn_like(x);
+  const auto got = run(b, x, w, /*reference=*/false, /*extras=*/true);
+  const double h = 1e-6;
+  double worst = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    auto xp = x.clone(), xm = x.clone();
+    xp.view({-1})[i] += h;
+    xm.view({-1})[i] -= h;
+    torch::NoGradGuard g;
+    const double num = ((w * b->forward(xp)).sum() - (w * b->forward(xm)).sum()).item<double>() / (2 * h);
+    worst = std::max(worst, std::abs(num - got.dx.view({-1})[i].item<double>()));
+  }
+  EXPECT_LT(worst, 1e-6);
+  EXPECT_THROW(make_whole_sample(BcnStats::Tokens, BcnBound::Tanh, true), std::invalid_argument);
+}
+
 // Catches silently wrong (zero) second derivatives: the closed-form backward is not itself
 // recorded by autograd, so a create_graph pass must refuse; the op chain allows it.
 TEST(BcnFunction, DoubleBackwardIsRefusedNotSilentlyWrong) {

@@ -224,5 +224,103 @@ TEST(Bcn, AlphaOutsideTheOpenIntervalIsAConfigError) {
   EXPECT_THROW(Bcn(options(4, BcnLayout::Tokens, 1.0, BcnStats::Tokens)), std::invalid_argument);
 }
 
+// norm.fused: false must reach every BCN layer of a composed model (it is how a researcher
+// rules the fused function in or out of a misbehaving run), and the two paths must give the
+// same loss and gradients on a whole net, not just on one layer. The key came after BCN
+// results existed: at its default it must leave the experiment hash (and those runs) as is.
+TEST(Bcn, FusedKeyReachesEveryLayerAndBothPathsTrainAlike) {
+  testing::TempDir dir;
+  const auto hash = [&](std::vector<std::string> sets) {
+    sets.insert(sets.begin(), "norm.name=bcn");
+    return testing::experiment_from(dir, testing::kTinyYaml, sets).hash();
+  };
+  EXPECT_EQ(hash({"norm.fused=true"}), hash({}));
+  EXPECT_NE(hash({"norm.fused=false"}), hash({}));
+  auto gradients = [&](const std::string& fused, int64_t* layers) {
+    auto exp = testing::experiment_from(dir, testing::kTinyYaml,
+                                        {"norm.name=bcn", "norm.fused=" + fused});
+    torch::manual_seed(0);
+    auto b = compose::build(exp, c10::Device(c10::kCPU));
+    *layers = 0;
+    for (const auto& m : b.model->modules(/*include_self=*/false)) {
+      if (auto bcn = std::dynamic_pointer_cast<BcnImpl>(m)) {
+        EXPECT_EQ(bcn->options().fused, fused == "true");
+        ++*layers;
+      }
+    }
+    auto data = b.dataset->load();
+    auto x = data.train_x.slice(0, 0, 16).to(torch::kFloat).div(255.0);
+    auto loss = torch::nn::functional::cross_entropy(b.model->forward(x),
+                                                     data.train_y.slice(0, 0, 16));
+    loss.backward();
+    std::vector<torch::Tensor> g{loss.detach().reshape({1})};
+    for (const auto& p : b.model->parameters()) g.push_back(p.grad().flatten());
+    return torch::cat(g);
+  };
+  int64_t fused_layers = 0, chain_layers = 0;
+  auto fused = gradients("true", &fused_layers);
+  auto chain = gradients("false", &chain_layers);
+  EXPECT_GT(fused_layers, 5);
+  EXPECT_EQ(fused_layers, chain_layers);
+  ASSERT_EQ(fused.sizes(), chain.sizes());
+  EXPECT_LT((fused - chain).abs().max().item<double>(),
+            1e-4 * (1.0 + chain.abs().max().item<double>()));
+}
+
+// norm.vector: sample reaches every conv-map BCN (not the transformer's token norms), is
+// refused with stats: tokens (degenerate: one magnitude per sample) at the key, and leaves
+// the hash of every existing run (the default) as it was.
+TEST(Bcn, VectorKeyReachesConvMapsAndRefusesPerSampleStatistics) {
+  testing::TempDir dir;
+  auto build = [&](std::vector<std::string> sets, std::string yaml = testing::kTinyYaml) {
+    sets.insert(sets.begin(), "norm.name=bcn");
+    auto exp = testing::experiment_from(dir, yaml, sets);
+    torch::manual_seed(0);
+    return compose::build(exp, c10::Device(c10::kCPU));
+  };
+  auto b = build({"norm.vector=sample", "norm.stats=batch"});
+  int64_t whole = 0;
+  for (const auto& m : b.model->modules(false))
+    if (auto bcn = std::dynamic_pointer_cast<BcnImpl>(m)) {
+      EXPECT_TRUE(bcn->options().vector == BcnVector::Sample);
+      ++whole;
+    }
+  EXPECT_GT(whole, 5);
+  // Through the model: one s per sample at every layer.
+  auto x = torch::randn({6, 3, 8, 8});
+  b.model->forward(x);
+  for (const auto& m : b.model->modules(false))
+    if (auto bcn = std::dynamic_pointer_cast<BcnImpl>(m))
+      EXPECT_EQ(bcn->last_scale().numel(), 6);
+  try {
+    build({"norm.vector=sample"});
+    ADD_FAILURE() << "vector: sample with stats: tokens accepted";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.issues().size(), 1u);
+    EXPECT_EQ(e.issues()[0].path, "norm.vector");
+    EXPECT_NE(e.issues()[0].message.find("norm.stats: batch"), std::string::npos);
+  }
+  const auto hash = [&](std::vector<std::string> sets) {
+    sets.insert(sets.begin(), "norm.name=bcn");
+    return testing::experiment_from(dir, testing::kTinyYaml, sets).hash();
+  };
+  EXPECT_EQ(hash({"norm.vector=position"}), hash({}));
+  EXPECT_NE(hash({"norm.vector=sample", "norm.stats=batch"}), hash({"norm.stats=batch"}));
+  // A transformer keeps its tokens as the vectors.
+  std::string vit_yaml = testing::kTinyYaml;
+  const std::string cnn = "model: {name: cnn9, width: 0.125}";
+  vit_yaml.replace(vit_yaml.find(cnn), cnn.size(),
+                   "model: {name: vit, patch: 4, dim: 32, depth: 1, heads: 2, mlp_dim: 64}");
+  auto vit = build({"norm.vector=sample", "norm.stats=batch"}, vit_yaml);
+  int64_t tokens = 0;
+  for (const auto& m : vit.model->modules(false))
+    if (auto bcn = std::dynamic_pointer_cast<BcnImpl>(m)) {
+      EXPECT_TRUE(bcn->options().layout == BcnLayout::Tokens &&
+                  bcn->options().vector == BcnVector::Position);
+      ++tokens;
+    }
+  EXPECT_GT(tokens, 1);
+}
+
 }  // namespace
 }  // namespace normexp::nn

@@ -18,6 +18,12 @@ class BcnScheme : public NormScheme {
     o_.scale_by_sqrt_dim = p.get_bool("scale_by_sqrt_dim");
     o_.affine = p.get_bool("affine");
     o_.momentum = p.get_float("momentum");
+    o_.fused = p.get_bool("fused");
+    o_.vector = parse_bcn_vector(p.get_string("vector"));
+    if (o_.vector == BcnVector::Sample && o_.stats == BcnStats::Tokens)
+      throw p.error("vector", "sample leaves one magnitude per sample, so statistics over a "
+                              "sample's magnitudes have no spread: set norm.stats: batch "
+                              "(or none, literal)");
   }
 
   torch::nn::AnyModule conv(const ConvSpec& s) override { return he_conv(s); }
@@ -33,6 +39,7 @@ class BcnScheme : public NormScheme {
     auto o = o_;
     o.features = dim;
     o.layout = BcnLayout::Tokens;
+    o.vector = BcnVector::Position;  // a token is the vector; `vector` is about conv maps
     return torch::nn::AnyModule(Bcn(o));
   }
 
@@ -80,6 +87,18 @@ std::vector<config::OptionSpec> bcn_options() {
       opt_bool("affine", true, "per-feature gamma, beta after the band map (as LN/BN have)"),
       opt_float("momentum", 0.1, "running magnitude statistics (stats: batch)",
                 between(0, 1, false, true)),
+      // Added after BCN results existed: at the default, runs keep their hash.
+      hashed_unless_default(opt_bool(
+          "fused", true,
+          "one autograd function with the closed-form backward of Markou §4.1; false: the "
+          "chain of LibTorch ops it is tested against (slower; to rule the fused path in or "
+          "out when a BCN run misbehaves)")),
+      hashed_unless_default(opt_string(
+          "vector", "position",
+          "on conv maps, the vector BCN normalizes: position (the C-vector at each position) "
+          "or sample (a sample's whole C*H*W map, as LayerNorm's axes; needs stats: batch). "
+          "Tokens are always the vector in transformers",
+          {"position", "sample"})),
   };
 }
 

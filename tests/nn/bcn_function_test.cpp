@@ -25,10 +25,12 @@ std::string label(BcnStats s, BcnBound b, BcnLayout l) {
          (l == BcnLayout::Tokens ? "/tokens-layout" : "/channels-layout");
 }
 
-Bcn make(int64_t d, BcnStats stats, BcnBound bound, BcnLayout layout, bool fused = true) {
+Bcn make(int64_t d, BcnStats stats, BcnBound bound, BcnLayout layout, bool fused = true,
+         BcnVector vector = BcnVector::Position) {
   BcnOptions o;
   o.features = d;
   o.layout = layout;
+  o.vector = vector;
   o.stats = stats;
   o.bound = bound;
   o.alpha = 0.3;
@@ -260,26 +262,7 @@ TEST(BcnFunction, Theorem1BandHoldsOnEveryOutput) {
 // affine indexed per element instead of per channel, a sqrt(d) scale with d = C instead of
 // C*H*W, and statistics taken per sample (degenerate) instead of over the batch.
 Bcn make_whole_sample(BcnStats stats, BcnBound bound, bool fused) {
-  BcnOptions o;
-  o.features = 7;
-  o.layout = BcnLayout::Channels;
-  o.vector = BcnVector::Sample;
-  o.stats = stats;
-  o.bound = bound;
-  o.alpha = 0.3;
-  o.fused = fused;
-  Bcn b(o);
-  b->to(torch::kDouble);
-  torch::NoGradGuard g;
-  b->mag_weight.fill_(1.3);
-  b->mag_bias.fill_(0.2);
-  b->weight.uniform_(0.5, 1.5);
-  b->bias.uniform_(-0.5, 0.5);
-  if (stats == BcnStats::Batch) {
-    b->running_mean.fill_(2.0);
-    b->running_var.fill_(0.7);
-  }
-  return b;
+  return make(7, stats, bound, BcnLayout::Channels, fused, BcnVector::Sample);
 }
 
 double rel_err_per_sample(const torch::Tensor& a, const torch::Tensor& b) {

@@ -47,6 +47,7 @@ TEST(Spectral, ConvOperatorNormMatchesTheDenseMatrix) {
 }
 
 TEST(Probe, RecordsConvShapesAndNormInputStdsOnARegisteredModel) {
+  torch::manual_seed(0);  // LibTorch seeds its generator differently in every process
   testing::TempDir dir;
   auto exp = testing::experiment_from(dir, "model: {name: resnet, depth: 8}\nnorm: {name: bn}\n");
   const auto& reg = registry::norms().get("bn");

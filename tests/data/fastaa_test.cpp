@@ -176,6 +176,8 @@ TEST(FastAAOps, PosterizeKeepsTheTopBits) {
   EXPECT_EQ(values(aug::posterize(x, scalar(4.7))), (std::vector<int>{176, 240, 0, 128}));
   EXPECT_EQ(values(aug::posterize(x, scalar(6.0))), (std::vector<int>{188, 252, 0, 128}));
   EXPECT_EQ(values(aug::posterize(x, scalar(8.0))), values(x));
+  // Below one bit, Fast AutoAugment's max(1, int(v)): the top bit, not an image of zeros.
+  EXPECT_EQ(values(aug::posterize(x, scalar(0.6))), (std::vector<int>{128, 128, 0, 128}));
 }
 
 TEST(FastAAOps, SolarizeInvertsAtOrAboveTheThreshold) {

@@ -137,6 +137,29 @@ TEST(Models, ResNetOptionAShortcutSubsamplesAndZeroPads) {
     EXPECT_EQ(p.key().find("shortcut"), std::string::npos) << p.key();
 }
 
+TEST(Models, WrnDropoutActsOnlyWhileTraining) {
+  // WRN's dropout between the two convs (Zagoruyko & Komodakis 2016): training forwards
+  // differ draw to draw; evaluation is deterministic and equals the same weights without it.
+  auto with = build("name: wrn, depth: 10, width: 1, dropout: 0.5");
+  auto without = build("name: wrn, depth: 10, width: 1");
+  torch::manual_seed(6);
+  const auto x = torch::randn({4, 3, 32, 32});
+  with.model->train();
+  EXPECT_FALSE(torch::allclose(with.model->forward(x), with.model->forward(x)));
+  {
+    torch::NoGradGuard no_grad;  // the same weights and BN estimates
+    auto params = with.model->named_parameters();
+    for (auto& p : without.model->named_parameters()) p.value().copy_(params[p.key()]);
+    auto buffers = with.model->named_buffers();
+    for (auto& b : without.model->named_buffers()) b.value().copy_(buffers[b.key()]);
+  }
+  with.model->eval();
+  without.model->eval();
+  const auto y = with.model->forward(x);
+  EXPECT_TRUE(torch::equal(y, with.model->forward(x)));
+  EXPECT_TRUE(torch::allclose(y, without.model->forward(x), 1e-5, 1e-6));
+}
+
 TEST(Models, WrnShortcutIsIdentityOrA1x1ConvOnThePreActivatedInput) {
   auto b = build("name: wrn, depth: 10, width: 1", "name: none");
   auto& model = *b.model;

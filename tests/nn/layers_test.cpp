@@ -71,6 +71,50 @@ TEST(AffineNoise, TrainingNoiseHasConfiguredStd) {
   EXPECT_TRUE(torch::allclose(ys, ys.select(2, 0).select(2, 0).view({4, 8, 1, 1}).expand_as(ys)));
 }
 
+TEST(AffineNoise, NoiseIsRelativeToGammaAsInEquation7) {
+  // Ikami et al. 2021 Eq. 7: y = (1 + n) gamma x + beta. The noise scales gamma, so
+  // (y - beta) / (gamma x) - 1 = n has std sigma whatever gamma is; an additive
+  // (gamma + n) x + beta would give sigma / |gamma| (0.075 and 1.2 here).
+  torch::manual_seed(4);
+  AffineNoise a(2);
+  const double sigma = 0.3;
+  a->set_sigma(sigma);
+  {
+    torch::NoGradGuard g;
+    a->weight.copy_(torch::tensor({4.0f, -0.25f}));
+    a->bias.copy_(torch::tensor({1.0f, 3.0f}));
+  }
+  a->train();
+  const auto x = torch::full({20000, 2, 1, 1}, 2.0f);
+  const auto gamma = a->weight.detach().view({1, 2, 1, 1});
+  const auto beta = a->bias.detach().view({1, 2, 1, 1});
+  const auto n = ((a->forward(x).detach() - beta) / (gamma * x) - 1).to(torch::kDouble);
+  for (int64_t c = 0; c < 2; ++c) {
+    SCOPED_TRACE("channel " + std::to_string(c));
+    EXPECT_NEAR(n.select(1, c).std().item<double>(), sigma, 0.02 * sigma);
+    EXPECT_NEAR(n.select(1, c).mean().item<double>(), 0.0, 0.01);
+  }
+}
+
+TEST(RemoveRadialRows, LeavesEachRowsTangentPartForAnyRadius) {
+  // The Riemannian gradient on the sphere ||w||^2 = c: g - (g.w / ||w||^2) w per output row.
+  // c = 3, so a version that forgot to divide by ||w||^2 removes 3x the radial part.
+  torch::manual_seed(5);
+  auto w = torch::randn({6, 3, 3, 3}, torch::kDouble);
+  project_rows_(w, {3.0, true, true});
+  const auto g0 = torch::randn({6, 3, 3, 3}, torch::kDouble);
+  auto g = g0.clone();
+  remove_radial_rows_(g, w);
+  const auto wr = w.view({6, -1}), gr = g.view({6, -1}), g0r = g0.view({6, -1});
+  EXPECT_LT((gr * wr).sum(1).abs().max().item<double>(), 1e-12);  // tangent to its row
+  const auto expected = g0r - wr * ((g0r * wr).sum(1, /*keepdim=*/true) / 3.0);
+  EXPECT_TRUE(torch::allclose(gr, expected, 1e-12, 1e-12));
+  // A gradient already tangent is left alone.
+  auto t = expected.clone();
+  remove_radial_rows_(t, wr);
+  EXPECT_TRUE(torch::allclose(t, expected, 1e-12, 1e-12));
+}
+
 TEST(AffineNoise, PerBatchDrawsOneNoisePerChannel) {
   AffineNoise a(3, /*per_batch=*/true);
   a->set_sigma(0.5);

@@ -185,6 +185,33 @@ TEST(AdamW, HasNoDeviceLrStep) {
 
 // Adam's first two steps in closed form: m_hat / sqrt(v_hat) = g/|g| at step 1; decoupled
 // decay p *= 1 - lr*wd on weights only; state round-trips through state()/load_state().
+TEST(AdamW, ConstrainedWeightsSeeOnlyTheCenteredGradient) {
+  // A cwo weight's step uses the row-centered gradient (Ikami et al. 2021 Algorithm 1). For
+  // SGD centering before or after the step is the same (the projection centers too); Adam's
+  // elementwise second moment is not linear, so a gradient with a large row mean would move
+  // the weight differently if it reached the moments uncentered.
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble);
+  const auto w0 = torch::tensor({1.0, -1.0, 0.5, -0.5}, f64).view({1, 4});
+  const auto tangent = torch::tensor({0.3, 0.1, -0.1, -0.3}, f64).view({1, 4});  // centered
+  auto run = [&](const torch::Tensor& g) {
+    auto w = w0.clone();
+    nn::ParamInfo p;
+    p.name = "w";
+    p.tensor = w.requires_grad_(true);
+    p.role = nn::ParamRole::Constrained;
+    p.constraint.c = 2.5;
+    AdamW opt({p}, AdamWOptions{});
+    for (int i = 0; i < 3; ++i) {
+      w.mutable_grad() = g.clone();
+      opt.step(0.05);
+    }
+    return w.detach().clone();
+  };
+  const auto centered = run(tangent), shifted = run(tangent + 5.0);
+  EXPECT_TRUE(torch::allclose(centered, shifted, 1e-12, 1e-12)) << centered << shifted;
+  EXPECT_FALSE(torch::allclose(centered, w0, 1e-3, 0));  // and it did move
+}
+
 TEST(AdamW, StepsMatchClosedFormAndStateRoundTrips) {
   auto w = torch::tensor({{1.0, -2.0}}, torch::kDouble);
   auto b = torch::tensor({0.5}, torch::kDouble);

@@ -150,16 +150,14 @@ torch::Tensor BcnImpl::forward_reference(const torch::Tensor& x) {
   const auto v = vectors(x);
   auto y = band_reference(v).reshape(x.sizes());
   if (options_.scale_by_sqrt_dim) y = y * std::sqrt(static_cast<double>(v.features));
-  if (options_.affine) {
-    if (options_.layout == BcnLayout::Channels) {
-      std::vector<int64_t> shape(y.dim(), 1);
-      shape[1] = options_.features;
-      y = y * weight.view(shape) + bias.view(shape);
-    } else {
-      y = y * weight + bias;
-    }
-  }
+  if (options_.affine) y = apply_affine(y);
   return x.scalar_type() == torch::kDouble ? y : y.to(x.scalar_type());
+}
+
+torch::Tensor BcnImpl::apply_affine(const torch::Tensor& y) const {
+  std::vector<int64_t> shape(y.dim(), 1);  // per feature: dim 1 of maps, the last of tokens
+  shape[options_.layout == BcnLayout::Channels ? 1 : y.dim() - 1] = options_.features;
+  return y * weight.view(shape).to(y.scalar_type()) + bias.view(shape).to(y.scalar_type());
 }
 
 bool BcnImpl::use_fused(const torch::Tensor& x) const {
@@ -200,12 +198,7 @@ torch::Tensor BcnImpl::run_fused(const torch::Tensor& input, bool extras) {
   shape[v.layout == BcnLayout::Channels ? 1 : v.x.dim() - 1] = 1;
   last_scale_ = r.scale.reshape(shape);
   auto y = r.y.reshape(input.sizes());
-  if (extras && options_.affine && whole_map) {
-    std::vector<int64_t> per_channel(y.dim(), 1);
-    per_channel[1] = options_.features;
-    y = y * weight.view(per_channel).to(y.scalar_type()) +
-        bias.view(per_channel).to(y.scalar_type());
-  }
+  if (extras && options_.affine && whole_map) y = apply_affine(y);
   return y.scalar_type() == in_dtype ? y : y.to(in_dtype);
 }
 

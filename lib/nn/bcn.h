@@ -116,6 +116,8 @@ class BcnImpl : public torch::nn::Cloneable<BcnImpl>, public NormLayer {
   };
   Vectors vectors(const torch::Tensor& x) const;
   torch::Tensor band_reference(const Vectors& v);
+  // y * gamma + beta per feature (the layer's layout), in y's dtype.
+  torch::Tensor apply_affine(const torch::Tensor& y) const;
   bool use_fused(const torch::Tensor& x) const;
   torch::Tensor run_fused(const torch::Tensor& x, bool extras);
   BcnOptions options_;

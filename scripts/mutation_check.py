@@ -52,12 +52,16 @@ def run_mutant(m, build, timeout):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build")
-    ap.add_argument("--out", default="mutation_check.jsonl")
+    ap.add_argument("--out", default=None,
+                    help="JSON lines, appended to (default: BUILD/mutation_check.jsonl, beside "
+                         "the binaries it tested, outside git's view)")
     ap.add_argument("--timeout", type=int, default=1200, help="seconds per test binary run")
     ap.add_argument("ids", nargs="*", help="only these mutants")
     a = ap.parse_args()
     if subprocess.run(["git", "diff", "--quiet", "--", "lib"], cwd=ROOT).returncode != 0:
         sys.exit("mutation_check: lib/ has uncommitted changes; commit or stash them first")
+    if a.out is None:
+        a.out = str(ROOT / a.build / "mutation_check.jsonl")
     mutants = json.loads((ROOT / "tests/mutants.json").read_text())["mutants"]
     counts = {}
     with open(a.out, "a") as out:

@@ -44,14 +44,19 @@ void project_rows_(const torch::Tensor& weight, const ConstraintSpec& spec) {
   }
 }
 
+void initialize_rows_(const torch::Tensor& weight, ConstraintSpec spec) {
+  spec.sphere = true;
+  project_rows_(weight, spec);
+}
+
 ConstrainedConv2dImpl::ConstrainedConv2dImpl(torch::nn::Conv2dOptions options, ConstraintSpec spec)
     : torch::nn::Conv2dImpl(std::move(options)), spec_(spec) {
-  project_rows_(weight, spec_);
+  initialize_rows_(weight, spec_);
 }
 
 ConstrainedLinearImpl::ConstrainedLinearImpl(torch::nn::LinearOptions options, ConstraintSpec spec)
     : torch::nn::LinearImpl(std::move(options)), spec_(spec) {
-  project_rows_(weight, spec_);
+  initialize_rows_(weight, spec_);
 }
 
 WSConv2dImpl::WSConv2dImpl(torch::nn::Conv2dOptions options, double eps)

@@ -48,6 +48,12 @@ void remove_radial_rows_(const torch::Tensor& g, const torch::Tensor& w);
 // Projects every output row of `weight` (dim 0 = outputs) onto the constraint set, in place:
 // centers the row, then rescales it to norm sqrt(c). Works for any memory layout.
 void project_rows_(const torch::Tensor& weight, const ConstraintSpec& spec);
+// The starting point of a constrained layer: the rows centered if spec.center, and at norm
+// sqrt(c) whether or not spec.sphere keeps them there. With the sphere constraint switched off
+// (Table 3's ablation) the rows would otherwise start at PyTorch's default scale, ||w||^2 about
+// 1/3 against c = 2, and the ablation would change the initial scale as well as the
+// constraint; this way every variant starts from the same He-scaled weights.
+void initialize_rows_(const torch::Tensor& weight, ConstraintSpec spec);
 // Subtracts the per-row mean (the centered gradient of Algorithm 1), in place.
 void center_rows_(const torch::Tensor& t);
 

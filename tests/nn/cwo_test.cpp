@@ -84,6 +84,28 @@ TEST(Cwo, CenterOnlyKeepsMeanButNotNorm) {
   EXPECT_GT(v.sphere, 1e-3);  // the norm drifts once updates start
 }
 
+// Table 3's ablation changes what training keeps, not where it starts: with either
+// constraint off the rows still start at ||w||^2 = c (PyTorch's default init would give
+// about 1/3), centered only where centering is on.
+TEST(Cwo, EveryAblationStartsOnTheSphere) {
+  for (const bool center : {true, false}) {
+    testing::TempDir dir;
+    auto exp = testing::experiment_from(
+        dir, testing::kTinyYaml,
+        {"norm.sphere=false", std::string("norm.center=") + (center ? "true" : "false")});
+    torch::manual_seed(0);
+    auto b = compose::build(exp, c10::Device(c10::kCPU));
+    const Violations v = measure(b.optimizer->params());
+    SCOPED_TRACE(center ? "center only" : "neither");
+    EXPECT_GT(v.filters, 0);
+    EXPECT_LE(v.sphere, 1e-5);
+    if (center)
+      EXPECT_LE(v.center, 1e-6);
+    else
+      EXPECT_GT(v.center, 1e-2);  // PyTorch's init, rescaled: the rows keep their means
+  }
+}
+
 TEST(Cwo, ProjectedStepMatchesAlgorithm1) {
   // One plain step (no momentum, no decay) must equal
   // w' = sqrt(c) (w - lr (g - mean g)) / ||w - lr (g - mean g)||, row by row.

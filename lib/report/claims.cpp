@@ -26,11 +26,20 @@ double spread(const Stats& s) {
   return s.std <= 1e-9 * std::abs(s.mean) ? 0.0 : s.std;
 }
 
-std::string cell_text(const std::string& name, const Stats& s) {
-  if (s.n == 0) return fmt::format("{} —", name);
-  if (s.n == 1) return fmt::format("{} {} (n = 1)", name, num(s.mean));
-  if (spread(s) == 0) return fmt::format("{} {} (n = {}, all equal)", name, num(s.mean), s.n);
-  return fmt::format("{} {} ± {} (n = {})", name, num(s.mean), num(s.std), s.n);
+// A cell as the evidence names it. Diverged runs have no value to average, so the statistics
+// rest on the seeds that survived; they are counted here, so that a comparison with one
+// surviving seed of four does not read like a clean result.
+std::string cell_text(const std::string& name, const CellResult& c) {
+  const Stats& s = c.stats;
+  const auto it = c.other.find("diverged");
+  const int diverged = it == c.other.end() ? 0 : it->second;
+  const std::string lost = diverged > 0 ? fmt::format(", +{} diverged", diverged) : "";
+  if (s.n == 0) return diverged > 0 ? fmt::format("{} — ({} diverged)", name, diverged)
+                                    : fmt::format("{} —", name);
+  if (s.n == 1) return fmt::format("{} {} (n = 1{})", name, num(s.mean), lost);
+  if (spread(s) == 0)
+    return fmt::format("{} {} (n = {}, all equal{})", name, num(s.mean), s.n, lost);
+  return fmt::format("{} {} ± {} (n = {}{})", name, num(s.mean), num(s.std), s.n, lost);
 }
 
 // Welch's t of mean(a) - k·mean(b); nullopt without two seeds on each side or with no spread.
@@ -146,8 +155,8 @@ std::vector<ClaimVerdict> judge_claims(const Report& report) {
     const std::string vs = fmt::format("{}", k);
     for (const auto& p : pairs) {
       const Stats& a = p.a->stats;
-      std::string line = fmt::format("{}: {}", p.label, cell_text(side_name(claim.a), a));
-      if (p.b) line += " vs " + cell_text(side_name(claim.b), p.b->stats);
+      std::string line = fmt::format("{}: {}", p.label, cell_text(side_name(claim.a), *p.a));
+      if (p.b) line += " vs " + cell_text(side_name(claim.b), *p.b);
       if (a.n == 0 || (p.b && p.b->stats.n == 0)) {
         missing = true;
         v.evidence.push_back(line + ": no completed run");

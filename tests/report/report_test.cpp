@@ -304,7 +304,7 @@ TEST_F(Fixture, ClaimsAreJudgedFromTheRunsWithTheirNumbers) {
   EXPECT_EQ(got["higher"], "does not hold");
   EXPECT_EQ(got["empty"], "not enough runs");
   const std::string text = report::render_claims(verdicts);
-  EXPECT_NE(text.find("a 13.00 ± 3.61 (n = 3) vs b 11.50 (n = 1): |difference| 1.50 <= 2"),
+  EXPECT_NE(text.find("a 13.00 ± 3.61 (n = 3, +1 diverged) vs b 11.50 (n = 1): |difference| 1.50 <= 2"),
             std::string::npos) << text;
   EXPECT_NE(text.find("seed noise not estimated"), std::string::npos) << text;
   EXPECT_NE(text.find("\"a is on par with b\" — **holds**"), std::string::npos) << text;
@@ -371,6 +371,28 @@ TEST(Claims, WelchTSaysWhetherTheDifferenceExceedsTheNoise) {
   r.cells[1].stats = report::aggregate({7.0, 9.5, 12.0});  // mean 9.5
   text = report::render_claims(report::judge_claims(r));
   EXPECT_NE(text.find("**does not hold**"), std::string::npos) << text;
+}
+
+// Diverged runs have no value, so the statistics rest on the survivors; the evidence counts the
+// diverged ones beside them (a cell with one surviving seed of four must not read as clean).
+TEST(Claims, EvidenceCountsTheDivergedRuns) {
+  TwoCellReport t2;
+  auto& r = t2.r;
+  r.cells[0].stats = report::aggregate({10.0, 10.4});
+  r.cells[1].stats = report::aggregate({12.0});
+  r.cells[1].other["diverged"] = 3;
+  auto text = report::render_claims(report::judge_claims(r));
+  EXPECT_NE(text.find("a 10.20 ± 0.28 (n = 2) vs b 12.00 (n = 1, +3 diverged)"),
+            std::string::npos) << text;
+  r.cells[1].stats = report::aggregate({});
+  r.cells[1].other["diverged"] = 2;
+  text = report::render_claims(report::judge_claims(r));
+  EXPECT_NE(text.find("vs b — (2 diverged): no completed run"), std::string::npos) << text;
+  r.cells[1].other.clear();
+  r.cells[1].stats = report::aggregate({12.0, 12.0});
+  text = report::render_claims(report::judge_claims(r));
+  EXPECT_NE(text.find("b 12.00 (n = 2, all equal)"), std::string::npos) << text;
+  EXPECT_EQ(text.find("diverged"), std::string::npos) << text;
 }
 
 // Seeds that change nothing (a deterministic task gives n runs equal up to summation order)

@@ -46,6 +46,7 @@ class BlockImpl : public torch::nn::Module {
             const std::string& where, double drop_path = 0);
   torch::Tensor forward(torch::Tensor x);
   Attention& attention() { return attn_; }
+  double drop_path_rate() const { return drop_path_; }
 
  private:
   torch::nn::AnyModule norm1_, norm2_;

@@ -258,6 +258,50 @@ TEST(Models, VitDropPathActsInTrainingOnly) {
   EXPECT_EQ(single_issue(vit + ", drop_path: 1.0", "name: ln").path, "model.drop_path");
 }
 
+// DeiT's rule (Huang et al. 2016's linear decay): the stochastic-depth rate rises from 0 at the
+// first block to model.drop_path at the last. Catches one rate for every block.
+TEST(Models, VitDropPathRisesLinearlyOverTheBlocks) {
+  auto b = build("name: vit, dim: 48, depth: 5, heads: 3, mlp_dim: 96, drop_path: 0.4", "name: ln");
+  std::vector<double> rates;
+  for (const auto& m : b.model->modules(/*include_self=*/false))
+    if (const auto* block = m->as<models::BlockImpl>()) rates.push_back(block->drop_path_rate());
+  ASSERT_EQ(rates.size(), 5u);
+  for (size_t i = 0; i < rates.size(); ++i) EXPECT_NEAR(rates[i], 0.1 * i, 1e-12) << "block " << i;
+}
+
+// Our attention against LibTorch's own multi-head attention (written independently) with the
+// same weights, in float64 and with weights large enough that the softmax is far from
+// uniform (ViT's 0.02 init would hide a wrong scale). Catches logits scaled by 1/d instead of
+// 1/sqrt(d), heads split along the wrong axis, q, k, v taken from the wrong rows.
+TEST(Attention, EqualsLibTorchsMultiheadAttention) {
+  torch::manual_seed(0);
+  const int64_t dim = 12, heads = 3, n = 2, t = 5;
+  models::Attention ours(dim, heads);
+  torch::nn::MultiheadAttention ref(torch::nn::MultiheadAttentionOptions(dim, heads));
+  ours->to(torch::kDouble);
+  ref->to(torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : ours->parameters()) p.normal_(0.0, 0.5);
+    auto params = ours->named_parameters();
+    ref->in_proj_weight.copy_(params["qkv.weight"]);
+    ref->in_proj_bias.copy_(params["qkv.bias"]);
+    ref->out_proj->weight.copy_(params["proj.weight"]);
+    ref->out_proj->bias.copy_(params["proj.bias"]);
+  }
+  ours->record(true);
+  const auto x = torch::randn({n, t, dim}, torch::kDouble);
+  const auto y = ours->forward(x);
+  const auto xt = x.transpose(0, 1);  // LibTorch's layout: (T, N, dim)
+  const auto [y_ref, p_ref] = ref->forward(xt, xt, xt);
+  EXPECT_TRUE(y.allclose(y_ref.transpose(0, 1), 1e-10, 1e-12));
+  // Its weights are the heads' mean; ours keeps each head.
+  const auto p = ours->attention();
+  ASSERT_EQ(p.sizes(), (std::vector<int64_t>{n, heads, t, t}));
+  EXPECT_TRUE(p.mean(1).allclose(p_ref, 1e-10, 1e-12));
+  EXPECT_GT(p.amax().item<double>(), 0.5);  // far from uniform (1/5), so the scale shows
+}
+
 TEST(Models, VitOptionsAreChecked) {
   auto issue = single_issue("name: vit, patch: 5", "name: ln");
   EXPECT_EQ(issue.path, "model.patch");

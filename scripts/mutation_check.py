@@ -74,6 +74,7 @@ def main():
             rec = {"id": m["id"], "result": result, "seconds": round(time.time() - t0), "tests": detail}
             print(json.dumps(rec), flush=True)
             out.write(json.dumps(rec) + "\n")
+            out.flush()  # a check stopped halfway keeps the mutants it finished
     subprocess.run(["ninja", "-C", a.build], cwd=ROOT, capture_output=True)
     print(" ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     sys.exit(1 if counts.get("SURVIVED") or counts.get("BUILD_FAILED") else 0)

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -61,6 +63,48 @@ TEST(Capacity, NormalizedMlpHistoryHasWeightNormsAndSigmas) {
   EXPECT_EQ(res["weight_layers"],
             3);  // 2 scheme convs + classifier (the plain layer is not a scheme conv)
   EXPECT_TRUE(std::filesystem::exists(r.dir / "sigma.dat"));
+}
+
+// The history's products are the sums of the per-layer logs that sigma.dat lists: ∏ 1/σ_k
+// over every norm position (mean and smallest σ of each), and the Lipschitz bound of Than
+// 2025 Corollary 10, ∏‖W_i‖ · ∏ 1/min σ_k over the normalizing layers. Catches a sign
+// flipped in a sum, or min and mean swapped. (That positions which do not normalize stay out
+// of the bound is checked on the unnormalized ResNet below.)
+TEST(Capacity, ProductsAreTheSumsOfTheLayersLogs) {
+  testing::TempDir dir;
+  auto r = run(dir, {"model.norm_layers=2"});
+  ASSERT_EQ(r.status, experiments::TaskStatus::Completed);
+  std::map<int64_t, double> inv_mean, inv_min, inv_min_normalized;
+  std::ifstream in(r.dir / "sigma.dat");
+  std::string line;
+  int positions = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    int64_t epoch = 0, layer = 0, normalized = 0;
+    std::string where;
+    double mean = 0, min = 0;
+    ASSERT_TRUE(fields >> epoch >> layer >> where >> mean >> min >> normalized) << line;
+    ASSERT_GT(min, 0.0) << line;
+    EXPECT_LE(min, mean) << line;
+    inv_mean[epoch] -= std::log10(mean);
+    inv_min[epoch] -= std::log10(min);
+    if (normalized) inv_min_normalized[epoch] -= std::log10(min);
+    positions += epoch == 0;
+  }
+  EXPECT_EQ(positions, 2);
+  const auto rows = history(r.dir);
+  ASSERT_EQ(rows.size(), 3u);
+  for (const auto& row : rows) {
+    const int64_t e = row["epoch"].get<int64_t>();
+    SCOPED_TRACE("epoch " + std::to_string(e));
+    ASSERT_TRUE(inv_mean.count(e));
+    EXPECT_NEAR(row["log10_inv_sigma_prod"].get<double>(), inv_mean[e], 1e-4);
+    EXPECT_NEAR(row["log10_inv_sigma_min_prod"].get<double>(), inv_min[e], 1e-4);
+    EXPECT_NEAR(row["log10_lipschitz_bound"].get<double>() -
+                    row["log10_weight_norm_prod"].get<double>(),
+                inv_min_normalized[e], 1e-4);
+  }
 }
 
 TEST(Capacity, UnnormalizedResnetMeasuresSigmaAtTheNormPositions) {

@@ -67,6 +67,14 @@ at::Tensor WatchImpl::stats() const {
     v.push_back(absmax(*p));
     v.push_back(p->grad().defined() ? rms(p->grad()) : none);
   }
+  const auto* w = params.find("weight");
+  if (w && w->defined() && w->dim() >= 2) {
+    const auto rows = w->detach().flatten(1).to(torch::kFloat);
+    const auto n = static_cast<double>(rows.size(1));
+    v.push_back((rows.sum(1).pow(2) / rows.pow(2).sum(1).mul(n).clamp_min(1e-30)).mean());
+  } else {
+    v.push_back(none);
+  }
   return torch::stack(v);
 }
 

@@ -11,8 +11,12 @@
 // Two things can be switched on, both on the device without a host synchronization:
 //  - sampling (train.monitor_every = N: every N-th step): per layer, the RMS and largest |value|
 //    of the output, the RMS of the gradient into it, and of the layer's weight and bias (gamma,
-//    beta for norm layers) their RMS, largest |value| and gradient RMS. Rows are read back at
-//    the end of an epoch (or at a divergence).
+//    beta for norm layers) their RMS, largest |value| and gradient RMS; for conv and linear
+//    weights also the share of each row's squared norm along the all-ones direction,
+//    (1ᵀw)²/(n‖w‖²), averaged over rows: 0 for centered rows (cwo), about 1/n for random
+//    ones, 1 for a row that only sums its input, the alignment with the inputs' mean that
+//    Ikami et al. 2021 §3.2 centers against. Rows are read back at the end of an epoch (or at
+//    a divergence).
 //  - finiteness checks (every step while on): the first step at which each layer's output and
 //    output gradient was non-finite. With train.monitor_every > 0 they run at every step, so a
 //    divergence names the layer at the step it happened; otherwise the trainer runs them in a
@@ -38,8 +42,8 @@ namespace normexp::train {
 // Per-layer numbers of one sampled step, in this order (NaN where a layer has no such tensor).
 inline constexpr const char* kLayerStatNames[] = {
     "out_rms", "out_absmax", "out_grad_rms", "weight_rms", "weight_absmax",
-    "weight_grad_rms", "bias_rms", "bias_absmax", "bias_grad_rms"};
-inline constexpr int64_t kLayerStats = 9;
+    "weight_grad_rms", "bias_rms", "bias_absmax", "bias_grad_rms", "weight_mean_share"};
+inline constexpr int64_t kLayerStats = 10;
 
 class WatchImpl : public torch::nn::Module {
  public:

@@ -10,6 +10,7 @@
 #include "support/ml_support.h"
 #include "compose/components.h"
 #include "compose/run.h"
+#include "train/monitor.h"
 
 namespace normexp::train {
 namespace {
@@ -53,6 +54,8 @@ TEST(Monitor, SamplesEveryNthStepWithStatsThatMatchTheModel) {
   // and conv0 has 3 x 3 x 3 inputs per row.
   EXPECT_NEAR(layers[0]["weight_rms"].get<double>(), std::sqrt(2.0 / 27), 1e-5);
   EXPECT_TRUE(layers[0]["bias_rms"].is_null());  // cwo's convs have no bias
+  EXPECT_LT(layers[0]["weight_mean_share"].get<double>(), 1e-6);  // and their rows are centered
+  EXPECT_TRUE(layers[1]["weight_mean_share"].is_null());           // gamma is a vector
 
   // The epoch's last sample is in history.jsonl, not in metrics.json.
   const auto history = jsonl(result.dir / "history.jsonl");
@@ -60,6 +63,22 @@ TEST(Monitor, SamplesEveryNthStepWithStatsThatMatchTheModel) {
   EXPECT_EQ(history[1]["monitor"]["step"], 15);
   const auto m = nlohmann::json::parse(read_file(result.dir / "metrics.json"));
   EXPECT_FALSE(m["history"][1].contains("monitor"));
+}
+
+// (1ᵀw)²/(n‖w‖²) per row, averaged: a row that sums its input (1), an alternating row (0) and
+// a one-hot row (1/n), against the numbers worked by hand.
+TEST(Monitor, WeightMeanShareIsEachRowsEnergyAlongTheOnesDirection) {
+  torch::nn::Linear linear(torch::nn::LinearOptions(4, 3).bias(false));
+  {
+    torch::NoGradGuard no_grad;
+    linear->weight.copy_(torch::tensor({1.0, 1.0, 1.0, 1.0, 1.0, -1.0, 1.0, -1.0, 2.0, 0.0, 0.0, 0.0})
+                             .view({3, 4}));
+  }
+  Watch watch("fc", "classifier", torch::nn::AnyModule(linear));
+  const auto stats = watch->stats();
+  ASSERT_EQ(stats.numel(), kLayerStats);
+  EXPECT_EQ(std::string(kLayerStatNames[9]), "weight_mean_share");
+  EXPECT_NEAR(stats[9].item<double>(), (1.0 + 0.0 + 0.25) / 3, 1e-6);
 }
 
 TEST(Monitor, GammaStatsAreTheAffineParameters) {

@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
@@ -39,8 +40,6 @@ TEST(Run, TinyRunWritesResultsAndLearns) {
   EXPECT_EQ(m["config"], exp.resolved());
   EXPECT_FALSE(m["versions"]["libtorch"].get<std::string>().empty());
   EXPECT_EQ(m["steps"], 10 * 8);  // 256 images / batch 32
-  const double first = m["history"][0]["train_loss"], last = m["history"][9]["train_loss"];
-  EXPECT_LT(last, first * 0.9) << "training loss did not go down";
   for (const auto& row : m["history"]) {
     EXPECT_GE(row["test_err"].get<double>(), 0.0);
     EXPECT_LE(row["test_err"].get<double>(), 100.0);
@@ -64,6 +63,31 @@ TEST(Run, TinyRunWritesResultsAndLearns) {
                                          "train.epochs=1", "norm.noise.schedule=constant",
                                          "norm.noise.sigma=0.1", "seed=1"});
   EXPECT_NE(seed1.hash(), exp.hash());  // epochs differ
+}
+
+// The tiny run learns: its training loss falls below 0.9 of the first epoch's on most seeds.
+// Not on every seed: cwo at lr 0.2 on this 4-class task sometimes sits at ln 4 for all ten
+// epochs (the slow start the README describes; 2 of 24 seeds measured 0.89 and 0.99, the rest
+// 0.46-0.76). One seed alone made the test fail on any change to the random stream, e.g. a
+// flip rate; with five, a run that learns on none (a broken step, a frozen layer) still fails.
+TEST(Run, TinyRunsLearnOnMostSeeds) {
+  testing::TempDir dir;
+  int learned = 0;
+  std::string ratios;
+  for (int seed = 0; seed < 5; ++seed) {
+    auto exp = testing::experiment_from(
+        dir, testing::kTinyYaml,
+        {"output.root=" + (dir.path() / "res").string(), "train.epochs=10",
+         "norm.noise.schedule=constant", "norm.noise.sigma=0.1", "optim.lr=0.2",
+         "seed=" + std::to_string(seed)});
+    const auto r = compose::run_experiment(exp);
+    ASSERT_EQ(r.status, RunStatus::Completed);
+    const auto& h = r.metrics["history"];
+    const double ratio = h[9]["train_loss"].get<double>() / h[0]["train_loss"].get<double>();
+    learned += ratio < 0.9;
+    ratios += fmt::format(" {:.2f}", ratio);
+  }
+  EXPECT_GE(learned, 3) << "last/first training loss per seed:" << ratios;
 }
 
 TEST(Run, SameSeedSameMetricsOnCpu) {

@@ -22,7 +22,7 @@ std::vector<std::string> lines_of(const std::filesystem::path& p) {
   return out;
 }
 
-TEST(Run, TinyRunWritesResultsAndLearns) {
+TEST(Run, TinyRunWritesItsResultsDirectory) {
   testing::TempDir dir;
   auto exp = testing::experiment_from(dir, testing::kTinyYaml,
                                       {"output.root=" + (dir.path() / "res").string(),

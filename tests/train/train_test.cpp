@@ -22,12 +22,16 @@ std::vector<std::string> lines_of(const std::filesystem::path& p) {
   return out;
 }
 
+// The tiny run both Run.TinyRun* tests train: ten epochs of cwo with constant noise at lr 0.2.
+std::vector<std::string> tiny_run_overrides(const std::filesystem::path& root, int seed) {
+  return {"output.root=" + root.string(), "train.epochs=10", "norm.noise.schedule=constant",
+          "norm.noise.sigma=0.1", "optim.lr=0.2", "seed=" + std::to_string(seed)};
+}
+
 TEST(Run, TinyRunWritesItsResultsDirectory) {
   testing::TempDir dir;
   auto exp = testing::experiment_from(dir, testing::kTinyYaml,
-                                      {"output.root=" + (dir.path() / "res").string(),
-                                       "train.epochs=10", "norm.noise.schedule=constant",
-                                       "norm.noise.sigma=0.1", "optim.lr=0.2"});
+                                      tiny_run_overrides(dir.path() / "res", 0));
   auto result = compose::run_experiment(exp);
   ASSERT_EQ(result.status, RunStatus::Completed);
   EXPECT_EQ(result.dir, dir.path() / "res" / "tiny" / exp.hash() / "seed0");
@@ -75,11 +79,8 @@ TEST(Run, TinyRunsLearnOnMostSeeds) {
   int learned = 0;
   std::string ratios;
   for (int seed = 0; seed < 5; ++seed) {
-    auto exp = testing::experiment_from(
-        dir, testing::kTinyYaml,
-        {"output.root=" + (dir.path() / "res").string(), "train.epochs=10",
-         "norm.noise.schedule=constant", "norm.noise.sigma=0.1", "optim.lr=0.2",
-         "seed=" + std::to_string(seed)});
+    auto exp = testing::experiment_from(dir, testing::kTinyYaml,
+                                        tiny_run_overrides(dir.path() / "res", seed));
     const auto r = compose::run_experiment(exp);
     ASSERT_EQ(r.status, RunStatus::Completed);
     const auto& h = r.metrics["history"];

@@ -103,6 +103,30 @@ TEST(Run, SameSeedSameMetricsOnCpu) {
   EXPECT_EQ(ra.metrics["final"]["test_err"], rb.metrics["final"]["test_err"]);
 }
 
+// §4.1.3 of Ikami et al. 2021 (Table 2, fmnist_batch): lr = eta * B / base_batch. A run with
+// the rule on must train exactly as one given the scaled rate by hand, so the rule reaches
+// the optimizer and the schedule, not just the metrics; the unscaled rate must train
+// otherwise, or the comparison could not fail.
+TEST(Run, LinearScalingRuleTrainsAtEtaTimesBOverBaseBatch) {
+  testing::TempDir dir;
+  auto run = [&](const std::string& name, const std::vector<std::string>& extra) {
+    std::vector<std::string> sets{"output.root=" + (dir.path() / name).string(),
+                                  "train.epochs=2", "train.batch_size=8", "optim.lr=0.2"};
+    sets.insert(sets.end(), extra.begin(), extra.end());  // applied in order: extra wins
+    const auto r = compose::run_experiment(testing::experiment_from(dir, testing::kTinyYaml, sets));
+    EXPECT_EQ(r.status, RunStatus::Completed) << name;
+    return r.metrics;
+  };
+  const auto ruled = run("ruled", {"optim.scale_lr=true", "optim.base_batch=32"});
+  const auto by_hand = run("by_hand", {"optim.lr=0.05"});  // 0.2 * 8 / 32
+  const auto unscaled = run("unscaled", {});
+  EXPECT_DOUBLE_EQ(ruled["effective"]["lr"].get<double>(), 0.05);
+  EXPECT_DOUBLE_EQ(unscaled["effective"]["lr"].get<double>(), 0.2);
+  for (const char* key : {"train_loss", "test_loss", "lr"})
+    EXPECT_EQ(ruled["final"][key], by_hand["final"][key]) << key;
+  EXPECT_NE(ruled["final"]["train_loss"], unscaled["final"]["train_loss"]);
+}
+
 TEST(Run, NonFiniteLossStopsWithStatusDiverged) {
   testing::TempDir dir;
   // A learning rate of 1e30 overflows the affine scales within a few steps.

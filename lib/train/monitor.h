@@ -24,6 +24,7 @@
 // Off, a Watch is one extra call per layer.
 
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,7 +44,7 @@ namespace normexp::train {
 inline constexpr const char* kLayerStatNames[] = {
     "out_rms", "out_absmax", "out_grad_rms", "weight_rms", "weight_absmax",
     "weight_grad_rms", "bias_rms", "bias_absmax", "bias_grad_rms", "weight_mean_share"};
-inline constexpr int64_t kLayerStats = 10;
+inline constexpr int64_t kLayerStats = static_cast<int64_t>(std::size(kLayerStatNames));
 
 class WatchImpl : public torch::nn::Module {
  public:

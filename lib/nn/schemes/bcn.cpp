@@ -96,7 +96,8 @@ std::vector<config::OptionSpec> bcn_options() {
       hashed_unless_default(opt_string(
           "vector", "position",
           "on conv maps, the vector BCN normalizes: position (the C-vector at each position) "
-          "or sample (a sample's whole C*H*W map, as LayerNorm's axes; needs stats: batch). "
+          "or sample (a sample's whole C*H*W map, as LayerNorm's axes; needs stats batch, none "
+          "or literal: tokens would see one magnitude). "
           "Tokens are always the vector in transformers",
           {"position", "sample"})),
   };

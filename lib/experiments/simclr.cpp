@@ -103,6 +103,30 @@ at::Tensor simclr_view(const at::Tensor& images, double crop_min) {
   return x;
 }
 
+at::Tensor unit_rows(const at::Tensor& features) {
+  return F::normalize(features.to(torch::kDouble), F::NormalizeFuncOptions().dim(1));
+}
+
+double mean_pairwise_cosine(const at::Tensor& unit_rows) {
+  const auto n = static_cast<double>(unit_rows.size(0));
+  if (n < 2) return 1.0;
+  // sum over i != j of u_i . u_j = |sum_i u_i|^2 - sum_i |u_i|^2, in double for large n.
+  const auto sum = unit_rows.to(torch::kDouble).sum(0);
+  const double total = sum.dot(sum).item<double>();
+  const double self = unit_rows.to(torch::kDouble).pow(2).sum().item<double>();
+  return (total - self) / (n * (n - 1));
+}
+
+torch::nn::Sequential make_projection_head(int64_t features, int64_t hidden, int64_t out,
+                                           bool batch_norm) {
+  torch::nn::Sequential head(
+      torch::nn::Linear(torch::nn::LinearOptions(features, hidden).bias(!batch_norm)));
+  if (batch_norm) head->push_back(torch::nn::BatchNorm1d(hidden));
+  head->push_back(torch::nn::ReLU());
+  head->push_back(torch::nn::Linear(hidden, out));
+  return head;
+}
+
 std::vector<config::OptionSpec> simclr_options() {
   using namespace config;
   return {
@@ -119,6 +143,12 @@ std::vector<config::OptionSpec> simclr_options() {
               at_least(1)),
       opt_float("linear_lr", 0.1, "linear evaluation: SGD learning rate (cosine to 0)",
                 greater_than(0)),
+      // Added after SimCLR results existed: at the default, runs keep their hash.
+      hashed_unless_default(opt_bool(
+          "head_bn", false,
+          "BatchNorm on the projection head's hidden layer, as SimCLR's own code (Chen et al. "
+          "2020). Without it, an encoder whose norm does not center over the batch (ln, bcn) "
+          "gives nearly equal projections at init and NT-Xent stays at ln(2B - 1)")),
       opt_int("knn_train_limit", 0,
               "use only the first N training images as kNN/linear-eval training set (0: all)",
               at_least(0)),
@@ -146,9 +176,8 @@ SimclrParts build_simclr(const config::Experiment& exp, const train::ComponentFa
                       "model '" + exp.section("model").get_string("name") +
                           "' exposes no pooled features for SimCLR");
   }
-  parts.head = torch::nn::Sequential(
-      torch::nn::Linear(f, t.get_int("proj_hidden")), torch::nn::ReLU(),
-      torch::nn::Linear(t.get_int("proj_hidden"), t.get_int("proj_dim")));
+  parts.head = make_projection_head(f, t.get_int("proj_hidden"), t.get_int("proj_dim"),
+                                    t.get_bool("head_bn"));
   parts.head->to(device);
   auto params = nn::classify_parameters(*parts.b.model);
   auto head_params = nn::classify_parameters(*parts.head);
@@ -277,10 +306,17 @@ TaskResult run_simclr(TaskContext& ctx) {
     return torch::cat(out);
   };
   const int64_t classes = data.shape.classes;
+  // kNN accuracy and the test features' mean pairwise cosine, which tells a read-out that
+  // learned nothing from features that all point one way (a common part swamping what tells
+  // images apart: the cosine kNN then fails while the standardized linear probe may not).
+  struct Readout {
+    double knn_acc, feature_cos;
+  };
   auto knn = [&] {
-    auto norm = F::NormalizeFuncOptions().dim(1);
-    return knn_accuracy(F::normalize(features(train_x), norm), train_y,
-                        F::normalize(features(test_x), norm), test_y, t.get_int("knn_k"), classes);
+    auto test_u = unit_rows(features(test_x));
+    return Readout{knn_accuracy(unit_rows(features(train_x)), train_y, test_u, test_y,
+                                t.get_int("knn_k"), classes),
+                   mean_pairwise_cosine(test_u)};
   };
 
   // Encoder and projection head under one module, so the checkpoint names them apart.
@@ -312,8 +348,9 @@ TaskResult run_simclr(TaskContext& ctx) {
   if (history.empty()) {
     // Epoch 0: the untrained encoder's kNN accuracy, the baseline pretraining must beat
     // (random conv features are far above chance on simple images).
-    const double acc = knn();
-    history.push_back({{"epoch", 0}, {"step", 0}, {"knn_acc", acc}, {"elapsed_s", 0.0}});
+    const auto [acc, cos] = knn();
+    history.push_back(
+        {{"epoch", 0}, {"step", 0}, {"knn_acc", acc}, {"feature_cos", cos}, {"elapsed_s", 0.0}});
     if (acc >= t.get_float("target_acc")) epochs_to_target = 0;
     if (ctx.progress_mode() != "none")
       spdlog::info("epoch 0 (untrained encoder)  kNN {:.2f}%", acc);
@@ -377,8 +414,9 @@ TaskResult run_simclr(TaskContext& ctx) {
     }
     nlohmann::json row = {{"epoch", epoch}, {"step", step}, {"train_loss", train_loss}};
     if (epoch % t.get_int("eval_every") == 0 || epoch == epochs) {
-      const double acc = knn();
+      const auto [acc, cos] = knn();
       row["knn_acc"] = acc;
+      row["feature_cos"] = cos;
       if (epochs_to_target.is_null() && acc >= t.get_float("target_acc")) epochs_to_target = epoch;
     }
     row["elapsed_s"] = elapsed();

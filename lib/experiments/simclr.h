@@ -4,7 +4,11 @@
 //
 // Encoder: any registered model's pooled features (models::ModelImpl::features) built with
 // the `norm` scheme, so BN vs BCN is one key. Projection head: Linear-ReLU-Linear (SimCLR
-// v1; no norm, so only the encoder's normalization differs between runs).
+// v1; no norm by default, so only the encoder's normalization differs between runs), or with
+// task.head_bn Linear-BatchNorm-ReLU-Linear, as SimCLR's code: an encoder whose norm does not
+// center features over the batch (LayerNorm, whole-map BCN) feeds the head features that share
+// a large common part, the projections start nearly equal and NT-Xent sits at ln(2B - 1)
+// (measured on Fashion-MNIST; README, "Band-Constrained Normalization").
 // Views: two independent augmentations of every image, batched on the device: random resized
 // crop (scale [crop_min, 1], aspect ratio [3/4, 4/3], bilinear), horizontal flip, colour
 // jitter with probability 0.8 (brightness, contrast, saturation 0.4 each, applied in that
@@ -25,6 +29,7 @@
 // the result of a run never stopped. The last one holds the pretrained encoder.
 
 #include <ATen/core/Tensor.h>
+#include <torch/nn/modules/container/sequential.h>
 
 #include "config/schema.h"
 #include "experiments/task.h"
@@ -40,6 +45,21 @@ at::Tensor nt_xent(const at::Tensor& z1, const at::Tensor& z2, double temperatur
 double knn_accuracy(const at::Tensor& train, const at::Tensor& train_labels,
                     const at::Tensor& test, const at::Tensor& test_labels, int64_t k,
                     int64_t classes, double temperature = 0.1);
+
+// Rows scaled to unit length, in float64. Pooled ReLU features of a net without per-batch
+// centering all point nearly one way (the cnn9's untrained features on Fashion-MNIST: mean
+// pairwise cosine 1 - 1e-6), so the cosines that tell images apart differ in the 6th-9th digit:
+// float32 (spacing 6e-8 near 1) turned the untrained encoder's kNN accuracy from 75% into 67%.
+at::Tensor unit_rows(const at::Tensor& features);
+
+// Mean cosine similarity over all pairs of distinct rows of an L2-normalized (N, D) matrix:
+// 1 when every row points the same way, about 0 for directions spread at random.
+double mean_pairwise_cosine(const at::Tensor& unit_rows);
+
+// The projection head: Linear-ReLU-Linear, or with batch_norm Linear (no bias)-BatchNorm-
+// ReLU-Linear (SimCLR's code).
+torch::nn::Sequential make_projection_head(int64_t features, int64_t hidden, int64_t out,
+                                           bool batch_norm);
 
 // Two-view augmentation of uint8 (N, C, H, W) images to float, before normalization.
 at::Tensor simclr_view(const at::Tensor& images, double crop_min);

@@ -72,6 +72,68 @@ TEST(Simclr, NtXentMatchesItsDefinition) {
   EXPECT_LT(nt_xent(e, e, 0.1).item<double>(), 1e-3);
 }
 
+// Features that share a large common part (post-ReLU, pooled, not centered over the batch, as
+// an LN or whole-map BCN encoder gives them): the plain head maps them to nearly equal
+// projections, so NT-Xent sits at ln(2B - 1) however close the two views are; the head with
+// BatchNorm (task.head_bn) removes the common part and the positive pairs stand out. Catches a
+// head_bn that adds no BatchNorm, or one placed where it cannot center (after the last linear
+// layer's input has lost the spread).
+TEST(Simclr, HeadBatchNormSeparatesFeaturesWithACommonPart) {
+  torch::manual_seed(0);
+  const int64_t b = 64, f = 32;
+  auto sample = 0.2 * torch::randn({b, f});
+  auto x1 = 5.0 + sample + 0.01 * torch::randn({b, f});
+  auto x2 = 5.0 + sample + 0.01 * torch::randn({b, f});
+  const double chance = std::log(2.0 * b - 1);
+  auto plain = make_projection_head(f, 64, 16, /*batch_norm=*/false);
+  const double loss_plain = nt_xent(plain->forward(x1), plain->forward(x2), 0.5).item<double>();
+  EXPECT_GT(loss_plain, chance - 0.05);
+  auto with_bn = make_projection_head(f, 64, 16, /*batch_norm=*/true);
+  ASSERT_EQ(with_bn->size(), 4u);
+  // Both views in one batch, as the task runs them (the BN statistics span both).
+  auto z = with_bn->forward(torch::cat({x1, x2}));
+  const double loss_bn = nt_xent(z.slice(0, 0, b), z.slice(0, b), 0.5).item<double>();
+  EXPECT_LT(loss_bn, chance - 1.0) << "plain head: " << loss_plain;
+}
+
+// Features that share a large common part and differ by a small class signal (as an untrained
+// cnn9's pooled features do: pairwise cosine 1 - 1e-6): kNN on unit_rows finds the classes;
+// the same rows normalized in float32 lose the signal to rounding. Catches a read-out that
+// normalizes or compares in float32 (it cost the untrained baseline 8 points of kNN accuracy
+// and made 6 epochs of SimCLR look like a gain).
+TEST(Simclr, KnnOnNearlyParallelFeaturesNeedsDoublePrecision) {
+  torch::manual_seed(0);
+  const int64_t n = 400, d = 64, classes = 4;
+  auto labels = torch::arange(n, torch::kLong).remainder(classes);
+  auto centers = torch::randn({classes, d});
+  auto common = torch::rand({1, d}) + 1.0;
+  // Class signal and noise at ~2e-4 of the common part: cosines within ~1e-7 of one.
+  auto feats = (common + 2e-4 * (centers.index_select(0, labels) + 0.5 * torch::randn({n, d})))
+                   .to(torch::kFloat);
+  auto train = feats.slice(0, 0, 300), test = feats.slice(0, 300);
+  auto train_y = labels.slice(0, 0, 300), test_y = labels.slice(0, 300);
+  EXPECT_NEAR(mean_pairwise_cosine(unit_rows(feats)), 1.0, 1e-5);
+  const double acc64 = knn_accuracy(unit_rows(train), train_y, unit_rows(test), test_y, 10, classes);
+  auto f32 = [](const torch::Tensor& x) { return x / x.norm(2, {1}, true); };
+  const double acc32 = knn_accuracy(f32(train), train_y, f32(test), test_y, 10, classes);
+  EXPECT_GT(acc64, 95.0);
+  EXPECT_LT(acc32, acc64 - 15.0) << "float32 resolved this too: the test's premise is gone";
+}
+
+// Against the pairwise loop, and the two ends: equal rows give 1, orthonormal rows 0.
+TEST(Simclr, MeanPairwiseCosineMatchesTheLoop) {
+  torch::manual_seed(0);
+  auto u = torch::randn({7, 5}, torch::kDouble) + 0.5;
+  u = u / u.norm(2, {1}, true);
+  double sum = 0;
+  for (int i = 0; i < 7; ++i)
+    for (int j = 0; j < 7; ++j)
+      if (i != j) sum += (u[i] * u[j]).sum().item<double>();
+  EXPECT_NEAR(mean_pairwise_cosine(u), sum / 42, 1e-12);
+  EXPECT_NEAR(mean_pairwise_cosine(u[0].expand({7, 5})), 1.0, 1e-12);
+  EXPECT_NEAR(mean_pairwise_cosine(torch::eye(5, torch::kDouble)), 0.0, 1e-12);
+}
+
 TEST(Simclr, KnnFindsTheNearestClass) {
   // Two tight clusters on the unit circle; queries near each get its label.
   auto train = torch::tensor({{1.0, 0.0}, {0.99, 0.14}, {0.0, 1.0}, {0.14, 0.99}});

@@ -108,17 +108,20 @@ TEST(FashionMnist, DeitRegularizersStillLearn) {
   EXPECT_LT(m["final"]["train_loss"].get<double>(), 2.0);
 }
 
-// SimCLR (Markou §5.3's task) learns on real data: after a short pretraining the encoder's
-// kNN accuracy clearly beats the same encoder untrained (epoch 0 of the history; random conv
-// features are already ~68% on Fashion-MNIST), the linear evaluation too, and NT-Xent falls
-// well below where it starts. Catches a loss that pulls the wrong pairs together, views that
-// leave a shortcut (crops alone on grey images share an intensity histogram: with them the kNN
-// accuracy fell from 72% to 61% in four epochs), an optimizer that misses the projection
-// head, and features read with the wrong normalization.
-TEST(FashionMnist, SimclrPretrainingBeatsTheUntrainedEncoder) {
+// SimCLR (Markou §5.3's task) learns its contrastive task on real data without collapsing the
+// encoder: NT-Xent falls well below where it starts and below chance (ln 255), the pooled
+// features spread out from the untrained encoder's near-single direction (mean pairwise cosine
+// 1 - 1e-6 at init), and both read-outs keep the class information. Catches an optimizer that
+// misses the encoder (no spread) or the head (no fall), and an encoder that collapses to one
+// output (the kNN falls towards chance).
+// What it does not claim: that 6 epochs beat the untrained encoder's kNN accuracy. They do not
+// here (seeds 0-2, float64 read-out: 75.2 -> 78.5, 78.7 -> 75.5, 77.2 -> 77.7); the old version
+// of this test said they did because the read-out ran in float32, which cost the untrained
+// features' kNN about 8 points (Simclr.KnnOnNearlyParallelFeaturesNeedsDoublePrecision).
+TEST(FashionMnist, SimclrLearnsTheContrastiveTaskWithoutCollapse) {
   testing::TempDir dir;
   const std::string yaml = R"(name: simclr_fmnist_ci
-task: {name: simclr, proj_hidden: 128, proj_dim: 32, crop_min: 0.3, eval_every: 1, knn_k: 20, linear_epochs: 10, target_acc: 100.0}
+task: {name: simclr, proj_hidden: 128, proj_dim: 32, head_bn: true, crop_min: 0.3, eval_every: 1, knn_k: 20, linear_epochs: 10, target_acc: 100.0}
 data: {name: fashion_mnist, train_size: 10000, test_size: 2000, augment: none}
 model: {name: cnn9, width: 0.25}
 norm: {name: bn}
@@ -133,13 +136,16 @@ train: {epochs: 6, batch_size: 128, progress: none, device: cpu}
   const auto& r = m["results"];
   const auto& h = r["history"];
   ASSERT_EQ(h.size(), 7u);  // epoch 0 (untrained) and 6 epochs
-  // Measured (2-core CPU, LibTorch 1.13, seeds 0 and 1): kNN 67.7% untrained -> 75.6% after 6
-  // epochs, linear evaluation 77%, NT-Xent 4.93 -> 4.16 (ln 255 = 5.54 is chance).
-  const double init = r["knn_acc_init"];
-  EXPECT_GT(r["knn_acc"].get<double>(), init + 4.0) << h.dump();
-  EXPECT_GT(r["linear_acc"].get<double>(), init + 4.0) << r.dump();
-  EXPECT_LT(h[6]["train_loss"].get<double>(), h[1]["train_loss"].get<double>() - 0.4) << h.dump();
+  // Measured (2-core CPU, LibTorch 1.13, seeds 0-2, one thread): NT-Xent 4.59-4.71 -> 4.06-4.28
+  // (ln 255 = 5.54 is chance); feature cosine 1 - 1e-6 -> 0.83-0.98; kNN 75-79% before and
+  // after; linear evaluation 75-78%.
+  EXPECT_LT(h[6]["train_loss"].get<double>(), h[1]["train_loss"].get<double>() - 0.3) << h.dump();
   EXPECT_LT(h[6]["train_loss"].get<double>(), std::log(255.0) - 1.0) << h.dump();
+  EXPECT_GT(h[0]["feature_cos"].get<double>(), 0.9999) << h.dump();
+  EXPECT_LT(h[6]["feature_cos"].get<double>(), 0.995) << h.dump();
+  const double init = r["knn_acc_init"];
+  EXPECT_GT(r["knn_acc"].get<double>(), init - 6.0) << h.dump();
+  EXPECT_GT(r["linear_acc"].get<double>(), 70.0) << r.dump();
 }
 
 }  // namespace

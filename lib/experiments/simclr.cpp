@@ -110,11 +110,11 @@ at::Tensor unit_rows(const at::Tensor& features) {
 double mean_pairwise_cosine(const at::Tensor& unit_rows) {
   const auto n = static_cast<double>(unit_rows.size(0));
   if (n < 2) return 1.0;
-  // sum over i != j of u_i . u_j = |sum_i u_i|^2 - sum_i |u_i|^2, in double for large n.
-  const auto sum = unit_rows.to(torch::kDouble).sum(0);
-  const double total = sum.dot(sum).item<double>();
-  const double self = unit_rows.to(torch::kDouble).pow(2).sum().item<double>();
-  return (total - self) / (n * (n - 1));
+  // sum over i != j of u_i . u_j = |sum_i u_i|^2 - sum_i |u_i|^2, in double for large n
+  // (a no-op conversion for unit_rows' output).
+  const auto u = unit_rows.to(torch::kDouble);
+  const auto sum = u.sum(0);
+  return (sum.dot(sum).item<double>() - u.pow(2).sum().item<double>()) / (n * (n - 1));
 }
 
 torch::nn::Sequential make_projection_head(int64_t features, int64_t hidden, int64_t out,

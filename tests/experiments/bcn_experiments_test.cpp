@@ -76,8 +76,7 @@ TEST(Simclr, NtXentMatchesItsDefinition) {
 // an LN or whole-map BCN encoder gives them): the plain head maps them to nearly equal
 // projections, so NT-Xent sits at ln(2B - 1) however close the two views are; the head with
 // BatchNorm (task.head_bn) removes the common part and the positive pairs stand out. Catches a
-// head_bn that adds no BatchNorm, or one placed where it cannot center (after the last linear
-// layer's input has lost the spread).
+// head_bn that adds no BatchNorm to the head.
 TEST(Simclr, HeadBatchNormSeparatesFeaturesWithACommonPart) {
   torch::manual_seed(0);
   const int64_t b = 64, f = 32;

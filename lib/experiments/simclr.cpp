@@ -117,6 +117,17 @@ double mean_pairwise_cosine(const at::Tensor& unit_rows) {
   return (sum.dot(sum).item<double>() - u.pow(2).sum().item<double>()) / (n * (n - 1));
 }
 
+double radial_variance_fraction(const at::Tensor& features) {
+  const auto h = features.to(torch::kDouble);
+  if (h.size(0) < 2) return 0.0;
+  const auto mean = h.mean(0);
+  const double mean_norm = mean.norm().item<double>();
+  const double total = h.var(0).sum().item<double>();
+  if (mean_norm == 0 || total == 0) return 0.0;
+  // h = r u^T + e with e orthogonal to u, so the total variance is var(r) + that of e.
+  return h.matmul(mean / mean_norm).var().item<double>() / total;
+}
+
 torch::nn::Sequential make_projection_head(int64_t features, int64_t hidden, int64_t out,
                                            bool batch_norm) {
   torch::nn::Sequential head(
@@ -309,14 +320,17 @@ TaskResult run_simclr(TaskContext& ctx) {
   // kNN accuracy and the test features' mean pairwise cosine, which tells a read-out that
   // learned nothing from features that all point one way (a common part swamping what tells
   // images apart: the cosine kNN then fails while the standardized linear probe may not).
+  // The radial fraction tells features that differ mainly by a per-sample scale, which the
+  // projection head's BatchNorm turns into the projections' main difference.
   struct Readout {
-    double knn_acc, feature_cos;
+    double knn_acc, feature_cos, feature_radial;
   };
   auto knn = [&] {
-    auto test_u = unit_rows(features(test_x));
+    const auto test_f = features(test_x);
+    const auto test_u = unit_rows(test_f);
     return Readout{knn_accuracy(unit_rows(features(train_x)), train_y, test_u, test_y,
                                 t.get_int("knn_k"), classes),
-                   mean_pairwise_cosine(test_u)};
+                   mean_pairwise_cosine(test_u), radial_variance_fraction(test_f)};
   };
 
   // Encoder and projection head under one module, so the checkpoint names them apart.
@@ -348,9 +362,13 @@ TaskResult run_simclr(TaskContext& ctx) {
   if (history.empty()) {
     // Epoch 0: the untrained encoder's kNN accuracy, the baseline pretraining must beat
     // (random conv features are far above chance on simple images).
-    const auto [acc, cos] = knn();
-    history.push_back(
-        {{"epoch", 0}, {"step", 0}, {"knn_acc", acc}, {"feature_cos", cos}, {"elapsed_s", 0.0}});
+    const auto [acc, cos, radial] = knn();
+    history.push_back({{"epoch", 0},
+                       {"step", 0},
+                       {"knn_acc", acc},
+                       {"feature_cos", cos},
+                       {"feature_radial", radial},
+                       {"elapsed_s", 0.0}});
     if (acc >= t.get_float("target_acc")) epochs_to_target = 0;
     if (ctx.progress_mode() != "none")
       spdlog::info("epoch 0 (untrained encoder)  kNN {:.2f}%", acc);
@@ -414,9 +432,10 @@ TaskResult run_simclr(TaskContext& ctx) {
     }
     nlohmann::json row = {{"epoch", epoch}, {"step", step}, {"train_loss", train_loss}};
     if (epoch % t.get_int("eval_every") == 0 || epoch == epochs) {
-      const auto [acc, cos] = knn();
+      const auto [acc, cos, radial] = knn();
       row["knn_acc"] = acc;
       row["feature_cos"] = cos;
+      row["feature_radial"] = radial;
       if (epochs_to_target.is_null() && acc >= t.get_float("target_acc")) epochs_to_target = epoch;
     }
     row["elapsed_s"] = elapsed();

@@ -133,6 +133,27 @@ TEST(Simclr, MeanPairwiseCosineMatchesTheLoop) {
   EXPECT_NEAR(mean_pairwise_cosine(torch::eye(5, torch::kDouble)), 0.0, 1e-12);
 }
 
+// Against the closed form: rows c*e1 + a_i*e1 + b_i*e2, rotated at random, have variance
+// var(a) along their mean direction and var(b) across it. Catches a fraction taken of the
+// second moment instead of the variance (the common part c would push it to 1), or of
+// unnormalized rows' projections.
+TEST(Simclr, RadialVarianceFractionMatchesTheClosedForm) {
+  torch::manual_seed(0);
+  const int64_t n = 500, d = 6;
+  auto a = torch::randn({n}, torch::kDouble) * 0.3, b = torch::randn({n}, torch::kDouble) * 0.2;
+  a -= a.mean();  // keep the mean direction exactly e1
+  b -= b.mean();
+  auto h = torch::zeros({n, d}, torch::kDouble);
+  h.select(1, 0).copy_(5.0 + a);
+  h.select(1, 1).copy_(b);
+  const auto q = std::get<0>(torch::linalg_qr(torch::randn({d, d}, torch::kDouble)));
+  const double expected = (a.var() / (a.var() + b.var())).item<double>();
+  EXPECT_NEAR(radial_variance_fraction(h.matmul(q)), expected, 1e-12);
+  EXPECT_NEAR(radial_variance_fraction((h.select(1, 0).unsqueeze(1) * q[0]).to(torch::kFloat)),
+              1.0, 1e-6);                                    // a per-row scale only
+  EXPECT_NEAR(radial_variance_fraction(h.slice(0, 0, 1)), 0.0, 0.0);  // one row: no spread
+}
+
 TEST(Simclr, KnnFindsTheNearestClass) {
   // Two tight clusters on the unit circle; queries near each get its label.
   auto train = torch::tensor({{1.0, 0.0}, {0.99, 0.14}, {0.0, 1.0}, {0.14, 0.99}});

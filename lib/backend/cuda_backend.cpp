@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <ATen/autocast_mode.h>
+#include <ATen/core/CachingHostAllocator.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
@@ -26,6 +27,8 @@ std::string device_name() {
 }
 
 void synchronize() { torch::cuda::synchronize(); }
+
+void set_device(int index) { c10::cuda::set_device(static_cast<c10::DeviceIndex>(index)); }
 
 void set_bf16_autocast(bool enabled) { compat::set_cuda_autocast_bf16(enabled); }
 
@@ -77,8 +80,38 @@ bool set_autocast_cache_enabled(bool enabled) {
   return was;
 }
 
+namespace {
+// LibTorch's CUDAGraph whose failed capture can be undone. When the body invalidated the
+// capture (a host synchronization, say), capture_end() throws at cudaStreamEndCapture, before
+// it ends the random generators' capture and hands the memory pool back (LibTorch 2.11,
+// aten/src/ATen/cuda/CUDAGraph.cpp). Left so, the next eager random op throws ("Offset
+// increment outside graph capture encountered unexpectedly") and the allocators keep routing
+// allocations to the dead capture's pool: the eager fallback would fail on its first step.
+class UndoableGraph : public at::cuda::CUDAGraph {
+ public:
+  // After a throwing capture_begin/body/capture_end: each repair on its own, none throws.
+  void undo_failed_capture() noexcept {
+    // What CUDAGeneratorState::capture_epilogue() does to the flag (the function itself is
+    // not exported from libtorch_cuda); the intragraph offset it also returns served only
+    // the replays this graph will never have.
+    for (auto& entry : captured_generator_states_) entry.first->capturing_ = false;
+    if (capture_dev_ == UNDEFINED_DEVICE) return;  // capture_begin never reached the pool
+    try {
+      c10::cuda::CUDACachingAllocator::endAllocateToPool(capture_dev_, mempool_id_);
+      // The pool's blocks go back to the device once nothing of the capture holds them.
+      c10::cuda::CUDACachingAllocator::releasePool(capture_dev_, mempool_id_);
+    } catch (const std::exception&) {
+    }
+    try {
+      at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(mempool_id_);
+    } catch (const std::exception&) {
+    }
+  }
+};
+}  // namespace
+
 struct Graph::Impl {
-  std::unique_ptr<at::cuda::CUDAGraph> graph;
+  std::unique_ptr<UndoableGraph> graph;
   bool captured = false;
 };
 
@@ -99,7 +132,7 @@ void Graph::capture(const std::function<void()>& body) {
   at::cuda::CUDAEvent ready;
   ready.record(main);
   ready.block(side);
-  impl_->graph = std::make_unique<at::cuda::CUDAGraph>();
+  impl_->graph = std::make_unique<UndoableGraph>();
   const bool cache = set_autocast_cache_enabled(false);
   std::string error;
   {
@@ -113,12 +146,15 @@ void Graph::capture(const std::function<void()>& body) {
       impl_->captured = true;
     } catch (const std::exception& e) {
       error = e.what();
+      bool ended = false;
       if (begun) {
         try {
           impl_->graph->capture_end();  // ends the stream capture and the private pool
+          ended = true;
         } catch (const std::exception&) {
         }
       }
+      if (!ended) impl_->graph->undo_failed_capture();
       // An invalidated capture can leave a sticky error for the next CUDA call: consume it.
       (void)cudaGetLastError();
     }

@@ -15,6 +15,9 @@ namespace normexp::cuda {
 bool compiled_with_cuda();
 std::string device_name();          // name of the current CUDA device
 void synchronize();                 // waits for the current CUDA stream
+// Makes `index` the current CUDA device: the one later streams, generators, memory statistics
+// and synchronize() refer to (a data-parallel rank's own GPU).
+void set_device(int index);
 void set_bf16_autocast(bool enabled);
 void clear_autocast_cache();
 void set_cudnn_benchmark(bool enabled);

@@ -15,6 +15,7 @@ namespace {
 bool compiled_with_cuda() { return false; }
 std::string device_name() { return ""; }
 void synchronize() {}
+void set_device(int) { no_cuda(); }
 void set_bf16_autocast(bool enabled) {
   if (enabled) no_cuda();
 }

@@ -44,7 +44,12 @@ void configure_torch(const config::Params& train, int64_t seed, const c10::Devic
   // cuBLAS handle exists, i.e. before any CUDA matrix product of this process).
   if (deterministic && device.is_cuda()) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);
   at::globalContext().setDeterministicAlgorithms(deterministic, /*warn_only=*/false);
-  if (device.is_cuda()) cuda::set_cudnn_benchmark(!deterministic);
+  if (device.is_cuda()) {
+    // A rank's GPU becomes the current device: otherwise its streams, synchronize(), memory
+    // statistics and the CUDA generator saved in checkpoints would all be GPU 0's.
+    if (device.has_index()) cuda::set_device(device.index());
+    cuda::set_cudnn_benchmark(!deterministic);
+  }
   torch::manual_seed(static_cast<uint64_t>(seed));
 }
 

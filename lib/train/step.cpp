@@ -203,6 +203,9 @@ void TrainStep::capture(const at::Tensor& images, const at::Tensor& labels) {
 
 void TrainStep::fall_back(const std::string& why) {
   want_graph_ = false;
+  // Back to the host LR and the optimizer's plain (multi-tensor) update: the device LR only
+  // served to make the eager steps do the replays' arithmetic.
+  device_lr_ = false;
   status_ = "eager: " + why;
   spdlog::warn("train.cuda_graphs: {}; continuing without graphs", why);
 }

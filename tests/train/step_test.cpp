@@ -199,6 +199,36 @@ TEST(TrainStep, CapturedGraphGivesTheEagerLosses) {
   }
 }
 
+// A capture that the body breaks (here with a host synchronization) leaves CUDA as it was
+// before: the eager fallback's random ops work, and a later capture succeeds and draws fresh
+// numbers at every replay. Catches the random generator left "capturing" by LibTorch's
+// capture_end, which throws before ending it (the next eager torch::rand then throws).
+TEST(CudaGraph, AFailedCaptureLeavesRandomOpsAndLaterCapturesWorking) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs CUDA";
+  const auto on = torch::TensorOptions().device(torch::kCUDA);
+  const auto x = torch::ones({1024}, on);
+  {
+    cuda::Graph broken;
+    EXPECT_THROW(broken.capture([&] {
+      const auto r = torch::rand({1024}, on) + x;
+      (void)r.sum().item<float>();  // a host synchronization: not capturable
+    }),
+                 std::runtime_error);
+  }
+  at::Tensor a, b;
+  ASSERT_NO_THROW(a = torch::rand({1024}, on));
+  ASSERT_NO_THROW(b = torch::rand({1024}, on));
+  EXPECT_FALSE(torch::equal(a, b));
+  at::Tensor out;
+  cuda::Graph graph;
+  ASSERT_NO_THROW(graph.capture([&] { out = torch::rand({1024}, on) * x; }));
+  graph.replay();
+  const auto first = out.clone();
+  graph.replay();
+  EXPECT_FALSE(torch::equal(first, out));
+  EXPECT_TRUE(out.ge(0).logical_and(out.lt(1)).all().item<bool>());
+}
+
 TEST(TrainStep, RunRecordsWhetherItsStepsWereGraphed) {
   testing::TempDir dir;
   auto exp = testing::experiment_from(

@@ -39,6 +39,8 @@ class Dataset {
   virtual DataShape shape() const = 0;  // without loading anything (used by validate)
   virtual int64_t train_size() const = 0;  // ditto (the LR schedule needs steps per epoch)
   virtual ImageData load() const = 0;   // throws RunError naming missing/corrupt files
+  // What load() will return, without loading (benchmarks build the matching pipeline).
+  virtual Modality modality() const { return Modality::Images; }
 };
 
 // RunError unless the data is held in memory (train_x defined): for the tasks and tools that

@@ -31,6 +31,7 @@ class ImageNetDataset : public Dataset {
   DataShape shape() const override;  // 3 x image_size x image_size, 1,000 classes
   int64_t train_size() const override { return train_size_; }
   ImageData load() const override;   // lists the files; RunError naming what is missing
+  Modality modality() const override { return Modality::Files; }
 
   static std::vector<config::OptionSpec> options();
 

@@ -47,6 +47,7 @@ class ModelNet40Dataset : public Dataset {
   DataShape shape() const override;  // channels 3 (x, y, z), height = points, width 1
   int64_t train_size() const override { return train_size_; }
   ImageData load() const override;
+  Modality modality() const override { return Modality::Points; }
 
   static std::vector<config::OptionSpec> options();
   // Whether this build reads HDF5 (else load() says how to get a build that does).

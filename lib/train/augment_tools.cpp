@@ -105,11 +105,21 @@ std::vector<AugBenchRow> bench_augmentation(const config::Experiment& exp,
   backend::configure_torch(train_p, exp.seed, device);
   Components b = components.build(exp, device);
   const auto shape = b.dataset->shape();
-  BatchPipeline pipeline = pipeline_from_config(exp.section("data"));
+  const auto modality = b.dataset->modality();
+  if (modality == data::Modality::Points)
+    throw RunError("data bench times image augmentation on the device; data." +
+                   exp.section("data").get_string("name") + " holds point clouds");
+  if (modality == data::Modality::Files)
+    throw RunError("data bench times augmentation on the device; data." +
+                   exp.section("data").get_string("name") +
+                   " is augmented by the JPEG loader's threads: `normexp data bench-jpeg` times those");
+  BatchPipeline pipeline = run_pipeline(exp, modality);
   // Statistics of uniform random pixels; the values do not change the cost.
   pipeline.mean.assign(shape.channels, 0.5);
   pipeline.std.assign(shape.channels, 0.29);
-  pipeline.channels_last = train_p.get_bool("channels_last");
+  // As the trainer: channels_last inputs into a channels_last model (else cuDNN converts the
+  // weights at every call and the step looks slower than a run's).
+  if (pipeline.channels_last) use_channels_last(*b.model);
   const bool bf16 = train_p.get_bool("bf16") && device.is_cuda();
   const int64_t warmup = device.is_cuda() ? 5 : 1;
   auto& model = *b.model;

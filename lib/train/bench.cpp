@@ -21,6 +21,7 @@
 #include "backend/cuda_backend.h"
 #include "backend/device.h"
 #include "train/components.h"
+#include "train/pipeline.h"
 #include "train/step.h"
 
 namespace normexp::train {
@@ -166,14 +167,15 @@ nlohmann::json bench_training(const std::vector<config::Experiment>& exps,
     e->batch = train_p.get_int("batch_size");
     e->bf16 = train_p.get_bool("bf16") && device.is_cuda();
     e->channels_last = train_p.get_bool("channels_last");
-    e->pipeline = pipeline_from_config(exp.section("data"));
+    e->pipeline = run_pipeline(exp, e->b.dataset->modality());
     e->pipeline.mean.assign(shape.channels, 0.5);  // uniform random pixels
     e->pipeline.std.assign(shape.channels, 0.29);
-    e->pipeline.channels_last = e->channels_last;
     if (e->channels_last) use_channels_last(*e->b.model);
     const int64_t n = o.images > 0 ? std::max(o.images, e->batch) : 8 * e->batch;
     const auto u8 = torch::TensorOptions().dtype(torch::kUInt8).device(device);
-    auto images = torch::randint(0, 256, {n, shape.channels, shape.height, shape.width}, u8);
+    const std::vector<int64_t> in_shape{n, shape.channels, shape.height, shape.width};
+    auto images = e->pipeline.points ? torch::randn(in_shape, u8.dtype(torch::kFloat))  // clouds
+                                     : torch::randint(0, 256, in_shape, u8);
     auto labels = torch::randint(0, shape.classes, {n}, u8.dtype(torch::kLong));
     e->loader = std::make_unique<data::DeviceLoader>(images, labels, e->batch, /*shuffle=*/true,
                                                      /*drop_last=*/true);

@@ -80,6 +80,14 @@ at::Tensor BatchPipeline::prepare(const at::Tensor& images, bool train) const {
   return x;
 }
 
+BatchPipeline run_pipeline(const config::Experiment& exp, data::Modality modality) {
+  BatchPipeline p = pipeline_from_config(exp.section("data"));
+  p.channels_last = exp.section("train").get_bool("channels_last");
+  p.points = modality == data::Modality::Points;
+  if (modality == data::Modality::Files) p.augment = false;
+  return p;
+}
+
 void use_channels_last(torch::nn::Module& model) {
   torch::NoGradGuard no_grad;
   for (auto& t : model.parameters())

@@ -9,7 +9,9 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
+#include "config/experiment.h"
 #include "config/schema.h"
+#include "data/dataset.h"
 #include "data/augment.h"
 #include "data/image_policy.h"
 #include "data/mix.h"
@@ -51,6 +53,13 @@ struct BatchPipeline {
 // caller adds mean/std and channels_last. A policy that cannot be loaded is a ConfigError
 // at data.policy.
 BatchPipeline pipeline_from_config(const config::Params& data);
+
+// A run's pipeline for data of `modality` (Dataset::modality(), known before loading): the
+// above plus train.channels_last; point clouds augmented as clouds; streamed image files
+// (ImageNet) only normalized on the device, since the loader's threads crop and flip them.
+// The caller adds mean/std. The trainer and `bench` both build theirs here, so a benchmark
+// times the device work a run does.
+BatchPipeline run_pipeline(const config::Experiment& exp, data::Modality modality);
 
 // Puts the model's 4-d parameters and buffers (conv weights) in channels_last layout, as
 // train.channels_last asks for the inputs: cuDNN then runs NHWC kernels without converting

@@ -52,18 +52,15 @@ Trainer::Trainer(const config::Experiment& exp, Components components, std::vect
     spdlog::warn("train.bf16 is ignored on {}: bf16 autocast is used on CUDA only", device_.str());
     bf16_ = false;
   }
-  pipeline_ = pipeline_from_config(exp.section("data"));
+  pipeline_ = run_pipeline(exp, data.modality);
   pipeline_.mean = data.mean;
   pipeline_.std = data.std;
-  pipeline_.points = data.modality == data::Modality::Points;
   classes_ = data.shape.classes;
-  pipeline_.channels_last = train.get_bool("channels_last");
   if (pipeline_.channels_last) use_channels_last(*c_.model);
   data_description_ = data.description;
   if (data.modality == data::Modality::Files) {
-    // Decoded, cropped and flipped on the host by the loader's workers; the pipeline only
-    // normalizes on the device.
-    pipeline_.augment = false;
+    // Decoded, cropped and flipped on the host by the loader's workers (run_pipeline leaves
+    // the device pipeline only the normalization).
     data::JpegLoaderOptions o;
     o.workers = data.files->workers;
     o.prefetch = data.files->prefetch;
@@ -101,6 +98,15 @@ Trainer::Trainer(const config::Experiment& exp, Components components, std::vect
     spdlog::warn("train.cuda_graphs is off in a data-parallel run (world size {}): the "
                  "gradient all-reduce is not captured",
                  dp_->world());
+    step_options.graphs = GraphMode::Off;
+  }
+  if (data.modality == data::Modality::Files && step_options.graphs != GraphMode::Off) {
+    // A capture runs in CUDA's global mode, which may refuse the loader threads' pinned-memory
+    // calls (cudaHostAlloc, event queries) while it lasts and then invalidates the capture: the
+    // loader would fail the run. Nor would a graph pay: an ImageNet step is not launch-bound.
+    spdlog::warn("train.cuda_graphs is off for {}: its images stream from the JPEG loader's "
+                 "threads, which cannot run during a capture",
+                 data_description_);
     step_options.graphs = GraphMode::Off;
   }
   stepper_ =

@@ -25,10 +25,12 @@
 #include "core/png.h"
 #include "data/fashion_mnist.h"
 #include "data/image_folder.h"
+#include "data/imagenet.h"
 #include "data/imagenet_prepare.h"
 #include "data/jpeg.h"
 #include "data/jpeg_loader.h"
 #include "support/cli.h"
+#include "support/ml_support.h"
 
 namespace normexp::data {
 namespace {
@@ -470,6 +472,13 @@ TEST(ImageNetPrepare, OfficialArchivesBecomeTheClassFolderLayout) {
   EXPECT_EQ(train.size(), 9);
   const auto val = scan_image_folder(out / "val", &train.classes);
   EXPECT_EQ(val.labels, (std::vector<int64_t>{0, 0, 1, 2, 2}));
+  // The dataset over it says before loading what load() gives (`bench` builds its pipeline
+  // from that: streamed files are cropped by the loader, not on the device).
+  const auto exp = testing::experiment_from(
+      dir, "data: {name: imagenet, root: " + out.string() + ", official_counts: false}\n");
+  const ImageNetDataset ds(exp.section("data"));
+  EXPECT_EQ(ds.modality(), Modality::Files);
+  EXPECT_EQ(ds.load().modality, ds.modality());
   // Once there, it is not overwritten.
   EXPECT_THROW(prepare_imagenet(options_for(r, dir.path() / "data")), RunError);
 }

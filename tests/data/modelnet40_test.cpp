@@ -89,6 +89,7 @@ TEST_F(ModelNet40Files, LoadsFilesInOrderWithTheFirstPoints) {
   data::ModelNet40Dataset ds(dir.path(), 60, 24, 256, 3);
   const auto d = ds.load();
   EXPECT_EQ(d.modality, data::Modality::Points);
+  EXPECT_EQ(ds.modality(), d.modality);  // known before loading (bench's pipeline)
   EXPECT_EQ(d.train_x.sizes(), (std::vector<int64_t>{60, 3, 256, 1}));
   EXPECT_EQ(d.test_x.sizes(), (std::vector<int64_t>{24, 3, 256, 1}));
   EXPECT_EQ(d.train_x.scalar_type(), torch::kFloat);

@@ -74,6 +74,7 @@ TEST(Registry, EveryDatasetLoadsWithItsDeclaredShape) {
       continue;
     }
     auto d = ds->load();
+    EXPECT_EQ(ds->modality(), d.modality);  // known before loading (bench's pipeline)
     EXPECT_EQ(d.train_x.sizes(),
               (std::vector<int64_t>{ds->train_size(), shape.channels, shape.height, shape.width}));
     EXPECT_EQ(d.train_x.scalar_type(), torch::kUInt8);

@@ -134,6 +134,28 @@ TEST(TrainStep, ClippedStepMovesTheParametersByLrTimesTheMaximum) {
 
 // Asking for graphs where there are none (CPU) runs eagerly with the device-LR update, says
 // why, and trains the same as the plain step.
+// The trainer and `bench` both take their device pipeline from run_pipeline: streamed JPEGs
+// are only normalized there (the loader's threads crop and flip them) and clouds are augmented
+// as clouds. Catches a bench that times a crop a run never does, or the reverse.
+TEST(RunPipeline, FollowsTheModalityAndTheTrainSection) {
+  testing::TempDir dir;
+  const auto exp = testing::experiment_from(dir, testing::kTinyYaml,
+                                            {"data.augment=standard", "train.channels_last=true"});
+  const auto images = run_pipeline(exp, data::Modality::Images);
+  EXPECT_TRUE(images.augment);
+  EXPECT_FALSE(images.points);
+  EXPECT_TRUE(images.channels_last);
+  const auto files = run_pipeline(exp, data::Modality::Files);
+  EXPECT_FALSE(files.augment);
+  EXPECT_TRUE(files.normalize);
+  const auto clouds = run_pipeline(exp, data::Modality::Points);
+  EXPECT_TRUE(clouds.points);
+  EXPECT_TRUE(clouds.augment);
+  const auto plain = testing::experiment_from(dir, testing::kTinyYaml, {"data.augment=none"});
+  EXPECT_FALSE(run_pipeline(plain, data::Modality::Images).augment);
+  EXPECT_FALSE(run_pipeline(plain, data::Modality::Images).channels_last);
+}
+
 TEST(TrainStep, GraphsOnCpuFallBackToEagerWithTheReason) {
   std::vector<double> plain, asked;
   std::string status;

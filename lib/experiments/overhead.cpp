@@ -80,9 +80,13 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
     auto chain_opts = bo;
     chain_opts.fused = false;
     torch::nn::AnyModule chain{nn::Bcn(chain_opts)};
-    base.ptr()->to(o.device, dtype);
-    bcn.ptr()->to(o.device, dtype);
-    chain.ptr()->to(o.device, dtype);
+    // With bf16 inputs BCN's and BatchNorm's parameters (and running estimates) stay float32,
+    // as under bf16 autocast in training, where BatchNorm takes cuDNN's mixed-precision path.
+    // LayerNorm gets bf16 ones: its pure bf16 kernel is the harder baseline (autocast would
+    // run LayerNorm in float32 on an upcast copy, which costs more).
+    base.ptr()->to(o.device, conv ? torch::kFloat : dtype);
+    bcn.ptr()->to(o.device);
+    chain.ptr()->to(o.device);
     auto x = torch::randn(shape, torch::TensorOptions().device(o.device).dtype(dtype));
     auto grad = torch::randn_like(x);
     constexpr int kMods = 3;

@@ -18,5 +18,7 @@ for j in wrn_b128 r110_b128 wrn_b4 cwo_wrn norms_fp32 vitb16 r50_b256; do
 done
 ls "$out"/json/est_*.json >/dev/null 2>&1 || fail "no estimate bench file"
 grep -q '^| WRN-28-10 B128 | [0-9]' "$out/table.md" || fail "table.md has no WRN-28-10 row: $(cat "$out/table.md")"
-grep -q 'CUDA-only tests (rc 0)' "$out/summary.txt" || fail "the CUDA-only tests did not run"
+for part in graphs bcn; do
+  grep -q "CUDA-only tests, $part (rc 0)" "$out/summary.txt" || fail "the CUDA-only tests ($part) did not run"
+done
 echo "dry run through in $(sed -n 's/== done in //p' "$out/summary.txt")"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 14 (and 20's GPU half): everything normexp measures on the GPU machine, in ONE `run`
 # call that stays under a deadline (default 450 s) and leaves every result under $OUT as it
-# goes, so a cut-short call still returns what it measured.
+# goes (in three files: the device tool returns at most 8), so a cut-short call still returns
+# what it measured.
 #
 #   device:  bash bench/h200_session.sh              (carry .devicebin and .devicedeps)
 #   here:    bash bench/h200_session.sh --dry-run    (CPU: every step runs tiny, or says why not)
@@ -26,20 +27,30 @@
 #   estimate normexp bench on each CIFAR-100 config of Tables 1-2 (as many as time allows),
 #            then `normexp plan ikami_tableN --estimate`: H200-hours of the CIFAR cells
 #   compile  the peer with torch.compile (minutes of compiling; only if time is left)
-# Output: $OUT/summary.txt (log of steps), $OUT/json/*.json, $OUT/logs/*, and $OUT/table.md,
-# printed last (bench/h200_table.py).
+# Output: $OUT/summary.txt (log of steps), $OUT/results.tgz (json/*.json, logs/*, cfg/*) and
+# $D/table.md (bench/h200_table.py), printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 dry=0
 [ "${1:-}" = "--dry-run" ] && dry=1
 OUT=${OUT:-/tmp/normexp-h200}
-mkdir -p "$OUT/json" "$OUT/logs" "$OUT/cfg"
-summary=$OUT/summary.txt
+# The steps write under $D. $OUT gets three files, refreshed at every note: the device tool
+# brings back at most 8 files from $OUT (two folders down at most), and a call cut short
+# brings back what is there: summary.txt, results.tgz ($D: json/, logs/, cfg/) and, at the
+# end, table.md.
+D=${NORMEXP_H200_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/normexp-h200.XXXXXX")}
+mkdir -p "$D/json" "$D/logs" "$D/cfg" "$OUT"
+summary=$D/summary.txt
 : >"$summary"
 start=$(date +%s)
 deadline=$((start + ${NORMEXP_DEADLINE_S:-450}))
-note() { echo "$*" | tee -a "$summary"; }
+pack() {
+  cp "$summary" "$OUT/summary.txt"
+  [ -f "$D/table.md" ] && cp "$D/table.md" "$OUT/table.md"
+  tar czf "$OUT/results.tgz.part" -C "$D" . && mv -f "$OUT/results.tgz.part" "$OUT/results.tgz"
+}
+note() { echo "$*" | tee -a "$summary"; pack; }
 left() { echo $((deadline - $(date +%s))); }
 
 # A step runs when at least `cap` seconds are left, under a timeout of what is left.
@@ -79,27 +90,27 @@ else
   tests=.devicebin/bin/normexp_ml_tests
   # The machine's libstdc++ first; Debian 12's (lib/compat, needs glibc 2.36) if it is older.
   ok=0
-  if "$bin" --version >"$OUT/logs/prebuilt.log" 2>&1; then
+  if "$bin" --version >"$D/logs/prebuilt.log" 2>&1; then
     ok=1
   elif LD_LIBRARY_PATH="$root/.devicebin/lib/compat:$LD_LIBRARY_PATH" "$bin" --version \
-      >>"$OUT/logs/prebuilt.log" 2>&1; then
+      >>"$D/logs/prebuilt.log" 2>&1; then
     export LD_LIBRARY_PATH="$root/.devicebin/lib/compat:$LD_LIBRARY_PATH"
     ok=1
   fi
   if ((ok)); then
     note "== path: prebuilt binaries ($(head -3 .devicebin/MANIFEST 2>/dev/null | tr '\n' ' '))"
   else
-    note "== path: FALLBACK build on the machine (prebuilt did not start: $(tail -2 "$OUT/logs/prebuilt.log" | tr '\n' ' '))"
+    note "== path: FALLBACK build on the machine (prebuilt did not start: $(tail -2 "$D/logs/prebuilt.log" | tr '\n' ' '))"
     # Capped: a build that cannot finish in 5 minutes leaves the rest of the budget to report it.
-    timeout -k 10 "$(tlimit 300)" bash .devicedeps/build-on-device.sh >"$OUT/logs/build.log" 2>&1
+    timeout -k 10 "$(tlimit 300)" bash .devicedeps/build-on-device.sh >"$D/logs/build.log" 2>&1
     note "   build rc $? in $(($(date +%s) - start)) s"
     export LD_LIBRARY_PATH="/opt/devicedeps/usr/lib/x86_64-linux-gnu:$LD_LIBRARY_PATH"
     bin=build-cuda/apps/normexp/normexp
     tests=build-cuda/tests/normexp_ml_tests
   fi
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.mem,temperature.gpu,power.limit \
-    --format=csv >"$OUT/logs/gpu.txt" 2>&1
-  note "== GPU: $(tail -1 "$OUT/logs/gpu.txt")"
+    --format=csv >"$D/logs/gpu.txt" 2>&1
+  note "== GPU: $(tail -1 "$D/logs/gpu.txt")"
 fi
 note "== normexp: $("$bin" --version 2>&1 | head -1)"
 note "== python: $(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1 | tail -1)"
@@ -117,8 +128,8 @@ fi
 variant() {  # name base "train: {...}" [more YAML lines]
   local name=$1 base=$2
   shift 2
-  { echo "name: $name"; echo "base: $(realpath "$base")"; printf '%s\n' "$@"; } >"$OUT/cfg/$name.yaml"
-  echo "$OUT/cfg/$name.yaml"
+  { echo "name: $name"; echo "base: $(realpath "$base")"; printf '%s\n' "$@"; } >"$D/cfg/$name.yaml"
+  echo "$D/cfg/$name.yaml"
 }
 T1=configs/ikami/table1
 T2=configs/ikami/table2
@@ -141,8 +152,8 @@ vit() {  # name norm-yaml: ViT-B/16 at 224 px (no shipped ImageNet ViT recipe: a
     echo "norm: $2"; echo "optim: {name: adamw, lr: 1.0e-3, weight_decay: 0.05}"
     echo "schedule: {name: cosine}"
     echo "train: {$fast, cuda_graphs: auto, batch_size: $B_VIT, epochs: 300, device: $device}"
-  } >"$OUT/cfg/$1.yaml"
-  echo "$OUT/cfg/$1.yaml"
+  } >"$D/cfg/$1.yaml"
+  echo "$D/cfg/$1.yaml"
 }
 vit_ln=$(vit vitb16_ln "{name: ln}")
 vit_bcn=$(vit vitb16_bcn "{name: bcn, alpha: 0.2, stats: tokens}")
@@ -151,10 +162,10 @@ nbench() {  # label steps configs...
   local label=$1 steps=$2
   shift 2
   timeout -k 10 "$(tlimit 120)" "$bin" bench "$@" --device "$device" --warmup "$W" --steps "$steps" \
-    --rounds "$R" --out "$OUT/json/$label.json" >"$OUT/logs/$label.log" 2>&1
+    --rounds "$R" --out "$D/json/$label.json" >"$D/logs/$label.log" 2>&1
   local rc=$?
   note "== normexp bench $label (rc $rc)"
-  grep -v '^\[' "$OUT/logs/$label.log" | tail -n 12 | tee -a "$summary"
+  grep -v '^\[' "$D/logs/$label.log" | tail -n 12 | tee -a "$summary"
 }
 
 peer() {  # label args...
@@ -167,9 +178,9 @@ peer() {  # label args...
   local extra=(--bf16 --channels-last)
   ((dry)) && extra=(--threads 2)
   timeout -k 10 "$(tlimit 120)" python3 bench/peer/train_bench.py "$@" "${extra[@]}" --classes 100 \
-    --device "$device" --warmup "$W" --steps "$S" --out "$OUT/json/$label.json" \
-    >"$OUT/logs/$label.log" 2>&1
-  note "== peer $label (rc $?): $(tail -1 "$OUT/logs/$label.log")"
+    --device "$device" --warmup "$W" --steps "$S" --out "$D/json/$label.json" \
+    >"$D/logs/$label.log" 2>&1
+  note "== peer $label (rc $?): $(tail -1 "$D/logs/$label.log")"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -178,17 +189,17 @@ if want tests 30; then
   for part in graphs bcn; do
     filter='TrainStep.*:CudaRun.*:CudaGraph.*'
     [ $part = bcn ] && filter='Bcn*.*'
-    timeout -k 10 "$(tlimit 70)" "$tests" --gtest_filter="$filter" >"$OUT/logs/tests_$part.log" 2>&1
-    note "== CUDA-only tests, $part (rc $?): $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/logs/tests_$part.log" | tr '\n' ' ')"
-    grep -E '^\[  FAILED  \]|^\[  SKIPPED \]' "$OUT/logs/tests_$part.log" | head -20 | tee -a "$summary"
+    timeout -k 10 "$(tlimit 70)" "$tests" --gtest_filter="$filter" >"$D/logs/tests_$part.log" 2>&1
+    note "== CUDA-only tests, $part (rc $?): $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$D/logs/tests_$part.log" | tr '\n' ' ')"
+    grep -E '^\[  FAILED  \]|^\[  SKIPPED \]' "$D/logs/tests_$part.log" | head -20 | tee -a "$summary"
   done
 fi
 
 if want peak 20; then
   if ((peer_ok)); then
     timeout -k 10 "$(tlimit 60)" python3 bench/peer/matmul_peak.py --device "$device" \
-      --out "$OUT/json/matmul_peak.json" >"$OUT/logs/peak.log" 2>&1
-    note "== matrix peak (rc $?): $(tail -1 "$OUT/logs/peak.log")"
+      --out "$D/json/matmul_peak.json" >"$D/logs/peak.log" 2>&1
+    note "== matrix peak (rc $?): $(tail -1 "$D/logs/peak.log")"
   else
     note "-- skipped peak: python3 has no torch"
   fi
@@ -211,9 +222,9 @@ want cwo 50 && nbench cwo_wrn "$S" "$wrn_g" "$wrncwo_g" "$wrn_e" "$wrncwo_e"
 if want fastaa 40; then
   timeout -k 10 "$(tlimit 90)" "$bin" data bench configs/ikami/table1_fastaa/cifar10_wrn28_10_cwo.yaml \
     --device "$device" --batch "$B128" --batch "$B4" --set "train.bf16=$gpu" \
-    --set "train.channels_last=$gpu" >"$OUT/logs/fastaa.log" 2>&1
+    --set "train.channels_last=$gpu" >"$D/logs/fastaa.log" 2>&1
   note "== FastAA + Cutout pipeline vs WRN-28-10 step (rc $?)"
-  grep -v '^\[' "$OUT/logs/fastaa.log" | tail -n 12 | tee -a "$summary"
+  grep -v '^\[' "$D/logs/fastaa.log" | tail -n 12 | tee -a "$summary"
 fi
 
 if want norms 40; then
@@ -224,9 +235,9 @@ if want norms 40; then
       args+=(--bf16)
     fi
     timeout -k 10 "$(tlimit 90)" "$bin" bench norms --device "$device" "${args[@]}" \
-      --out "$OUT/json/norms_$dt.json" >"$OUT/logs/norms_$dt.log" 2>&1
+      --out "$D/json/norms_$dt.json" >"$D/logs/norms_$dt.log" 2>&1
     note "== bench norms $dt (rc $?)"
-    grep -v '^\[' "$OUT/logs/norms_$dt.log" | tail -n 10 | tee -a "$summary"
+    grep -v '^\[' "$D/logs/norms_$dt.log" | tail -n 10 | tee -a "$summary"
   done
 fi
 
@@ -238,12 +249,12 @@ if want imagenet 60; then
     "$(mk r50_cwo $T6/imagenet_resnet50_cwo.yaml $((dry ? 1 : 256)) auto)"
   workers=(--workers 1 --workers 4 --workers 8 --workers 16)
   ((dry)) && workers=(--workers 1 --workers 2)
-  # The JPEGs (~400 MB) outside $OUT: a run cut short here must still bring its results back.
+  # The JPEGs (~400 MB) outside $OUT and $D (packed into results.tgz at every note).
   jpeg_dir=${TMPDIR:-/tmp}/normexp-h200-jpeg
   timeout -k 10 "$(tlimit 90)" "$bin" data bench-jpeg --dir "$jpeg_dir" --images "$((dry ? 64 : 4096))" \
-    --batch "$((dry ? 16 : 256))" "${workers[@]}" >"$OUT/logs/jpeg.log" 2>&1
+    --batch "$((dry ? 16 : 256))" "${workers[@]}" >"$D/logs/jpeg.log" 2>&1
   note "== data bench-jpeg on $(nproc) cores (rc $?): does the loader keep up with the ResNet-50 step?"
-  grep -v '^\[' "$OUT/logs/jpeg.log" | tail -n 10 | tee -a "$summary"
+  grep -v '^\[' "$D/logs/jpeg.log" | tail -n 10 | tee -a "$summary"
   rm -rf "$jpeg_dir"
 fi
 
@@ -263,16 +274,16 @@ if want estimate 40; then
   ((dry)) && configs=("${configs[@]:0:2}")
   for c in "${configs[@]}"; do
     ((dry)) || want "estimate $(basename "$c")" 25 || break
-    out="$OUT/json/est_$(basename "$(dirname "$c")")_$(basename "$c" .yaml).json"
+    out="$D/json/est_$(basename "$(dirname "$c")")_$(basename "$c" .yaml).json"
     sets=(--set train.cuda_graphs=auto --set "train.device=$device" --set "train.bf16=$gpu"
           --set "train.channels_last=$gpu")
     ((dry)) && sets+=(--set train.batch_size=2)
     timeout -k 10 "$(tlimit 45)" "$bin" bench "$c" "${sets[@]}" --warmup "$W" --steps "$((dry ? 1 : 30))" --rounds 1 \
-      --out "$out" >>"$OUT/logs/estimate.log" 2>&1 && est+=(--estimate "$out")
+      --out "$out" >>"$D/logs/estimate.log" 2>&1 && est+=(--estimate "$out")
   done
   note "== estimate from $((${#est[@]} / 2)) of ${#configs[@]} bench files"
   for t in 1 2 3 4; do
-    "$bin" plan ikami_table$t --results "$OUT/no-results" ${est[@]+"${est[@]}"} 2>&1 |
+    "$bin" plan ikami_table$t --results "$D/no-results" ${est[@]+"${est[@]}"} 2>&1 |
       grep '^# ' | grep -v 'no bench row' | tee -a "$summary"
   done
 fi
@@ -286,6 +297,7 @@ if want compile 120; then
 fi
 
 note "== done in $(($(date +%s) - start)) s"
-python3 bench/h200_table.py "$OUT" >"$OUT/table.md" 2>"$OUT/logs/table.log" ||
-  echo "(table failed: $(tail -1 "$OUT/logs/table.log"))" >>"$OUT/table.md"
-cat "$OUT/table.md"
+python3 bench/h200_table.py "$D" >"$D/table.md" 2>"$D/logs/table.log" ||
+  echo "(table failed: $(tail -1 "$D/logs/table.log"))" >>"$D/table.md"
+pack
+cat "$D/table.md"

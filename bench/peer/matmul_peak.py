@@ -18,7 +18,7 @@ def measure(n, dtype, device, iters):
     c = torch.empty(n, n, device=device, dtype=dtype)
     for _ in range(3):
         torch.matmul(a, b, out=c)
-    if device == "cuda":
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
         t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         t0.record()
@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", help="write the JSON here (atomically)")
     args = ap.parse_args()
-    cuda = args.device == "cuda"
+    cuda = torch.device(args.device).type == "cuda"  # also cuda:0
     dtype = torch.bfloat16 if cuda else torch.float32
     sizes = [4096, 8192, 16384] if cuda else [128, 256]
     rows = [{"n": n, "tflop_per_s": measure(n, dtype, args.device, 50 if cuda else 3)}

@@ -108,9 +108,15 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
       for (const auto& path : t->configs)
         exps.push_back(
             config::load_experiment(path, sets, registry::experiment_schema(), std::nullopt));
-      const auto rows = train::bench_training(exps, compose::components(), t->options);
+      auto options = t->options;
+      // After every round, not only at the end: a bench killed by a deadline (the GPU
+      // session's) leaves the rounds it finished.
+      if (!t->out.empty())
+        options.on_round = [&](const nlohmann::json& rows) {
+          write_file_atomic(t->out, rows.dump(2) + "\n");
+        };
+      const auto rows = train::bench_training(exps, compose::components(), options);
       print_train_bench(rows);
-      if (!t->out.empty()) write_file_atomic(t->out, rows.dump(2) + "\n");
     });
   });
   auto a = std::make_shared<NormBenchArgs>();

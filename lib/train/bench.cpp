@@ -80,7 +80,8 @@ double forward_macs_per_image(models::ModelImpl& model, const data::DataShape& s
   return count.total / 2.0;
 }
 
-nlohmann::json entry_json(const Entry& e, const c10::Device& device, const BenchOptions& o) {
+nlohmann::json entry_json(const Entry& e, const c10::Device& device, const BenchOptions& o,
+                          int64_t rounds_done) {
   const auto& exp = *e.exp;
   const double images = static_cast<double>(e.timed_steps * e.batch);
   const double ips = e.wall_s > 0 ? images / e.wall_s : 0;
@@ -113,7 +114,7 @@ nlohmann::json entry_json(const Entry& e, const c10::Device& device, const Bench
       {"versions",
        {{"normexp", normexp_version()}, {"git_commit", git_commit()}, {"libtorch", torch_version()}}},
       {"warmup", o.warmup},
-      {"rounds", o.rounds},
+      {"rounds", rounds_done},
       {"steps", e.timed_steps},
       {"images_per_s", ips},
       {"steps_per_s", e.wall_s > 0 ? static_cast<double>(e.timed_steps) / e.wall_s : 0},
@@ -137,6 +138,21 @@ nlohmann::json entry_json(const Entry& e, const c10::Device& device, const Bench
         {"run_train_hours", epoch_s * static_cast<double>(train_p.get_int("epochs")) / 3600.0}}},
   };
   return j;
+}
+
+nlohmann::json rows(const std::vector<std::unique_ptr<Entry>>& entries,
+                    const c10::Device& device, const BenchOptions& o, int64_t rounds_done) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& e : entries) out.push_back(entry_json(*e, device, o, rounds_done));
+  const double base = out.front()["images_per_s"].get<double>();
+  for (auto& j : out)
+    j["relative_to_first"] = base > 0 ? j["images_per_s"].get<double>() / base : 0.0;
+  if (!device.is_cuda()) {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    for (auto& j : out) j["process_peak_rss_bytes"] = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  }
+  return out;
 }
 
 }  // namespace
@@ -219,18 +235,10 @@ nlohmann::json bench_training(const std::vector<config::Experiment>& exps,
         for (double ms : timeline->intervals_ms()) e->step_ms.push_back(ms);
     }
     spdlog::info("bench round {}/{} done", r + 1, o.rounds);
+    if (o.on_round && r + 1 < o.rounds) o.on_round(rows(entries, device, o, r + 1));
   }
-
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& e : entries) out.push_back(entry_json(*e, device, o));
-  const double base = out.front()["images_per_s"].get<double>();
-  for (auto& j : out)
-    j["relative_to_first"] = base > 0 ? j["images_per_s"].get<double>() / base : 0.0;
-  if (!device.is_cuda()) {
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    for (auto& j : out) j["process_peak_rss_bytes"] = static_cast<int64_t>(usage.ru_maxrss) * 1024;
-  }
+  auto out = rows(entries, device, o, o.rounds);
+  if (o.on_round) o.on_round(out);
   return out;
 }
 

@@ -9,6 +9,7 @@
 // clocks and temperature.
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -23,6 +24,10 @@ struct BenchOptions {
   int64_t steps = 50;   // timed steps per config and round
   int64_t rounds = 3;   // rounds over all configs
   int64_t images = 0;   // resident synthetic images per config (0: 8 batches)
+  // Called after each round with the rows measured so far (what bench_training would
+  // return if it stopped there): `bench --out` writes them, so a process killed by a
+  // deadline keeps its finished rounds.
+  std::function<void(const nlohmann::json& rows)> on_round;
 };
 
 // One JSON object per config (see README "Benchmarks" for the fields), in the given order;

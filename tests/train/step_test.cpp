@@ -349,7 +349,19 @@ TEST(Bench, MeasuresEveryConfigInterleavedWithConsistentFigures) {
   o.warmup = 2;
   o.steps = 3;
   o.rounds = 2;
+  // The rows so far after every round (what `bench --out` writes, so a killed bench keeps
+  // its finished rounds): after the first, 3 steps each; after the last, what is returned.
+  std::vector<nlohmann::json> seen;
+  o.on_round = [&](const nlohmann::json& rows) { seen.push_back(rows); };
   const auto rows = bench_training(exps, compose::components(), o);
+  ASSERT_EQ(seen.size(), 2u);
+  ASSERT_EQ(seen[0].size(), 2u);
+  for (const auto& r : seen[0]) {
+    EXPECT_EQ(r["steps"], 3);
+    EXPECT_EQ(r["rounds"], 1);
+    EXPECT_GT(r["images_per_s"].get<double>(), 0);
+  }
+  EXPECT_EQ(seen[1], rows);
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0]["norm"], "cwo");
   EXPECT_EQ(rows[1]["norm"], "bn");

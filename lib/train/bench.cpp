@@ -197,7 +197,7 @@ nlohmann::json bench_training(const std::vector<config::Experiment>& exps,
                                                      /*drop_last=*/true);
     e->loader->new_epoch();
     e->macs_per_image = forward_macs_per_image(*e->b.model, shape, device);
-    StepOptions so = step_options_from(train_p, e->bf16);
+    StepOptions so = step_options_from(train_p, e->bf16, e->b.dataset->modality());
     e->b.model->train();
     e->step = std::make_unique<TrainStep>(*e->b.model, *e->b.optimizer, e->pipeline, device, so);
     spdlog::info("bench {}: {} ({} parameters, {:.3f} GMAC/image forward), batch {}, warming "

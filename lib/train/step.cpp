@@ -18,10 +18,15 @@ GraphMode parse_graph_mode(const std::string& s) {
   throw std::invalid_argument("cuda_graphs must be off, auto or on, not '" + s + "'");
 }
 
-StepOptions step_options_from(const config::Params& train, bool bf16) {
+StepOptions step_options_from(const config::Params& train, bool bf16, data::Modality modality) {
   StepOptions o;
   o.bf16 = bf16;
   o.graphs = parse_graph_mode(train.get_string("cuda_graphs"));
+  if (modality == data::Modality::Files && o.graphs != GraphMode::Off) {
+    spdlog::warn("train.cuda_graphs is off: the images stream from the JPEG loader's threads, "
+                 "which cannot run during a capture");
+    o.graphs = GraphMode::Off;
+  }
   o.label_smoothing = train.get_float("label_smoothing");
   o.clip_grad_norm = train.get_float("clip_grad_norm");
   return o;

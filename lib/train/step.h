@@ -59,8 +59,12 @@ struct StepOptions {
 };
 
 // The options `run` and `bench` both take from the train section (bf16 as the caller resolved
-// it for the device).
-StepOptions step_options_from(const config::Params& train, bool bf16);
+// it for the device), for data of `modality`: CUDA graphs are off for streamed image files
+// (said in a warning), since a capture runs in CUDA's global mode, which may refuse the JPEG
+// loader threads' pinned-memory calls while it lasts and then invalidates the capture; nor
+// would a graph pay there: an ImageNet step is not launch-bound.
+StepOptions step_options_from(const config::Params& train, bool bf16,
+                              data::Modality modality = data::Modality::Images);
 
 // Scales every defined gradient of `params` by min(1, max_norm / (‖g‖ + 1e-6)), ‖g‖ their
 // global L2 norm, on the device: no host read, so it runs inside a captured CUDA graph.

@@ -92,21 +92,12 @@ Trainer::Trainer(const config::Experiment& exp, Components components, std::vect
   progress_ = std::make_unique<Progress>(
       speaks ? Progress::parse_mode(train.get_string("progress")) : Progress::Mode::None,
       epochs_);
-  StepOptions step_options = step_options_from(train, bf16_);
+  StepOptions step_options = step_options_from(train, bf16_, data.modality);
   if (dp_ && step_options.graphs != GraphMode::Off) {
     // The gradient all-reduce runs between backward and update, outside any graph.
     spdlog::warn("train.cuda_graphs is off in a data-parallel run (world size {}): the "
                  "gradient all-reduce is not captured",
                  dp_->world());
-    step_options.graphs = GraphMode::Off;
-  }
-  if (data.modality == data::Modality::Files && step_options.graphs != GraphMode::Off) {
-    // A capture runs in CUDA's global mode, which may refuse the loader threads' pinned-memory
-    // calls (cudaHostAlloc, event queries) while it lasts and then invalidates the capture: the
-    // loader would fail the run. Nor would a graph pay: an ImageNet step is not launch-bound.
-    spdlog::warn("train.cuda_graphs is off for {}: its images stream from the JPEG loader's "
-                 "threads, which cannot run during a capture",
-                 data_description_);
     step_options.graphs = GraphMode::Off;
   }
   stepper_ =

@@ -156,6 +156,18 @@ TEST(RunPipeline, FollowsTheModalityAndTheTrainSection) {
   EXPECT_FALSE(run_pipeline(plain, data::Modality::Images).channels_last);
 }
 
+// run and bench take their step options from one place: a run streaming JPEGs never
+// captures (its loader threads' pinned-memory calls may break a global-mode capture), and its
+// bench must not time a graphed step either. Catches the rule living in one of the two only.
+TEST(StepOptions, StreamedFilesNeverCaptureInRunOrBench) {
+  testing::TempDir dir;
+  const auto exp = testing::experiment_from(dir, testing::kTinyYaml, {"train.cuda_graphs=on"});
+  const auto& train = exp.section("train");
+  EXPECT_EQ(step_options_from(train, false, data::Modality::Images).graphs, GraphMode::On);
+  EXPECT_EQ(step_options_from(train, false, data::Modality::Points).graphs, GraphMode::On);
+  EXPECT_EQ(step_options_from(train, false, data::Modality::Files).graphs, GraphMode::Off);
+}
+
 TEST(TrainStep, GraphsOnCpuFallBackToEagerWithTheReason) {
   std::vector<double> plain, asked;
   std::string status;
@@ -389,6 +401,26 @@ TEST(Bench, MeasuresEveryConfigInterleavedWithConsistentFigures) {
   EXPECT_EQ(rows[0]["relative_to_first"], 1.0);
   EXPECT_NEAR(rows[1]["relative_to_first"].get<double>(),
               rows[1]["images_per_s"].get<double>() / rows[0]["images_per_s"].get<double>(), 1e-12);
+}
+
+// bench times the step a run of the config takes: for streamed ImageNet JPEGs no CUDA graph
+// (even when asked) and no device-side crop (the loader's threads crop). Here on CPU, where
+// a graph request would otherwise be reported as "needs a CUDA device".
+TEST(Bench, AStreamedImageNetConfigIsTimedAsItsRunSteps) {
+  testing::TempDir dir;
+  const auto exp = testing::experiment_from(
+      dir, "name: inet\ndata: {name: imagenet, root: " + (dir.path() / "none").string() +
+               ", image_size: 32, resize: 36}\nmodel: {name: cnn9, width: 0.125}\n"
+               "norm: {name: bn}\ntrain: {batch_size: 4, device: cpu, cuda_graphs: on, "
+               "threads: 1}\n");
+  BenchOptions o;
+  o.warmup = 1;
+  o.steps = 2;
+  o.rounds = 1;
+  const auto rows = bench_training({exp}, compose::components(), o);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["cuda_graphs"], "off");
+  EXPECT_GT(rows[0]["images_per_s"].get<double>(), 0);
 }
 
 TEST(BenchCli, WritesJsonAndRejectsMissingConfigs) {

@@ -188,11 +188,11 @@ nlohmann::json bench_training(const std::vector<config::Experiment>& exps,
     e->pipeline.std.assign(shape.channels, 0.29);
     if (e->channels_last) use_channels_last(*e->b.model);
     const int64_t n = o.images > 0 ? std::max(o.images, e->batch) : 8 * e->batch;
-    const auto u8 = torch::TensorOptions().dtype(torch::kUInt8).device(device);
+    const auto on = torch::TensorOptions().device(device);
     const std::vector<int64_t> in_shape{n, shape.channels, shape.height, shape.width};
-    auto images = e->pipeline.points ? torch::randn(in_shape, u8.dtype(torch::kFloat))  // clouds
-                                     : torch::randint(0, 256, in_shape, u8);
-    auto labels = torch::randint(0, shape.classes, {n}, u8.dtype(torch::kLong));
+    auto images = e->pipeline.points ? torch::randn(in_shape, on.dtype(torch::kFloat))  // clouds
+                                     : torch::randint(0, 256, in_shape, on.dtype(torch::kUInt8));
+    auto labels = torch::randint(0, shape.classes, {n}, on.dtype(torch::kLong));
     e->loader = std::make_unique<data::DeviceLoader>(images, labels, e->batch, /*shuffle=*/true,
                                                      /*drop_last=*/true);
     e->loader->new_epoch();

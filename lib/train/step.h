@@ -63,8 +63,7 @@ struct StepOptions {
 // (said in a warning), since a capture runs in CUDA's global mode, which may refuse the JPEG
 // loader threads' pinned-memory calls while it lasts and then invalidates the capture; nor
 // would a graph pay there: an ImageNet step is not launch-bound.
-StepOptions step_options_from(const config::Params& train, bool bf16,
-                              data::Modality modality = data::Modality::Images);
+StepOptions step_options_from(const config::Params& train, bool bf16, data::Modality modality);
 
 // Scales every defined gradient of `params` by min(1, max_norm / (‖g‖ + 1e-6)), ‖g‖ their
 // global L2 norm, on the device: no host read, so it runs inside a captured CUDA graph.

@@ -138,7 +138,7 @@ TEST(MixBatch, TheStepsLossWeighsBothLabelsByLam) {
     }
     ASSERT_GT(std::abs(expected - unmixed), 1e-3) << which;
     train::TrainStep step(*b.model, *b.optimizer, pipeline, torch::kCPU,
-                          train::step_options_from(exp.section("train"), false));
+                          train::step_options_from(exp.section("train"), false, data::Modality::Images));
     torch::manual_seed(5);
     step.run(images, labels, /*lr=*/0.0, 1);
     EXPECT_NEAR(step.last_loss().item<double>(), expected, 1e-5) << which;

@@ -72,7 +72,7 @@ TEST(TrainStep, SumsLossAndCorrectOnTheDeviceAndLearns) {
 TEST(TrainStep, LabelSmoothingMixesCrossEntropyWithTheUniformTarget) {
   for (double eps : {0.0, 0.1, 0.4}) {
     Rig rig(torch::kCPU, {"data.augment=none", fmt::format("train.label_smoothing={}", eps)});
-    const auto options = step_options_from(rig.exp.section("train"), /*bf16=*/false);
+    const auto options = step_options_from(rig.exp.section("train"), /*bf16=*/false, data::Modality::Images);
     ASSERT_EQ(options.label_smoothing, eps);
     const auto x = rig.images.slice(0, 0, 32), y = rig.labels.slice(0, 0, 32);
     double nll = 0, expected = 0;
@@ -120,7 +120,7 @@ TEST(TrainStep, ClippedStepMovesTheParametersByLrTimesTheMaximum) {
     std::vector<at::Tensor> before;
     for (const auto& p : rig.b.optimizer->params()) before.push_back(p.tensor.detach().clone());
     TrainStep step(*rig.b.model, *rig.b.optimizer, rig.pipeline, torch::kCPU,
-                   step_options_from(rig.exp.section("train"), false));
+                   step_options_from(rig.exp.section("train"), false, data::Modality::Images));
     step.run(rig.images.slice(0, 0, 32), rig.labels.slice(0, 0, 32), /*lr=*/0.5, 1);
     double sq = 0;
     for (size_t i = 0; i < before.size(); ++i)

@@ -49,7 +49,8 @@ constexpr int64_t kMaxPartials = 1024;          // blocks of the batch-statistic
 
 // Rows of the per-vector table (struct of arrays: row r holds one quantity for every vector,
 // so a warp's loads of consecutive vectors are coalesced).
-enum TableRow : int { kM = 0, kS, kXm, kDs, kA, kZ, kCols };
+// kXs: x's power-of-two prescale, 1 but for tiny vectors (split_scale).
+enum TableRow : int { kM = 0, kS, kXm, kDs, kA, kZ, kXs, kCols };
 // Rows of the backward's scratch: the per-vector sums, then dL/dx's coefficients.
 enum SumRow : int { kDot = 0, kGsum };
 enum CoefRow : int { kA2 = 0, kC2, kInvM };
@@ -231,6 +232,18 @@ __global__ void __launch_bounds__(kThreads2d)
 // s = (1 - alpha) + alpha (bound(m~) + 1) / 2 and the output's y = (A x + Z) w + b with
 // A = c s / m, Z = 0, or for a zero vector A = 0, Z = c s / sqrt(d) (the uniform direction).
 
+// k / m as (k / (m xs)) * xs with xs a power of two: 1 unless m < 2^-60, where k / m could
+// overflow float (1/m does for m below ~3e-39) — then xs = 2^(-e/2), m = 2^e, and both
+// factors fit; x xs is exact (bcn_function.cpp's split_scale, the same numbers).
+__device__ __forceinline__ double split_scale(double k, double m, double& xs) {
+  if (m >= 0x1p-60) {
+    xs = 1.0;
+    return k / m;
+  }
+  xs = ldexp(1.0, -ilogb(m) / 2);
+  return k / (m * xs);
+}
+
 struct ScaleParams {
   bool tanh;
   double alpha, scale, uniform, eps;
@@ -253,8 +266,10 @@ __device__ __forceinline__ void set_scale(int64_t v, int64_t V, double m, double
   table[kS * V + v] = static_cast<Acc>(s);
   table[kXm * V + v] = static_cast<Acc>(xm);
   table[kDs * V + v] = static_cast<Acc>(0.5 * sp.alpha * slope);
-  table[kA * V + v] = static_cast<Acc>(m > 0 ? cs / m : 0.0);
+  double xs = 1.0;
+  table[kA * V + v] = static_cast<Acc>(m > 0 ? split_scale(cs, m, xs) : 0.0);
   table[kZ * V + v] = static_cast<Acc>(m > 0 ? 0.0 : cs * sp.uniform);
+  table[kXs * V + v] = static_cast<Acc>(xs);
   s_out[v] = static_cast<T>(static_cast<Acc>(s));
 }
 
@@ -399,7 +414,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---------------------------------------------------------------------------------------
-// Forward pass 2: y = (A x + Z) w + b.
+// Forward pass 2: y = (A (x Xs) + Z) w + b (Xs = 1 but for tiny vectors; x * 1 is exact).
 
 // Tokens: one warp per vector (its A, Z loaded once).
 template <typename T, typename Acc, int VEC, bool Affine>
@@ -409,7 +424,7 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % kWarp;
   for (int64_t v = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; v < V;
        v += static_cast<int64_t>(gridDim.x) * kWarps) {
-    const Acc a = table[kA * V + v], z = table[kZ * V + v];
+    const Acc a = table[kA * V + v], z = table[kZ * V + v], xs = table[kXs * V + v];
     const T* xv = x + v * D;
     T* yv = y + v * D;
     for (int64_t c = lane; c < D / VEC; c += kWarp) {
@@ -417,7 +432,7 @@ __global__ void __launch_bounds__(kThreads)
       Pack<T, VEC> out;
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
-        Acc r = a * static_cast<Acc>(p.v[j]) + z;
+        Acc r = a * (static_cast<Acc>(p.v[j]) * xs) + z;
         if constexpr (Affine) r = r * w[c * VEC + j] + b[c * VEC + j];
         out.v[j] = static_cast<T>(r);
       }
@@ -442,6 +457,7 @@ __global__ void __launch_bounds__(kThreads)
     const Acc wk = Affine ? w[k] : Acc(1), bk = Affine ? b[k] : Acc(0);
     const Acc* A = table + kA * V + n * P;
     const Acc* Z = table + kZ * V + n * P;
+    const Acc* Xs = table + kXs * V + n * P;
     const T* xr = x + row * P;
     T* yr = y + row * P;
     for (int64_t c = lane; c < P / VEC; c += kWarp) {
@@ -450,7 +466,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
         const int64_t q = c * VEC + j;
-        Acc r = A[q] * static_cast<Acc>(p.v[j]) + Z[q];
+        Acc r = A[q] * (static_cast<Acc>(p.v[j]) * Xs[q]) + Z[q];
         if constexpr (Affine) r = r * wk + bk;
         out.v[j] = static_cast<T>(r);
       }
@@ -558,7 +574,8 @@ __device__ __forceinline__ void set_coef(int64_t v, int64_t V, const Acc* __rest
   if (m > 0) {
     a2 = scale * static_cast<double>(table[kS * V + v]) / m;
     c2 = p - a2 * hu;
-    inv = 1.0 / m;
+    double xs;
+    inv = split_scale(1.0, m, xs);  // 1 / (m Xs): x / m as (x Xs) * inv
   }
   coef[kA2 * V + v] = static_cast<Acc>(a2);
   coef[kC2 * V + v] = static_cast<Acc>(c2);
@@ -700,8 +717,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---------------------------------------------------------------------------------------
-// Backward pass 2: dL/dx = A2 h + C2 (x / m), and with the affine its gradients
-//   dL/dw_k = sum_v dy_vk (A_v x_vk + Z_v),  dL/db_k = sum_v dy_vk,
+// Backward pass 2: dL/dx = A2 h + C2 (x / m), x / m as (x Xs) * InvM, and with the affine
+// its gradients dL/dw_k = sum_v dy_vk (A_v x_vk Xs_v + Z_v),  dL/db_k = sum_v dy_vk,
 // folded into this pass: it reads dy and x anyway, so the affine costs no pass of its own
 // (a separate column-reduction kernel would read both again: 2 of the backward's 5 tensor
 // passes more). Each block writes its partial column sums; column_sums adds them in a fixed
@@ -734,6 +751,7 @@ __global__ void __launch_bounds__(kThreads2d)
   if (valid) {
     for (int64_t r = r0 + ty; r < r1; r += kRows) {
       const Acc a2 = coef[kA2 * V + r], c2 = coef[kC2 * V + r], inv = coef[kInvM * V + r];
+      const Acc xs = table[kXs * V + r];
       Acc a = 0, z = 0;
       if constexpr (Affine) {
         a = table[kA * V + r];
@@ -745,7 +763,7 @@ __global__ void __launch_bounds__(kThreads2d)
       Pack<T, VEC> out;
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
-        const Acc gj = static_cast<Acc>(g.v[j]), xj = static_cast<Acc>(p.v[j]);
+        const Acc gj = static_cast<Acc>(g.v[j]), xj = static_cast<Acc>(p.v[j]) * xs;
         out.v[j] = static_cast<T>(a2 * (gj * wk[j]) + c2 * (xj * inv));
         if constexpr (Affine) {
           gw[j] += gj * (a * xj + z);
@@ -801,7 +819,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
         const int64_t v = v0 + c * VEC + j;
-        const Acc gj = static_cast<Acc>(g.v[j]), xj = static_cast<Acc>(p.v[j]);
+        const Acc gj = static_cast<Acc>(g.v[j]);
+        const Acc xj = static_cast<Acc>(p.v[j]) * table[kXs * V + v];
         out.v[j] = static_cast<T>(coef[kA2 * V + v] * (gj * wk) +
                                   coef[kC2 * V + v] * (xj * coef[kInvM * V + v]));
         if constexpr (Affine) {

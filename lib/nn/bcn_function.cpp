@@ -158,37 +158,37 @@ void magnitudes(const T* x, const Geo& g, int64_t i0, int64_t i1, double* m) {
 }
 template <typename T, bool Affine>
 void write_output(const T* x, const Geo& g, int64_t i0, int64_t i1, const T* A, const T* Z,
-                  const T* w, const T* bb, T* y) {
+                  const T* XS, const T* w, const T* bb, T* y) {
   using Fn = void (*)(const T*, const Geo&, int64_t, int64_t, const T*, const T*, const T*,
-                      const T*, T*);
+                      const T*, const T*, T*);
   Fn fn = &portable::write_output<T, Affine>;
 #ifdef NORMEXP_BCN_AVX2
   if (use_avx2()) fn = &avx2::write_output<T, Affine>;
 #endif
-  fn(x, g, i0, i1, A, Z, w, bb, y);
+  fn(x, g, i0, i1, A, Z, XS, w, bb, y);
 }
 template <typename T, bool Affine>
 void backward_reduce(const T* gy, const T* x, const Geo& g, int64_t i0, int64_t i1, const T* w,
-                     const T* A, const T* Z, const double* m, double* dot, double* gsum,
-                     T* gwt, T* gbt) {
+                     const T* A, const T* Z, const T* XS, const double* m, double* dot,
+                     double* gsum, T* gwt, T* gbt) {
   using Fn = void (*)(const T*, const T*, const Geo&, int64_t, int64_t, const T*, const T*,
-                      const T*, const double*, double*, double*, T*, T*);
+                      const T*, const T*, const double*, double*, double*, T*, T*);
   Fn fn = &portable::backward_reduce<T, Affine>;
 #ifdef NORMEXP_BCN_AVX2
   if (use_avx2()) fn = &avx2::backward_reduce<T, Affine>;
 #endif
-  fn(gy, x, g, i0, i1, w, A, Z, m, dot, gsum, gwt, gbt);
+  fn(gy, x, g, i0, i1, w, A, Z, XS, m, dot, gsum, gwt, gbt);
 }
 template <typename T, bool Affine>
 void write_grad_input(const T* gy, const T* x, const Geo& g, int64_t i0, int64_t i1, const T* w,
-                      const T* A2, const T* C2, const T* IM, T* dx) {
+                      const T* A2, const T* C2, const T* IM, const T* XS, T* dx) {
   using Fn = void (*)(const T*, const T*, const Geo&, int64_t, int64_t, const T*, const T*,
-                      const T*, const T*, T*);
+                      const T*, const T*, const T*, T*);
   Fn fn = &portable::write_grad_input<T, Affine>;
 #ifdef NORMEXP_BCN_AVX2
   if (use_avx2()) fn = &avx2::write_grad_input<T, Affine>;
 #endif
-  fn(gy, x, g, i0, i1, w, A2, C2, IM, dx);
+  fn(gy, x, g, i0, i1, w, A2, C2, IM, XS, dx);
 }
 
 // reduce(items), then between(vectors), then finish(items). When the magnitude statistics
@@ -218,6 +218,20 @@ void reduce_then_finish(const Geo& g, bool per_sample, const Reduce& reduce,
 bool per_sample_ok(const BcnFunctionConfig& c, const Geo& g) {
   const bool global_stats = c.stats == BcnStats::Batch && c.training;
   return !global_stats && g.N >= at::get_num_threads();
+}
+
+// A per-vector factor k / m as (k / (m xs)) * xs, xs a power of two: 1 for every vector but
+// those so small (m below 2^-60) that k / m could overflow T — float's 1/m does for m below
+// ~3e-39, double's for subnormal m — where xs = 2^(-e/2), m = 2^e. Both factors then fit T,
+// x xs is exact, and (x xs) * (k / (m xs)) rounds as x * (k / m) would have.
+struct SplitScale {
+  double factor, xs;
+};
+SplitScale split_scale(double k, double m) {
+  if (m >= 0x1p-60) return {k / m, 1.0};
+  const int e = std::ilogb(m);
+  const double xs = std::ldexp(1.0, -e / 2);
+  return {k / (m * xs), xs};
 }
 
 // bound(m~) and its slope: tanh and sech^2 = 1 - tanh^2 (one tanh per vector), or clip and
@@ -327,7 +341,7 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
 
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bcn_forward", [&] {
       using T = scalar_t;
-      std::vector<T> A(V), Z(V);
+      std::vector<T> A(V), Z(V), XS(V);
       const T* xp = x.data_ptr<T>();
       const T* wp = affine ? weight.data_ptr<T>() : nullptr;
       const T* bp = affine ? bias.data_ptr<T>() : nullptr;
@@ -340,7 +354,9 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
         row[kS] = (1.0 - c.alpha) + c.alpha * (bv + 1.0) * 0.5;
         row[kDs] = 0.5 * c.alpha * slope;
         const double cs = c.scale * row[kS];
-        A[v] = static_cast<T>(m[v] > 0 ? cs / m[v] : 0.0);
+        const SplitScale a = m[v] > 0 ? split_scale(cs, m[v]) : SplitScale{0.0, 1.0};
+        A[v] = static_cast<T>(a.factor);
+        XS[v] = static_cast<T>(a.xs);
         Z[v] = static_cast<T>(m[v] > 0 ? 0.0 : cs * uniform);
       };
       // m~ = gamma (m - mu) rho + beta over the groups in [v0, v1) (group-aligned).
@@ -376,9 +392,10 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
       auto reduce = [&](int64_t i0, int64_t i1) { magnitudes(xp, g, i0, i1, m.data()); };
       auto finish = [&](int64_t i0, int64_t i1) {
         if (affine)
-          write_output<T, true>(xp, g, i0, i1, A.data(), Z.data(), wp, bp, yp);
+          write_output<T, true>(xp, g, i0, i1, A.data(), Z.data(), XS.data(), wp, bp, yp);
         else
-          write_output<T, false>(xp, g, i0, i1, A.data(), Z.data(), nullptr, nullptr, yp);
+          write_output<T, false>(xp, g, i0, i1, A.data(), Z.data(), XS.data(), nullptr, nullptr,
+                                 yp);
       };
       reduce_then_finish(g, per_sample_ok(c, g), reduce, between, finish);
     });
@@ -433,12 +450,14 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
     const int64_t threads = at::get_num_threads();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bcn_backward", [&] {
       using T = scalar_t;
-      std::vector<T> A(V), Z(V), A2(V), C2(V), IM(V);
+      std::vector<T> A(V), Z(V), XS(V), A2(V), C2(V), IM(V);
       std::vector<double> m(V), dot(V), gsum(V, 0.0), hu(V);
       for (int64_t v = 0; v < V; ++v) {
         m[v] = tab[v * kCols + kM];
         const double cs = c.scale * tab[v * kCols + kS];
-        A[v] = static_cast<T>(m[v] > 0 ? cs / m[v] : 0.0);
+        const SplitScale a = m[v] > 0 ? split_scale(cs, m[v]) : SplitScale{0.0, 1.0};
+        A[v] = static_cast<T>(a.factor);
+        XS[v] = static_cast<T>(a.xs);
         Z[v] = static_cast<T>(m[v] > 0 ? 0.0 : cs * uniform);
       }
       std::vector<T> gw(affine ? threads * g.D : 0, T(0)), gb(affine ? threads * g.D : 0, T(0));
@@ -450,12 +469,12 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
       auto reduce = [&](int64_t i0, int64_t i1) {
         const int64_t t = at::get_thread_num();
         if (affine)
-          backward_reduce<T, true>(gp, xp, g, i0, i1, wp, A.data(), Z.data(), m.data(),
-                                   dot.data(), gsum.data(), gw.data() + t * g.D,
+          backward_reduce<T, true>(gp, xp, g, i0, i1, wp, A.data(), Z.data(), XS.data(),
+                                   m.data(), dot.data(), gsum.data(), gw.data() + t * g.D,
                                    gb.data() + t * g.D);
         else
-          backward_reduce<T, false>(gp, xp, g, i0, i1, wp, A.data(), Z.data(), m.data(),
-                                    dot.data(), gsum.data(), nullptr, nullptr);
+          backward_reduce<T, false>(gp, xp, g, i0, i1, wp, A.data(), Z.data(), XS.data(),
+                                    m.data(), dot.data(), gsum.data(), nullptr, nullptr);
       };
       // hu = h.u (u the direction), q = dL/dm~ = c hu ds/dm~, p = dL/dm through the magnitude
       // LayerNorm (its standard backward per group), then dL/dx = A2 h + C2 x / m with
@@ -470,7 +489,7 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
             const double a2 = c.scale * tab[v * kCols + kS] / m[v];
             A2[v] = static_cast<T>(a2);
             C2[v] = static_cast<T>(p - a2 * hu[v]);
-            IM[v] = static_cast<T>(1.0 / m[v]);
+            IM[v] = static_cast<T>(split_scale(1.0, m[v]).factor);  // XS as the forward's
           } else {
             A2[v] = C2[v] = IM[v] = T(0);
           }
@@ -496,9 +515,11 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
       };
       auto finish = [&](int64_t i0, int64_t i1) {
         if (affine)
-          write_grad_input<T, true>(gp, xp, g, i0, i1, wp, A2.data(), C2.data(), IM.data(), dxp);
+          write_grad_input<T, true>(gp, xp, g, i0, i1, wp, A2.data(), C2.data(), IM.data(),
+                                    XS.data(), dxp);
         else
-          write_grad_input<T, false>(gp, xp, g, i0, i1, wp, A2.data(), C2.data(), IM.data(), dxp);
+          write_grad_input<T, false>(gp, xp, g, i0, i1, wp, A2.data(), C2.data(), IM.data(),
+                                     XS.data(), dxp);
       };
       reduce_then_finish(g, per_sample_ok(c, g), reduce, between, finish);
       if (affine) {

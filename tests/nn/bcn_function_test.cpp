@@ -353,6 +353,70 @@ Grads to_cpu(const Grads& g) {
   return {c(g.y), c(g.dx), c(g.dw), c(g.db), c(g.dmw), c(g.dmb), c(g.scale)};
 }
 
+// Vectors so small that c s / m overflows their dtype: float32 vectors of subnormal entries
+// (m below ~3e-39: 1/m beyond float's largest value) and float64 vectors of subnormal m.
+// Computed as (c s / m) * x, y would be inf * x; the fused function must give the op chain's
+// finite y, in Theorem 1's band, and finite dL/dw, dL/db. Such a vector's own dL/dx is ~c/m
+// (beyond the dtype in both paths) and not compared; every other vector's must still equal
+// the op chain's, in samples with and without a tiny vector. Catches a per-vector scale that
+// overflows (before split_scale the function returned inf and NaN here), and a prescale of x
+// applied to the wrong vector or position of a block. Tolerances: m of a float64 vector of
+// subnormal entries carries ~27 bits (1e-7); on CUDA a float vector's m is itself a float
+// subnormal (~13 bits at 1e-41: 1e-3); else float rounding.
+void expect_tiny_vectors_keep_their_direction(const torch::Device& device) {
+  const int64_t d = 7;
+  for (auto dtype : {torch::kFloat, torch::kDouble}) {
+    const bool single = dtype == torch::kFloat;
+    const double tiny = single ? 1e-41 : 1e-315;
+    const double tol = !single ? 1e-7 : device.is_cuda() ? 1e-3 : 1e-5;
+    for (auto layout : kLayouts)
+      for (auto stats : kStats)
+        for (auto bound : kBounds)
+          for (bool train : {true, false}) {
+            SCOPED_TRACE(label(stats, bound, layout) + (single ? " float32" : " float64") +
+                         (train ? " train" : " eval"));
+            torch::manual_seed(7);
+            auto x = layout == BcnLayout::Tokens ? torch::randn({3, 5, d}, dtype)
+                                                 : torch::randn({3, d, 2, 3}, dtype);
+            if (layout == BcnLayout::Tokens)
+              x.select(0, 1).select(0, 0).mul_(tiny);  // one tiny vector among ordinary ones
+            else
+              x.select(0, 1).select(2, 0).mul_(tiny);  // positions (h, 0) of sample 1
+            x.select(0, 2).mul_(tiny);                 // a sample of tiny vectors only
+            ASSERT_GT(x.abs().max().item<double>(), 0.1);
+            const auto x64 = x.to(torch::kDouble);  // the same numbers
+            auto b = make(d, stats, bound, layout);
+            auto bd = on_device(b, device);
+            bd->to(dtype);
+            b->train(train);
+            bd->train(train);
+            const auto w = torch::randn_like(x64);
+            const auto ref = run(b, x64, w, /*reference=*/true, /*extras=*/true);
+            const auto got = to_cpu(run(bd, x.to(device), w.to(device).to(dtype), false, true));
+            const auto y = got.y.to(torch::kDouble);
+            ASSERT_TRUE(torch::isfinite(y).all().item<bool>());
+            EXPECT_LT(rel_err(y, ref.y, layout, d), tol);
+            // Theorem 1 on the core's output (the affine moves the norms): ||y|| in [0.7, 1].
+            const auto core = bd->core(x.to(device)).cpu().to(torch::kDouble);
+            const auto n = rows(core, layout, d).norm(2, {1});
+            EXPECT_GE(n.min().item<double>(), 0.7 * (1 - tol));
+            EXPECT_LE(n.max().item<double>(), 1 + tol);
+            EXPECT_LT(rel_err_flat(got.dw.to(torch::kDouble), ref.dw), tol * 10);
+            EXPECT_LT(rel_err_flat(got.db.to(torch::kDouble), ref.db), tol * 10);
+            const auto ordinary = rows(x64, layout, d).norm(2, {1}) > 1e-30;
+            ASSERT_EQ(ordinary.sum().item<int64_t>(), layout == BcnLayout::Tokens ? 9 : 10);
+            const auto dx = rows(got.dx.to(torch::kDouble), layout, d).index({ordinary});
+            const auto rdx = rows(ref.dx, layout, d).index({ordinary});
+            EXPECT_TRUE(torch::isfinite(dx).all().item<bool>());
+            EXPECT_LT(rel_err(dx, rdx, BcnLayout::Tokens, d), tol * 100);
+          }
+  }
+}
+
+TEST(BcnFunction, VectorsTooSmallForOneOverMKeepTheirDirection) {
+  expect_tiny_vectors_keep_their_direction(torch::Device(torch::kCPU));
+}
+
 // float64 inputs for the device: every shape of inputs() and more widths, with 1e200, 1e-200
 // and zero vectors (beyond what float32 holds: the rescaled norm and the gradient's C2 x / m
 // form, whose B2 = C2 / m would overflow at 1e-200). d = 5 and 7 are not multiples of any
@@ -427,6 +491,11 @@ TEST(BcnFunction, CudaFloat64EqualsTheOpChain) {
 // in both paths), so the CUDA test's expectations are known to hold for the function itself.
 TEST(BcnFunction, CpuFloat64EqualsTheOpChainOnTheDeviceInputs) {
   expect_fused_equals_the_op_chain_in_float64(torch::Device(torch::kCPU));
+}
+
+TEST(BcnFunction, CudaVectorsTooSmallForOneOverMKeepTheirDirection) {
+  NORMEXP_NEEDS_CUDA();
+  expect_tiny_vectors_keep_their_direction(torch::Device(torch::kCUDA));
 }
 
 // Catches float-only errors: the float accumulation, 16-byte loads of 4 floats (d = 768,

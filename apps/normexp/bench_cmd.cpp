@@ -14,6 +14,7 @@
 #include "backend/torch_info.h"
 #include "config/experiment.h"
 #include "experiments/overhead.h"
+#include "nn/bcn_function.h"
 #include "compose/components.h"
 #include "registry/builtin.h"
 #include "train/bench.h"
@@ -151,13 +152,20 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
       o.warmup = a->warmup;
       o.bf16 = a->bf16;
       const auto rows = experiments::bench_norm_overhead(o);
+      // The fused CPU loops use LibTorch's threads only in a build with OpenMP: say which.
+      const int64_t bcn_threads = nn::bcn_fused_cpu_parallel() ? torch::get_num_threads() : 1;
       nlohmann::json j = {{"benchmark", "bcn_overhead"},
                           {"device", backend::describe_device(o.device)},
                           {"libtorch", torch_version()},
                           {"repeats", a->repeats},
                           {"results", rows}};
+      if (!cuda) j["bcn_cpu_threads"] = bcn_threads;
       std::cout << fmt::format("BCN overhead on {} (LibTorch {}), median of {} runs\n",
                                backend::describe_device(o.device), torch_version(), a->repeats);
+      if (!cuda)
+        std::cout << fmt::format("fused BCN's CPU loops: {} thread{}{}\n", bcn_threads,
+                                 bcn_threads == 1 ? "" : "s",
+                                 nn::bcn_fused_cpu_parallel() ? "" : " (built without OpenMP)");
       // Fused BCN (the module's default) and the op chain it replaced, both against the
       // baseline, measured interleaved in this run.
       std::cout << fmt::format("{:<16} {:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",

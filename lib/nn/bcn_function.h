@@ -49,6 +49,11 @@ struct BcnFunctionResult {
 // Whether bcn_fused runs on tensors of this device: CPU, and CUDA when built with it.
 bool bcn_fused_supports(const c10::Device& device);
 
+// Whether the CPU loops split their work over LibTorch's threads: at::parallel_for is inline
+// and runs serially unless its caller is compiled with OpenMP (lib/CMakeLists.txt); false
+// in a build without it, where every BCN layer runs on one thread.
+bool bcn_fused_cpu_parallel();
+
 // x: float or double CPU tensor, or a float, double, half or bfloat16 CUDA tensor; (N, ..., D)
 // for the Tokens layout or (N, C, ...) for Channels. weight, bias: (D), or both undefined (no
 // affine); computed in x's dtype, on CUDA in float for half types. mag_weight, mag_bias:

@@ -95,7 +95,7 @@ std::vector<std::pair<std::string, torch::Tensor>> inputs(BcnLayout layout) {
            {"batch of one", tok({1, d, 3, 3})},
            {"(N, C) maps", tok({4, d})},
            {"1-d positions", tok({2, d, 5})},
-           {"more than a block of positions", tok({2, d, 9, 9})},
+           {"more than a block of positions", tok({2, d, 65, 64})},  // 4096 + 64
            {"huge", tok({2, d, 2, 2}) * 1e30},
            {"tiny", tok({2, d, 2, 2}) * 1e-30},
            // ~1/m^2 overflows below 1e-154: dL/dx must not go through it
@@ -334,6 +334,39 @@ TEST(BcnFunction, DoubleBackwardIsRefusedNotSilentlyWrong) {
   auto chain = make(5, BcnStats::Tokens, BcnBound::Tanh, BcnLayout::Tokens, false);
   auto y2 = chain->forward(x).pow(2).sum();
   EXPECT_NO_THROW(torch::autograd::grad({y2}, {x}, {}, true, /*create_graph=*/true));
+}
+
+// Catches a build whose BCN loops lost OpenMP (at::parallel_for is inline and then runs
+// serially: every BCN layer on one thread whatever the thread setting, as the fused function
+// ran until 2026-12-02), and per-thread buffers (the affine's dL/dw, dL/db) indexed wrong once
+// the loops really split: one and two threads give the same y and gradients (float64, 1e-12)
+// in the per-sample schedule and in the global one (batch statistics; a batch of one).
+TEST(BcnFunction, RunsOnLibTorchsThreadsWithTheSameResults) {
+  EXPECT_TRUE(bcn_fused_cpu_parallel());
+  const int threads_before = at::get_num_threads();
+  const int64_t d = 7;
+  for (auto layout : kLayouts)
+    for (auto stats : {BcnStats::Tokens, BcnStats::Batch})
+      for (int64_t n : {4, 1}) {
+        SCOPED_TRACE(label(stats, BcnBound::Tanh, layout) + " N=" + std::to_string(n));
+        torch::manual_seed(5);
+        const auto x = layout == BcnLayout::Tokens ? torch::randn({n, 300, d}, torch::kDouble)
+                                                   : torch::randn({n, d, 70, 70}, torch::kDouble);
+        const auto w = torch::randn_like(x);
+        std::vector<Grads> got;
+        for (int t : {1, 2}) {
+          at::set_num_threads(t);
+          torch::manual_seed(6);  // the same affine weights for both
+          auto b = make(d, stats, BcnBound::Tanh, layout);
+          got.push_back(run(b, x, w, /*reference=*/false, /*extras=*/true));
+        }
+        at::set_num_threads(threads_before);
+        expect_equal_in_float64(got[1], got[0], layout, d, stats, true);
+        EXPECT_LT(rel_err(got[1].y, got[0].y, layout, d), 1e-12);
+        EXPECT_LT(rel_err(got[1].dx, got[0].dx, layout, d), 1e-12);
+        EXPECT_LT(rel_err_flat(got[1].dw, got[0].dw), 1e-12);
+        EXPECT_LT(rel_err_flat(got[1].db, got[0].db), 1e-12);
+      }
 }
 
 // ---------------------------------------------------------------------------------------

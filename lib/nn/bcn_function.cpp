@@ -31,9 +31,9 @@
 // per-position accumulators (kBlock of them) that stay in cache. Blocks are long so that each
 // feature's row is one long contiguous run the hardware prefetcher can stream: with 64
 // positions (256 bytes a row, rows 12.5 KB apart on a 56 x 56 map, so every row on its own
-// page) Intel's prefetchers gave up and the conv-map backward ran at +340-470% of
-// BatchNorm2d's on the 2-core Xeon VM; 4096 positions (a ResNet-50 56 x 56 map whole):
-// +41% (README, "Overhead").
+// page) Intel's prefetchers gave up and the conv-map backward ran at +519% of BatchNorm2d's
+// on the 2-core Xeon VM (one thread); 4096 positions (a ResNet-50 56 x 56 map whole): +42%
+// (README, "Overhead").
 //
 // CUDA tensors (builds with NORMEXP_WITH_CUDA) take the same autograd function: forward and
 // backward dispatch on x.device() to nn/bcn_cuda.cu, the same two passes per direction as
@@ -49,7 +49,7 @@ namespace normexp::nn {
 namespace {
 
 constexpr int64_t kBlock = 4096;  // Channels: positions per block (accumulators on the stack)
-constexpr int kLanes = 16;      // independent accumulators: lets the compiler vectorize sums
+constexpr int kLanes = 16;        // independent accumulators: lets the compiler vectorize sums
 
 template <typename T>
 struct FastRange;  // a sum of squares in (lo, hi) lost nothing to overflow or underflow
@@ -239,6 +239,17 @@ SplitScale split_scale(double k, double m) {
   return {k / (m * xs), xs};
 }
 
+// The output's per-vector coefficients, y = (A (x XS) + Z) w + b, from m and c s: A = c s / m
+// split as above, Z = 0; a zero vector has A = 0, Z = c s / sqrt(d) (the uniform direction).
+// Forward and backward both need them; the backward recomputes them from the saved m and s.
+template <typename T>
+void set_output_coefficients(int64_t v, double m, double cs, double uniform, T* A, T* Z, T* XS) {
+  const SplitScale a = m > 0 ? split_scale(cs, m) : SplitScale{0.0, 1.0};
+  A[v] = static_cast<T>(a.factor);
+  XS[v] = static_cast<T>(a.xs);
+  Z[v] = static_cast<T>(m > 0 ? 0.0 : cs * uniform);
+}
+
 // bound(m~) and its slope: tanh and sech^2 = 1 - tanh^2 (one tanh per vector), or clip and
 // 1 on [-1, 1] inclusive (as torch::clamp's backward).
 std::pair<double, double> bound_and_slope(double mt, BcnBound b) {
@@ -358,11 +369,8 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
         const auto [bv, slope] = bound_and_slope(mt, c.bound);
         row[kS] = (1.0 - c.alpha) + c.alpha * (bv + 1.0) * 0.5;
         row[kDs] = 0.5 * c.alpha * slope;
-        const double cs = c.scale * row[kS];
-        const SplitScale a = m[v] > 0 ? split_scale(cs, m[v]) : SplitScale{0.0, 1.0};
-        A[v] = static_cast<T>(a.factor);
-        XS[v] = static_cast<T>(a.xs);
-        Z[v] = static_cast<T>(m[v] > 0 ? 0.0 : cs * uniform);
+        set_output_coefficients(v, m[v], c.scale * row[kS], uniform, A.data(), Z.data(),
+                                XS.data());
       };
       // m~ = gamma (m - mu) rho + beta over the groups in [v0, v1) (group-aligned).
       auto between = [&](int64_t v0, int64_t v1) {
@@ -459,11 +467,8 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
       std::vector<double> m(V), dot(V), gsum(V, 0.0), hu(V);
       for (int64_t v = 0; v < V; ++v) {
         m[v] = tab[v * kCols + kM];
-        const double cs = c.scale * tab[v * kCols + kS];
-        const SplitScale a = m[v] > 0 ? split_scale(cs, m[v]) : SplitScale{0.0, 1.0};
-        A[v] = static_cast<T>(a.factor);
-        XS[v] = static_cast<T>(a.xs);
-        Z[v] = static_cast<T>(m[v] > 0 ? 0.0 : cs * uniform);
+        set_output_coefficients(v, m[v], c.scale * tab[v * kCols + kS], uniform, A.data(),
+                                Z.data(), XS.data());
       }
       std::vector<T> gw(affine ? threads * g.D : 0, T(0)), gb(affine ? threads * g.D : 0, T(0));
       const T* gp = gy.data_ptr<T>();

@@ -130,12 +130,7 @@ torch::Tensor BcnImpl::band_reference(const Vectors& v) {
       } else {
         mu = m.mean(dims, /*keepdim=*/true);
         var = (m - mu).pow(2).mean(dims, /*keepdim=*/true);
-        if (batch) {
-          torch::NoGradGuard no_grad;
-          const double k = options_.momentum;
-          running_mean.mul_(1 - k).add_(mu.detach().reshape({1}).to(running_mean.dtype()), k);
-          running_var.mul_(1 - k).add_(var.detach().reshape({1}).to(running_var.dtype()), k);
-        }
+        if (batch) update_running_stats(mu.detach(), var.detach(), m.numel());
       }
       m_tilde = (m - mu) / torch::sqrt(var + options_.eps) * mag_weight + mag_bias;
       break;
@@ -158,6 +153,18 @@ torch::Tensor BcnImpl::apply_affine(const torch::Tensor& y) const {
   std::vector<int64_t> shape(y.dim(), 1);  // per feature: dim 1 of maps, the last of tokens
   shape[options_.layout == BcnLayout::Channels ? 1 : y.dim() - 1] = options_.features;
   return y * weight.view(shape).to(y.scalar_type()) + bias.view(shape).to(y.scalar_type());
+}
+
+void BcnImpl::update_running_stats(const torch::Tensor& mean, const torch::Tensor& var,
+                                   int64_t count) {
+  torch::NoGradGuard no_grad;
+  const double k = options_.momentum;
+  // The running variance is the unbiased estimate, n/(n-1) times the batch's, as BatchNorm's
+  // (Ioffe & Szegedy, 2015; PyTorch's BatchNorm1d(1) on the magnitudes keeps the same): with
+  // the biased one, evaluation divided by a variance 1/(n-1) too small (0.8% at n = 128).
+  const double unbias = count > 1 ? static_cast<double>(count) / (count - 1) : 1.0;
+  running_mean.mul_(1 - k).add_(mean.reshape({1}).to(running_mean.dtype()), k);
+  running_var.mul_(1 - k).add_(var.reshape({1}).to(running_var.dtype()), k * unbias);
 }
 
 bool BcnImpl::use_fused(const torch::Tensor& x) const {
@@ -187,12 +194,8 @@ torch::Tensor BcnImpl::run_fused(const torch::Tensor& input, bool extras) {
   auto r = bcn_fused(v.x, fold_affine ? weight : torch::Tensor(),
                      fold_affine ? bias : torch::Tensor(), mag_weight, mag_bias, running_mean,
                      running_var, c);
-  if (r.batch_mean.defined()) {
-    torch::NoGradGuard no_grad;
-    const double k = options_.momentum;
-    running_mean.mul_(1 - k).add_(r.batch_mean.reshape({1}).to(running_mean.dtype()), k);
-    running_var.mul_(1 - k).add_(r.batch_var.reshape({1}).to(running_var.dtype()), k);
-  }
+  if (r.batch_mean.defined())
+    update_running_stats(r.batch_mean, r.batch_var, v.x.numel() / v.features);
   // s shaped like the magnitudes (keepdim on the feature axis), as the op chain's.
   auto shape = v.x.sizes().vec();
   shape[v.layout == BcnLayout::Channels ? 1 : v.x.dim() - 1] = 1;

@@ -119,6 +119,9 @@ class BcnImpl : public torch::nn::Cloneable<BcnImpl>, public NormLayer {
   // y * gamma + beta per feature (the layer's layout), in y's dtype.
   torch::Tensor apply_affine(const torch::Tensor& y) const;
   bool use_fused(const torch::Tensor& x) const;
+  // Moves the running estimates toward a training batch's magnitude statistics: `mean` and the
+  // biased `var` of its `count` magnitudes.
+  void update_running_stats(const torch::Tensor& mean, const torch::Tensor& var, int64_t count);
   torch::Tensor run_fused(const torch::Tensor& x, bool extras);
   BcnOptions options_;
   torch::Tensor last_scale_;

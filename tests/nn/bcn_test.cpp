@@ -210,6 +210,48 @@ TEST(Bcn, BatchStatisticsUseRunningEstimatesInEval) {
   EXPECT_LT((train_y - eval_y).abs().max().item<double>(), 1e-3);
 }
 
+// The running variance is the magnitudes' unbiased variance, as BatchNorm keeps it: with
+// momentum 1 one training batch sets it, in the op chain and the fused function, for token
+// vectors, per-position channel vectors and whole maps (the magnitudes computed here with
+// norm() and var(), independently of the layer).
+TEST(Bcn, BatchStatisticsKeepTheUnbiasedRunningVariance) {
+  torch::manual_seed(3);
+  struct Case {
+    const char* name;
+    BcnLayout layout;
+    BcnVector vector;
+    torch::Tensor x;
+    std::vector<int64_t> feature_dims;  // the axes one magnitude spans
+  };
+  const std::vector<Case> cases = {
+      {"tokens", BcnLayout::Tokens, BcnVector::Position,
+       torch::randn({5, 3, 8}, torch::kDouble) * 2 + 1, {2}},
+      {"channels per position", BcnLayout::Channels, BcnVector::Position,
+       torch::randn({4, 8, 3, 2}, torch::kDouble) + 0.5, {1}},
+      {"whole maps", BcnLayout::Channels, BcnVector::Sample,
+       torch::randn({6, 8, 3, 2}, torch::kDouble) * torch::linspace(0.5, 3, 6, torch::kDouble)
+                                                        .view({6, 1, 1, 1}),
+       {1, 2, 3}},
+  };
+  for (const auto& c : cases) {
+    const auto m = c.x.norm(2, c.feature_dims).flatten();
+    ASSERT_GT(m.numel(), 2);
+    for (bool fused : {false, true}) {
+      SCOPED_TRACE(std::string(c.name) + (fused ? ", fused" : ", op chain"));
+      auto o = options(8, c.layout, 0.2, BcnStats::Batch);
+      o.vector = c.vector;
+      o.momentum = 1.0;
+      o.fused = fused;
+      Bcn bcn(o);
+      bcn->to(torch::kDouble);
+      bcn->forward(c.x);
+      EXPECT_NEAR(bcn->running_mean.item<double>(), m.mean().item<double>(), 1e-12);
+      const double unbiased = m.var(/*unbiased=*/true).item<double>();
+      EXPECT_NEAR(bcn->running_var.item<double>(), unbiased, 1e-12 * unbiased);
+    }
+  }
+}
+
 TEST(Bcn, AlphaOutsideTheOpenIntervalIsAConfigError) {
   testing::TempDir dir;
   for (const char* alpha : {"0", "1", "1.5", "-0.1"}) {

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 PAD = 4  # crop padding of data.augment=standard
+GRAPH_EAGER_STEPS = 3  # --mode graphs: eager steps before the capture
 
 
 # ---------------------------------------------------------------- models (bn scheme) -------
@@ -277,20 +278,27 @@ class Trainer:
         else:
             self.lr_t.fill_(lr)
             self.idx.copy_(idx)
-            if self.graph is None:
-                self.capture()
-            self.graph.replay()
+            if self.step_no < GRAPH_EAGER_STEPS:
+                self.eager_on_side_stream()
+            else:
+                if self.graph is None:
+                    self.capture()
+                self.graph.replay()
         self.step_no += 1
 
-    def capture(self):
-        # Eager iterations on a side stream first (cuDNN autotuning, .grad allocation), then
-        # the whole step -- gather, augment, forward, backward, SGD, sums -- as one graph.
+    def eager_on_side_stream(self):
+        # The steps before the capture run eagerly on a side stream (cuDNN autotuning, .grad
+        # allocation), as torch.cuda.graphs asks. They are real steps of the run, each on its
+        # own batch and counted in the sums, as normexp's eager warmup steps (train/step.cpp).
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):
-            for _ in range(3):
-                self.body(self.idx)
+            self.last_loss = self.body(self.idx)
         torch.cuda.current_stream().wait_stream(s)
+
+    def capture(self):
+        # The whole step -- gather, augment, forward, backward, SGD, sums -- as one graph.
+        # Capturing runs nothing; the replay that follows is this step.
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.last_loss = self.body(self.idx)
@@ -415,7 +423,7 @@ def selfcheck(args):
     off = torch.full((4,), PAD)
     assert torch.equal(crop(F.pad(x, (PAD,) * 4), 8, 8, off, off), x), "crop is not the identity"
     args.epoch_batches, args.steps, args.out = 1, max(args.steps, 30), None
-    args.warmup = 1 if args.mode == "graphs" else 0
+    args.warmup = GRAPH_EAGER_STEPS + 1 if args.mode == "graphs" else 0
     losses = []
     run(args, losses)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
@@ -462,8 +470,10 @@ def main():
         args.width = 10 if args.model == "wrn" else 1.0
     if args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.epoch_batches < 1:
         sys.exit("need --steps >= 1, --warmup >= 0, --batch >= 1, --epoch-batches >= 1")
-    if args.mode == "graphs" and args.warmup < 1:
-        sys.exit("--mode graphs: the first step captures the graph; use --warmup >= 1")
+    if args.mode == "graphs" and args.warmup <= GRAPH_EAGER_STEPS:
+        sys.exit(f"--mode graphs: the first {GRAPH_EAGER_STEPS} steps run eagerly and the next "
+                 f"captures the graph, all before the timed steps; use --warmup >= "
+                 f"{GRAPH_EAGER_STEPS + 1}")
     if args.selfcheck:
         sys.exit(selfcheck(args))
     run(args)

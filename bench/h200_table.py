@@ -116,16 +116,19 @@ def norms_tables(out):
                    if isinstance(r, dict)]
         if not results:
             continue
+        # "whole map": vector: sample, stats: batch, the paper ResNet configs' reading (maps only)
         lines += [f"| bench norms {dt}: shape | baseline | fwd +% fused | fwd +% op chain | "
-                  "bwd +% fused | bwd +% op chain | mem +% fused |",
-                  "|---|---|---|---|---|---|---|"]
+                  "bwd +% fused | bwd +% op chain | mem +% fused | fwd/bwd/mem +% whole map |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in results:
             f, b, m = (obj(r.get(k)) for k in ("forward_ms", "backward_ms",
                                                "forward_memory_bytes"))
             lines.append(f"| {r.get('shape', '?')} | {r.get('baseline', '?')} | "
                          f"{pct(num(f, 'ratio'))} | {pct(num(f, 'op_chain_ratio'))} | "
                          f"{pct(num(b, 'ratio'))} | {pct(num(b, 'op_chain_ratio'))} | "
-                         f"{pct(num(m, 'ratio'))} |")
+                         f"{pct(num(m, 'ratio'))} | "
+                         f"{pct(num(f, 'whole_map_ratio'))} / {pct(num(b, 'whole_map_ratio'))} / "
+                         f"{pct(num(m, 'whole_map_ratio'))} |")
         lines.append("")
     return lines
 

@@ -80,6 +80,17 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
     auto chain_opts = bo;
     chain_opts.fused = false;
     torch::nn::AnyModule chain{nn::Bcn(chain_opts)};
+    // For maps also the reading the paper's ResNet configs train with (configs/bcn/*resnet50*):
+    // a sample's whole C*H*W map as the vector, magnitude statistics over the batch (so the
+    // statistics span the batch and the CPU loops cannot finish a sample while it is in cache).
+    torch::nn::AnyModule whole_map;
+    if (conv) {
+      auto map_opts = bo;
+      map_opts.vector = nn::BcnVector::Sample;
+      map_opts.stats = nn::BcnStats::Batch;
+      whole_map = torch::nn::AnyModule(nn::Bcn(map_opts));
+      whole_map.ptr()->to(o.device);
+    }
     // With bf16 inputs BCN's and BatchNorm's parameters (and running estimates) stay float32,
     // as under bf16 autocast in training, where BatchNorm takes cuDNN's mixed-precision path.
     // LayerNorm gets bf16 ones: its pure bf16 kernel is the harder baseline (autocast would
@@ -89,9 +100,10 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
     chain.ptr()->to(o.device);
     auto x = torch::randn(shape, torch::TensorOptions().device(o.device).dtype(dtype));
     auto grad = torch::randn_like(x);
-    constexpr int kMods = 3;
-    Sample samples[kMods];
-    torch::nn::AnyModule* mods[kMods] = {&base, &bcn, &chain};
+    constexpr int kMaxMods = 4;
+    const int kMods = conv ? 4 : 3;
+    Sample samples[kMaxMods];
+    torch::nn::AnyModule* mods[kMaxMods] = {&base, &bcn, &chain, &whole_map};
     auto now = [] { return std::chrono::steady_clock::now(); };
     auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
     for (int64_t rep = 0; rep < o.warmup + o.repeats; ++rep) {
@@ -120,14 +132,19 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
       return v.empty() ? int64_t{0} : v[v.size() / 2];
     };
     auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
-    auto entry = [&](double base_v, double fused_v, double chain_v) {
-      return nlohmann::json{{"baseline", base_v},
-                            {"bcn", fused_v},
-                            {"bcn_op_chain", chain_v},
-                            {"ratio", ratio(fused_v, base_v)},
-                            {"op_chain_ratio", ratio(chain_v, base_v)}};
+    double f[kMaxMods], b[kMaxMods], m[kMaxMods];
+    auto entry = [&](const double* v) {
+      nlohmann::json e{{"baseline", v[0]},
+                       {"bcn", v[1]},
+                       {"bcn_op_chain", v[2]},
+                       {"ratio", ratio(v[1], v[0])},
+                       {"op_chain_ratio", ratio(v[2], v[0])}};
+      if (conv) {
+        e["bcn_whole_map"] = v[3];
+        e["whole_map_ratio"] = ratio(v[3], v[0]);
+      }
+      return e;
     };
-    double f[kMods], b[kMods], m[kMods];
     for (int k = 0; k < kMods; ++k) {
       f[k] = median(samples[k].fwd_ms);
       b[k] = median(samples[k].bwd_ms);
@@ -144,9 +161,9 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
         {"shape", shape_s},
         {"baseline", conv ? "batchnorm2d" : "layernorm"},
         {"dtype", o.bf16 && cuda ? "bf16" : "fp32"},
-        {"forward_ms", entry(f[0], f[1], f[2])},
-        {"backward_ms", entry(b[0], b[1], b[2])},
-        {"forward_memory_bytes", entry(m[0], m[1], m[2])},
+        {"forward_ms", entry(f)},
+        {"backward_ms", entry(b)},
+        {"forward_memory_bytes", entry(m)},
         {"tensor_bytes", tensor_bytes},
         {"bytes_moved_floor",
          {{"baseline_forward", base_fwd * tensor_bytes},

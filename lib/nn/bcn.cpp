@@ -187,13 +187,14 @@ torch::Tensor BcnImpl::run_fused(const torch::Tensor& input, bool extras) {
   c.scale = extras && options_.scale_by_sqrt_dim ? std::sqrt(static_cast<double>(v.features))
                                                  : 1.0;
   c.training = is_training();
-  // The affine is per channel; with vector: sample the function's vectors are whole maps, so
-  // it is applied after the function instead of folded into its passes.
-  const bool whole_map = options_.vector == BcnVector::Sample;
-  const bool fold_affine = extras && options_.affine && !whole_map;
-  auto r = bcn_fused(v.x, fold_affine ? weight : torch::Tensor(),
-                     fold_affine ? bias : torch::Tensor(), mag_weight, mag_bias, running_mean,
-                     running_var, c);
+  // The affine is per channel, folded into the function's passes. With vector: sample its
+  // vectors are whole maps, C runs of H*W entries that share one weight (applied after the
+  // function instead, the affine would keep a second copy of the tensor for its backward and
+  // cost two more passes over it).
+  const bool affine = extras && options_.affine;
+  const torch::Tensor w = affine ? weight : torch::Tensor(), b = affine ? bias : torch::Tensor();
+  if (options_.vector == BcnVector::Sample) c.affine_run = v.features / options_.features;
+  auto r = bcn_fused(v.x, w, b, mag_weight, mag_bias, running_mean, running_var, c);
   if (r.batch_mean.defined())
     update_running_stats(r.batch_mean, r.batch_var, v.x.numel() / v.features);
   // s shaped like the magnitudes (keepdim on the feature axis), as the op chain's.
@@ -201,7 +202,6 @@ torch::Tensor BcnImpl::run_fused(const torch::Tensor& input, bool extras) {
   shape[v.layout == BcnLayout::Channels ? 1 : v.x.dim() - 1] = 1;
   last_scale_ = r.scale.reshape(shape);
   auto y = r.y.reshape(input.sizes());
-  if (extras && options_.affine && whole_map) y = apply_affine(y);
   return y.scalar_type() == in_dtype ? y : y.to(in_dtype);
 }
 

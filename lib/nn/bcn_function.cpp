@@ -65,16 +65,19 @@ struct FastRange<double> {
 struct Geo {
   int64_t N = 0, P = 0, D = 0;
   bool channels = false;
+  int64_t R = 1;  // Tokens: consecutive features sharing one affine weight (affine_run)
   int64_t V() const { return N * P; }
+  int64_t W() const { return D / R; }  // affine weights
   int64_t blocks() const { return (P + kBlock - 1) / kBlock; }
 };
 
-Geo geometry(const torch::Tensor& x, BcnLayout layout) {
+Geo geometry(const torch::Tensor& x, const BcnFunctionConfig& c) {
   Geo g;
   g.N = x.size(0);
-  g.channels = layout == BcnLayout::Channels;
+  g.channels = c.layout == BcnLayout::Channels;
   g.D = g.channels ? x.size(1) : x.size(-1);
   g.P = x.numel() / (g.N * g.D);
+  g.R = c.affine_run;
   return g;
 }
 
@@ -275,6 +278,7 @@ BcnFunctionConfig config_from(AutogradContext* ctx) {
   c.eps = ctx->saved_data["eps"].toDouble();
   c.scale = ctx->saved_data["scale"].toDouble();
   c.training = ctx->saved_data["training"].toBool();
+  c.affine_run = ctx->saved_data["affine_run"].toInt();
   return c;
 }
 
@@ -286,6 +290,7 @@ void save_config(AutogradContext* ctx, const BcnFunctionConfig& c) {
   ctx->saved_data["eps"] = c.eps;
   ctx->saved_data["scale"] = c.scale;
   ctx->saved_data["training"] = c.training;
+  ctx->saved_data["affine_run"] = c.affine_run;
 }
 
 #ifdef NORMEXP_WITH_CUDA
@@ -321,7 +326,7 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
                                torch::Tensor bias, torch::Tensor mag_weight,
                                torch::Tensor mag_bias, double running_mean, double running_var,
                                torch::Tensor running, BcnFunctionConfig c) {
-    const Geo g = geometry(x, c.layout);
+    const Geo g = geometry(x, c);
     save_config(ctx, c);
 #ifdef NORMEXP_WITH_CUDA
     if (x.is_cuda()) {
@@ -434,7 +439,7 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
     const auto rho_t = ctx->saved_data["rho"].toTensor();
 #ifdef NORMEXP_WITH_CUDA
     if (x.is_cuda()) {
-      const Geo g = geometry(x, c.layout);
+      const Geo g = geometry(x, c);
       auto r = cuda_impl::bcn_cuda_backward(grads[0].contiguous(), x,
                                             weight.numel() > 0 ? weight : torch::Tensor(), table,
                                             rho_t, cuda_config(c, g));
@@ -448,7 +453,7 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
     }
 #endif
     const double gamma = ctx->saved_data["gamma"].toDouble();
-    const Geo g = geometry(x, c.layout);
+    const Geo g = geometry(x, c);
     const Groups gr = groups_for(c, g);
     const int64_t V = g.V();
     const bool affine = weight.numel() > 0;
@@ -470,7 +475,8 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
         set_output_coefficients(v, m[v], c.scale * tab[v * kCols + kS], uniform, A.data(),
                                 Z.data(), XS.data());
       }
-      std::vector<T> gw(affine ? threads * g.D : 0, T(0)), gb(affine ? threads * g.D : 0, T(0));
+      const int64_t gsize = affine ? threads * g.W() : 0;  // per-thread dL/dw, dL/db
+      std::vector<T> gw(gsize, T(0)), gb(gsize, T(0));
       const T* gp = gy.data_ptr<T>();
       const T* xp = x.data_ptr<T>();
       const T* wp = affine ? weight.data_ptr<T>() : nullptr;
@@ -480,8 +486,8 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
         const int64_t t = at::get_thread_num();
         if (affine)
           backward_reduce<T, true>(gp, xp, g, i0, i1, wp, A.data(), Z.data(), XS.data(),
-                                   m.data(), dot.data(), gsum.data(), gw.data() + t * g.D,
-                                   gb.data() + t * g.D);
+                                   m.data(), dot.data(), gsum.data(), gw.data() + t * g.W(),
+                                   gb.data() + t * g.W());
         else
           backward_reduce<T, false>(gp, xp, g, i0, i1, wp, A.data(), Z.data(), XS.data(),
                                     m.data(), dot.data(), gsum.data(), nullptr, nullptr);
@@ -533,14 +539,14 @@ class BcnFunction : public torch::autograd::Function<BcnFunction> {
       };
       reduce_then_finish(g, per_sample_ok(c, g), reduce, between, finish);
       if (affine) {
-        dw = torch::zeros({g.D}, x.options());
-        db = torch::zeros({g.D}, x.options());
+        dw = torch::zeros({g.W()}, x.options());
+        db = torch::zeros({g.W()}, x.options());
         T* dwp = dw.data_ptr<T>();
         T* dbp = db.data_ptr<T>();
         for (int64_t t = 0; t < threads; ++t)
-          for (int64_t k = 0; k < g.D; ++k) {
-            dwp[k] += gw[t * g.D + k];
-            dbp[k] += gb[t * g.D + k];
+          for (int64_t k = 0; k < g.W(); ++k) {
+            dwp[k] += gw[t * g.W() + k];
+            dbp[k] += gb[t * g.W() + k];
           }
       }
     });
@@ -592,6 +598,13 @@ BcnFunctionResult bcn_fused(const torch::Tensor& x, const torch::Tensor& weight,
               dtype);
   TORCH_CHECK(x.dim() >= 2 && x.numel() > 0, "bcn_fused: empty or 1-d input ", x.sizes());
   TORCH_CHECK(weight.defined() == bias.defined(), "bcn_fused: weight and bias go together");
+  const int64_t d = config.layout == BcnLayout::Channels ? x.size(1) : x.size(-1);
+  const int64_t run = config.affine_run;
+  TORCH_CHECK(run == 1 || (config.layout == BcnLayout::Tokens && run > 0 && d % run == 0),
+              "bcn_fused: affine_run ", run, " must divide the Tokens layout's ", d, " features");
+  TORCH_CHECK(!weight.defined() || (weight.numel() == d / run && bias.numel() == d / run),
+              "bcn_fused: ", d, " features with affine_run ", run, " need ", d / run,
+              " affine weights, got ", weight.numel());
   const auto xc = x.contiguous();
   // The mag scalars' gradients come back in double; cast them to the parameters' dtype and
   // shape through ordinary ops so that autograd does the conversion.
@@ -615,9 +628,23 @@ BcnFunctionResult bcn_fused(const torch::Tensor& x, const torch::Tensor& weight,
   const auto running = constant && cuda ? torch::cat({running_mean.reshape({1}).to(torch::kDouble),
                                                       running_var.reshape({1}).to(torch::kDouble)})
                                         : none;
-  auto out = BcnFunction::apply(xc, to_x(weight), to_x(bias), to_d(mag_weight), to_d(mag_bias),
+  // The CUDA kernels take one weight per feature: a run-shared affine (whole-map vectors)
+  // goes there as weights repeated along the run, through autograd (expand's backward sums
+  // the runs' gradients back). That keeps one sample's worth of weights for the backward; the
+  // CPU loops index the runs instead.
+  auto c = config;
+  torch::Tensor w = weight, b = bias;
+  if (cuda && run > 1 && weight.defined()) {
+    auto repeat = [&](const torch::Tensor& t) {
+      return t.reshape({-1, 1}).expand({-1, run}).reshape({-1});
+    };
+    w = repeat(weight);
+    b = repeat(bias);
+    c.affine_run = 1;
+  }
+  auto out = BcnFunction::apply(xc, to_x(w), to_x(b), to_d(mag_weight), to_d(mag_bias),
                                 host_running ? running_mean.item<double>() : 0.0,
-                                host_running ? running_var.item<double>() : 1.0, running, config);
+                                host_running ? running_var.item<double>() : 1.0, running, c);
   BcnFunctionResult r;
   r.y = out[0];
   r.scale = out[1];

@@ -6,9 +6,10 @@
 // (bcn.h): robust ||x|| without overflow or underflow, zero vectors to the uniform direction
 // with zero gradient.
 //
-// Folded into the same passes: the sqrt(d) scale and the per-feature affine, so the forward
-// keeps only x (which autograd holds anyway), four scalars per vector (m, s, the normalized
-// magnitude, ds/dm~) and one per magnitude group — not the normalized tensor.
+// Folded into the same passes: the sqrt(d) scale and the per-feature affine (per channel for
+// whole-map vectors: config.affine_run entries share a weight), so the forward keeps only x
+// (which autograd holds anyway), four scalars per vector (m, s, the normalized magnitude,
+// ds/dm~) and one per magnitude group — not the normalized tensor.
 //
 // The backward, per vector with u = x/m, h = dL/dy * w (the affine's weight), c the sqrt(d)
 // scale and p = dL/dm (the magnitude LayerNorm's own backward applied to
@@ -37,6 +38,9 @@ struct BcnFunctionConfig {
   double eps = 1e-5;
   double scale = 1.0;     // sqrt(d) when scale_by_sqrt_dim, else 1 (the band map alone)
   bool training = true;   // stats: batch uses running estimates when false
+  // Consecutive entries of a vector that share one affine weight: 1, or H*W when a vector is
+  // a sample's whole (C, H, W) map in the Tokens layout (weight and bias then have C entries).
+  int64_t affine_run = 1;
 };
 
 struct BcnFunctionResult {
@@ -55,8 +59,8 @@ bool bcn_fused_supports(const c10::Device& device);
 bool bcn_fused_cpu_parallel();
 
 // x: float or double CPU tensor, or a float, double, half or bfloat16 CUDA tensor; (N, ..., D)
-// for the Tokens layout or (N, C, ...) for Channels. weight, bias: (D), or both undefined (no
-// affine); computed in x's dtype, on CUDA in float for half types. mag_weight, mag_bias:
+// for the Tokens layout or (N, C, ...) for Channels. weight, bias: (D / config.affine_run), or
+// both undefined (no affine); computed in x's dtype, on CUDA in float for half types. mag_weight, mag_bias:
 // LayerNorm(1)'s scalars (unused for stats: none). running_mean, running_var: used only for
 // stats: batch with training == false. On CUDA every tensor is on x's device.
 BcnFunctionResult bcn_fused(const torch::Tensor& x, const torch::Tensor& weight,

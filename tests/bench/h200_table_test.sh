@@ -20,7 +20,8 @@ j matmul_peak '[1, 2]'
 j cwo_wrn '[{"name": "wrn_b128_graphs", "images_per_s": 900.0}, {"name": "wrn_cwo_b128_graphs", "images_per_s": 0}]'
 j vitb16 '[{"name": "vitb16_ln", "images_per_s": 500}, "junk"]'
 j norms_bf16 '[]'
-j norms_fp32 '{"results": [{"shape": "16x197x768", "baseline": "LayerNorm", "forward_ms": {"ratio": 1.1}}, 7]}'
+j norms_fp32 '{"results": [{"shape": "16x197x768", "baseline": "LayerNorm", "forward_ms": {"ratio": 1.1}}, 7,
+                {"shape": "64x256x56x56", "baseline": "batchnorm2d", "backward_ms": {"whole_map_ratio": 1.25}}]}'
 printf 'not json' >"$d/json/norms_bf16.json"
 out=$(python3 "$1/bench/h200_table.py" "$d" 2>&1)
 rc=$?
@@ -34,5 +35,6 @@ grep -q '^| WRN-28-10 B4 | – | 0.0 |' <<<"$out" || fail "no WRN B4 row"
 grep -q '^| graphs | 900.0 | 0.0 | – % per step' <<<"$out" || fail "no cwo row"
 grep -q '^ViT-B/16 training step: LN 500.0 img/s, BCN – img/s' <<<"$out" || fail "no ViT line"
 grep -q '^| 16x197x768 | LayerNorm | +10.0 | – |' <<<"$out" || fail "no norms row"
+grep -q '^| 64x256x56x56 | batchnorm2d | .* | – / +25.0 / – |$' <<<"$out" || fail "no whole-map figures"
 grep -q 'section of the table failed' <<<"$out" && fail "a section failed"
 echo "table printed from odd files"

@@ -198,6 +198,10 @@ TEST(Overhead, BenchmarkReportsBothModulesPerShape) {
     EXPECT_GT(r["backward_ms"]["baseline"].get<double>(), 0.0);
     EXPECT_GT(r["forward_ms"]["ratio"].get<double>(), 0.0);
   }
+  // Maps also time the paper ResNet configs' whole-map reading; tokens have no such reading.
+  EXPECT_FALSE(rows[0]["backward_ms"].contains("bcn_whole_map"));
+  EXPECT_GT(rows[1]["backward_ms"]["bcn_whole_map"].get<double>(), 0.0);
+  EXPECT_GT(rows[1]["forward_memory_bytes"]["whole_map_ratio"].get<double>(), 0.0);
   o.shapes = {"4x9"};
   EXPECT_THROW(bench_norm_overhead(o), std::invalid_argument);
 }

@@ -99,7 +99,10 @@ std::vector<std::pair<std::string, torch::Tensor>> inputs(BcnLayout layout) {
            {"huge", tok({2, d, 2, 2}) * 1e30},
            {"tiny", tok({2, d, 2, 2}) * 1e-30},
            // ~1/m^2 overflows below 1e-154: dL/dx must not go through it
-           {"tinier than 1e-154", tok({2, d, 2, 2}) * 1e-200}};
+           {"tinier than 1e-154", tok({2, d, 2, 2}) * 1e-200},
+           // every position's vector zero, and with vector: sample a zero whole map
+           {"a zero sample", tok({3, d, 4, 5}) * torch::tensor({1.0, 0.0, 2.0}, torch::kDouble)
+                                                     .view({3, 1, 1, 1})}};
   }
   return out;
 }
@@ -117,6 +120,15 @@ Grads run(Bcn& b, const torch::Tensor& x, const torch::Tensor& w, bool reference
   Grads g{y.detach(), xg.grad(), b->weight.grad(), b->bias.grad(),
           b->mag_weight.grad(), b->mag_bias.grad(), b->last_scale().clone()};
   return g;
+}
+
+Bcn on_device(const Bcn& b, const torch::Device& device) {
+  return Bcn(std::dynamic_pointer_cast<BcnImpl>(b->clone(device)));
+}
+
+Grads to_cpu(const Grads& g) {
+  auto c = [](const torch::Tensor& t) { return t.defined() ? t.cpu() : t; };
+  return {c(g.y), c(g.dx), c(g.dw), c(g.db), c(g.dmw), c(g.dmb), c(g.scale)};
 }
 
 // The fused result against the op chain's, both float64: y, every gradient and s to 1e-10.
@@ -271,7 +283,9 @@ double rel_err_per_sample(const torch::Tensor& a, const torch::Tensor& b) {
   return ((A - B).abs() / scale).max().item<double>();
 }
 
-TEST(BcnFunction, WholeSampleVectorEqualsTheOpChainAndKeepsTheBandPerSample) {
+// The fused function on `device` (whole maps with their per-channel affine folded in: runs of
+// H*W entries sharing a weight) against the CPU op chain, both float64.
+void expect_whole_sample_equals_the_op_chain(const torch::Device& device) {
   for (auto stats : {BcnStats::Batch, BcnStats::Literal, BcnStats::None})
     for (auto bound : kBounds)
       for (bool train : {true, false})
@@ -280,10 +294,12 @@ TEST(BcnFunction, WholeSampleVectorEqualsTheOpChainAndKeepsTheBandPerSample) {
             SCOPED_TRACE(label(stats, bound, BcnLayout::Channels) + " " + name +
                          (train ? " train" : " eval") + (extras ? " forward" : " core"));
             auto b = make_whole_sample(stats, bound, /*fused=*/true);
+            auto bd = on_device(b, device);
             b->train(train);
+            bd->train(train);
             auto w = torch::randn_like(x);
             const auto ref = run(b, x, w, /*reference=*/true, extras);
-            const auto got = run(b, x, w, /*reference=*/false, extras);
+            const auto got = to_cpu(run(bd, x.to(device), w.to(device), false, extras));
             EXPECT_LT(rel_err_per_sample(got.y, ref.y), 1e-10);
             EXPECT_LT(rel_err_per_sample(got.dx, ref.dx), 1e-10);
             EXPECT_LT(rel_err_flat(got.scale, ref.scale), 1e-10);
@@ -303,6 +319,10 @@ TEST(BcnFunction, WholeSampleVectorEqualsTheOpChainAndKeepsTheBandPerSample) {
               EXPECT_LE(n.max().item<double>(), 1 + 1e-9);
             }
           }
+}
+
+TEST(BcnFunction, WholeSampleVectorEqualsTheOpChainAndKeepsTheBandPerSample) {
+  expect_whole_sample_equals_the_op_chain(torch::Device(torch::kCPU));
   // Central differences (the chain could share a mistake in the reshape with the function).
   torch::manual_seed(6);
   auto b = make_whole_sample(BcnStats::Batch, BcnBound::Tanh, /*fused=*/true);
@@ -377,15 +397,6 @@ TEST(BcnFunction, RunsOnLibTorchsThreadsWithTheSameResults) {
   GTEST_SKIP() << "BCN's CUDA kernels: no CUDA device (or a CPU-only LibTorch)"
 
 // The same module on the device (parameters and running estimates copied).
-Bcn on_device(const Bcn& b, const torch::Device& device) {
-  return Bcn(std::dynamic_pointer_cast<BcnImpl>(b->clone(device)));
-}
-
-Grads to_cpu(const Grads& g) {
-  auto c = [](const torch::Tensor& t) { return t.defined() ? t.cpu() : t; };
-  return {c(g.y), c(g.dx), c(g.dw), c(g.db), c(g.dmw), c(g.dmb), c(g.scale)};
-}
-
 // Vectors so small that c s / m overflows their dtype: float32 vectors of subnormal entries
 // (m below ~3e-39: 1/m beyond float's largest value) and float64 vectors of subnormal m.
 // Computed as (c s / m) * x, y would be inf * x; the fused function must give the op chain's
@@ -524,6 +535,12 @@ TEST(BcnFunction, CudaFloat64EqualsTheOpChain) {
 // in both paths), so the CUDA test's expectations are known to hold for the function itself.
 TEST(BcnFunction, CpuFloat64EqualsTheOpChainOnTheDeviceInputs) {
   expect_fused_equals_the_op_chain_in_float64(torch::Device(torch::kCPU));
+}
+
+// On CUDA the whole map's affine goes to the kernels as weights repeated along each run.
+TEST(BcnFunction, CudaWholeSampleVectorEqualsTheOpChain) {
+  NORMEXP_NEEDS_CUDA();
+  expect_whole_sample_equals_the_op_chain(torch::Device(torch::kCUDA));
 }
 
 TEST(BcnFunction, CudaVectorsTooSmallForOneOverMKeepTheirDirection) {

@@ -151,19 +151,74 @@ __device__ Acc finish_norm(Acc ss, const T* x, int64_t D, int64_t stride) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Tokens vectors in segments. One warp per vector leaves most of the GPU idle when there are
+// few long vectors (vector: sample makes a sample's whole C*H*W map one vector: V = N, D in
+// the hundreds of thousands), so the Tokens kernels take each vector as S segments of L
+// values (L a multiple of VEC), one warp per segment u = v * S + s; S = 1 for the many short
+// vectors of token features. Reductions over a split vector write per-segment partials that a
+// second kernel adds in a fixed order (no atomics: the same bits every run).
+struct Segments {
+  int64_t S, L;
+};
+Segments tokens_segments(int64_t V, int64_t D, int vec) {
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t want = ceil_div(16 * sms, V);                   // ~16 warps an SM in all
+  const int64_t most = std::max<int64_t>(1, D / (kWarp * vec * 8));  // >= 8 loads a lane
+  const int64_t S = std::min(std::max<int64_t>(1, want), most);
+  const int64_t L = ceil_div(ceil_div(D, S), vec) * vec;
+  return {ceil_div(D, L), L};
+}
+
+// Segment u's first and one-past-last pack of VEC values.
+template <int VEC>
+__device__ __forceinline__ void segment_packs(int64_t u, int64_t S, int64_t L, int64_t D,
+                                              int64_t& v, int64_t& c0, int64_t& c1) {
+  v = u / S;
+  const int64_t k0 = (u - v * S) * L;
+  c0 = k0 / VEC;
+  c1 = (k0 + L < D ? k0 + L : D) / VEC;
+}
+
+// ---------------------------------------------------------------------------------------
 // Forward pass 1: ||x|| per vector, into the table's row kM.
 
-// Tokens: one warp per vector (contiguous), 16-byte loads when VEC > 1. Lanes past the end
-// of a short vector (D < 32) add 0 and still take part in the shuffles.
+// ||x|| of one contiguous vector from its sum of squares ss (the same in every lane): ss's
+// root when in the safe range, else a ||x / a|| with a = max|x_k| (rare: the warp reads x
+// twice more). Warp-uniform; every lane returns the norm.
+template <typename T, typename Acc>
+__device__ Acc warp_finish_norm(Acc ss, const T* __restrict__ xv, int64_t D, int lane) {
+  if (in_safe_range(ss)) return acc_sqrt(ss);
+  Acc a = 0;
+  for (int64_t k = lane; k < D; k += kWarp) {
+    const Acc f = acc_abs(static_cast<Acc>(xv[k]));
+    a = f > a ? f : a;
+  }
+  a = warp_max(a);
+  Acc t = 0;
+  if (a != 0)
+    for (int64_t k = lane; k < D; k += kWarp) {
+      const Acc f = static_cast<Acc>(xv[k]) / a;
+      t += f * f;
+    }
+  t = warp_sum(t);
+  return a == 0 ? Acc(0) : a * acc_sqrt(t);
+}
+
+// Tokens: one warp per segment (contiguous), 16-byte loads when VEC > 1. Lanes past the end
+// of a short vector (D < 32) add 0 and still take part in the shuffles. S = 1: the norm into
+// m; S > 1: the segment's sum of squares into part, for tokens_norms_combine.
 template <typename T, typename Acc, int VEC>
 __global__ void __launch_bounds__(kThreads)
-    tokens_norms(const T* __restrict__ x, int64_t V, int64_t D, Acc* __restrict__ m) {
+    tokens_norms(const T* __restrict__ x, int64_t V, int64_t D, int64_t S, int64_t L,
+                 Acc* __restrict__ m, Acc* __restrict__ part) {
   const int lane = threadIdx.x % kWarp;
-  for (int64_t v = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; v < V;
-       v += static_cast<int64_t>(gridDim.x) * kWarps) {  // warp-uniform: no lane leaves early
+  for (int64_t u = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; u < V * S;
+       u += static_cast<int64_t>(gridDim.x) * kWarps) {  // warp-uniform: no lane leaves early
+    int64_t v, c0, c1;
+    segment_packs<VEC>(u, S, L, D, v, c0, c1);
     const T* xv = x + v * D;
     Acc ss = 0;
-    for (int64_t c = lane; c < D / VEC; c += kWarp) {
+    for (int64_t c = c0 + lane; c < c1; c += kWarp) {
       const auto p = load_pack<T, VEC>(xv + c * VEC);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) {
@@ -172,25 +227,29 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     ss = warp_sum(ss);
-    Acc norm;
-    if (in_safe_range(ss)) {
-      norm = acc_sqrt(ss);
-    } else {  // warp-uniform branch (ss is the same in every lane)
-      Acc a = 0;
-      for (int64_t k = lane; k < D; k += kWarp) {
-        const Acc f = acc_abs(static_cast<Acc>(xv[k]));
-        a = f > a ? f : a;
-      }
-      a = warp_max(a);
-      Acc t = 0;
-      if (a != 0)
-        for (int64_t k = lane; k < D; k += kWarp) {
-          const Acc f = static_cast<Acc>(xv[k]) / a;
-          t += f * f;
-        }
-      t = warp_sum(t);
-      norm = a == 0 ? Acc(0) : a * acc_sqrt(t);
+    if (S > 1) {
+      if (lane == 0) part[u] = ss;
+      continue;
     }
+    const Acc norm = warp_finish_norm<T, Acc>(ss, xv, D, lane);
+    if (lane == 0) m[v] = norm;
+  }
+}
+
+// A split vector's norm from its segments' sums of squares, added in segment order. A sum
+// out of the safe range (a segment's overflowed to inf, or all underflowed) takes the
+// rescaled path over the whole vector, as an unsplit one would.
+template <typename T, typename Acc>
+__global__ void __launch_bounds__(kThreads)
+    tokens_norms_combine(const T* __restrict__ x, int64_t V, int64_t D, int64_t S,
+                         const Acc* __restrict__ part, Acc* __restrict__ m) {
+  const int lane = threadIdx.x % kWarp;
+  for (int64_t v = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; v < V;
+       v += static_cast<int64_t>(gridDim.x) * kWarps) {
+    Acc ss = 0;
+    for (int64_t s = lane; s < S; s += kWarp) ss += part[v * S + s];
+    ss = warp_sum(ss);
+    const Acc norm = warp_finish_norm<T, Acc>(ss, x + v * D, D, lane);
     if (lane == 0) m[v] = norm;
   }
 }
@@ -416,18 +475,21 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------------------
 // Forward pass 2: y = (A (x Xs) + Z) w + b (Xs = 1 but for tiny vectors; x * 1 is exact).
 
-// Tokens: one warp per vector (its A, Z loaded once).
+// Tokens: one warp per segment (its vector's A, Z loaded once).
 template <typename T, typename Acc, int VEC, bool Affine>
 __global__ void __launch_bounds__(kThreads)
     tokens_output(const T* __restrict__ x, const Acc* __restrict__ table, const Acc* __restrict__ w,
-                  const Acc* __restrict__ b, int64_t V, int64_t D, T* __restrict__ y) {
+                  const Acc* __restrict__ b, int64_t V, int64_t D, int64_t S, int64_t L,
+                  T* __restrict__ y) {
   const int lane = threadIdx.x % kWarp;
-  for (int64_t v = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; v < V;
-       v += static_cast<int64_t>(gridDim.x) * kWarps) {
+  for (int64_t u = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; u < V * S;
+       u += static_cast<int64_t>(gridDim.x) * kWarps) {
+    int64_t v, c0, c1;
+    segment_packs<VEC>(u, S, L, D, v, c0, c1);
     const Acc a = table[kA * V + v], z = table[kZ * V + v], xs = table[kXs * V + v];
     const T* xv = x + v * D;
     T* yv = y + v * D;
-    for (int64_t c = lane; c < D / VEC; c += kWarp) {
+    for (int64_t c = c0 + lane; c < c1; c += kWarp) {
       const auto p = load_pack<T, VEC>(xv + c * VEC);
       Pack<T, VEC> out;
 #pragma unroll
@@ -477,19 +539,24 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---------------------------------------------------------------------------------------
 // Backward pass 1: per vector dot = sum_k h_k x_k and gsum = sum_k h_k, h = dy w (w = 1
-// without the affine). Same parallelization as the norms.
+// without the affine). Same parallelization as the norms: with S > 1 segments per vector,
+// per-segment sums into part (2, V * S) for tokens_grad_sums_combine.
 
 template <typename T, typename Acc, int VEC, bool Affine>
 __global__ void __launch_bounds__(kThreads)
     tokens_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, const Acc* __restrict__ w,
-                     int64_t V, int64_t D, Acc* __restrict__ sums) {
+                     int64_t V, int64_t D, int64_t S, int64_t L, Acc* __restrict__ sums,
+                     Acc* __restrict__ part) {
   const int lane = threadIdx.x % kWarp;
-  for (int64_t v = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; v < V;
-       v += static_cast<int64_t>(gridDim.x) * kWarps) {
+  const int64_t U = V * S;
+  for (int64_t u = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; u < U;
+       u += static_cast<int64_t>(gridDim.x) * kWarps) {
+    int64_t v, c0, c1;
+    segment_packs<VEC>(u, S, L, D, v, c0, c1);
     const T* xv = x + v * D;
     const T* gv = gy + v * D;
     Acc dot = 0, gsum = 0;
-    for (int64_t c = lane; c < D / VEC; c += kWarp) {
+    for (int64_t c = c0 + lane; c < c1; c += kWarp) {
       const auto g = load_pack<T, VEC>(gv + c * VEC);
       const auto p = load_pack<T, VEC>(xv + c * VEC);
 #pragma unroll
@@ -499,6 +566,34 @@ __global__ void __launch_bounds__(kThreads)
         dot += h * static_cast<Acc>(p.v[j]);
         gsum += h;
       }
+    }
+    dot = warp_sum(dot);
+    gsum = warp_sum(gsum);
+    if (lane == 0) {
+      if (S > 1) {
+        part[u] = dot;
+        part[U + u] = gsum;
+      } else {
+        sums[kDot * V + v] = dot;
+        sums[kGsum * V + v] = gsum;
+      }
+    }
+  }
+}
+
+// A split vector's dot and gsum: its segments' partials added in segment order.
+template <typename Acc>
+__global__ void __launch_bounds__(kThreads)
+    tokens_grad_sums_combine(int64_t V, int64_t S, const Acc* __restrict__ part,
+                             Acc* __restrict__ sums) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t U = V * S;
+  for (int64_t v = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; v < V;
+       v += static_cast<int64_t>(gridDim.x) * kWarps) {
+    Acc dot = 0, gsum = 0;
+    for (int64_t s = lane; s < S; s += kWarp) {
+      dot += part[v * S + s];
+      gsum += part[U + v * S + s];
     }
     dot = warp_sum(dot);
     gsum = warp_sum(gsum);
@@ -908,9 +1003,18 @@ void forward_impl(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   if (!c.channels) {
     with_vec<T>(D % kVW == 0 && aligned16(xp), [&](auto vc) {
       constexpr int VEC = decltype(vc)::value;
-      tokens_norms<T, Acc, VEC>
-          <<<grid_of(ceil_div(V, kWarps)), kThreads, 0, stream>>>(xp, V, D, table + kM * V);
+      const Segments sg = tokens_segments(V, D, VEC);
+      const at::Tensor part =
+          sg.S > 1 ? at::empty({V * sg.S}, x.options().dtype(acc_dtype<Acc>())) : at::Tensor();
+      Acc* pp = sg.S > 1 ? part.data_ptr<Acc>() : nullptr;
+      tokens_norms<T, Acc, VEC><<<grid_of(ceil_div(V * sg.S, kWarps)), kThreads, 0, stream>>>(
+          xp, V, D, sg.S, sg.L, table + kM * V, pp);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (sg.S > 1) {
+        tokens_norms_combine<T, Acc><<<grid_of(ceil_div(V, kWarps)), kThreads, 0, stream>>>(
+            xp, V, D, sg.S, pp, table + kM * V);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
     });
   } else {
     channels_norms<T, Acc><<<grid_of(ceil_div(V, kWarp)), dim3(kWarp, kRows), 0, stream>>>(
@@ -958,8 +1062,10 @@ void forward_impl(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
     if (!c.channels) {
       with_vec<T>(D % kVW == 0 && aligned16(xp) && aligned16(yp), [&](auto vc) {
         constexpr int VEC = decltype(vc)::value;
+        const Segments sg = tokens_segments(V, D, VEC);
         tokens_output<T, Acc, VEC, Affine>
-            <<<grid_of(ceil_div(V, kWarps)), kThreads, 0, stream>>>(xp, table, wp, bp, V, D, yp);
+            <<<grid_of(ceil_div(V * sg.S, kWarps)), kThreads, 0, stream>>>(xp, table, wp, bp, V, D,
+                                                                           sg.S, sg.L, yp);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     } else {
@@ -1004,9 +1110,18 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
     if (!c.channels) {
       with_vec<T>(D % kVW == 0 && aligned16(xp) && aligned16(gp), [&](auto vc) {
         constexpr int VEC = decltype(vc)::value;
+        const Segments sg = tokens_segments(V, D, VEC);
+        const at::Tensor part = sg.S > 1 ? at::empty({2, V * sg.S}, acc_opt) : at::Tensor();
+        Acc* pp = sg.S > 1 ? part.data_ptr<Acc>() : nullptr;
         tokens_grad_sums<T, Acc, VEC, Affine>
-            <<<grid_of(ceil_div(V, kWarps)), kThreads, 0, stream>>>(gp, xp, wp, V, D, sums);
+            <<<grid_of(ceil_div(V * sg.S, kWarps)), kThreads, 0, stream>>>(gp, xp, wp, V, D, sg.S,
+                                                                           sg.L, sums, pp);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
+        if (sg.S > 1) {
+          tokens_grad_sums_combine<Acc>
+              <<<grid_of(ceil_div(V, kWarps)), kThreads, 0, stream>>>(V, sg.S, pp, sums);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        }
       });
     } else {
       channels_grad_sums<T, Acc, Affine>

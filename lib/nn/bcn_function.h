@@ -60,9 +60,10 @@ bool bcn_fused_cpu_parallel();
 
 // x: float or double CPU tensor, or a float, double, half or bfloat16 CUDA tensor; (N, ..., D)
 // for the Tokens layout or (N, C, ...) for Channels. weight, bias: (D / config.affine_run), or
-// both undefined (no affine); computed in x's dtype, on CUDA in float for half types. mag_weight, mag_bias:
-// LayerNorm(1)'s scalars (unused for stats: none). running_mean, running_var: used only for
-// stats: batch with training == false. On CUDA every tensor is on x's device.
+// both undefined (no affine); computed in x's dtype, on CUDA in float for half types.
+// mag_weight, mag_bias: LayerNorm(1)'s scalars (unused for stats: none). running_mean,
+// running_var: used only for stats: batch with training == false. On CUDA every tensor is on
+// x's device.
 BcnFunctionResult bcn_fused(const torch::Tensor& x, const torch::Tensor& weight,
                             const torch::Tensor& bias, const torch::Tensor& mag_weight,
                             const torch::Tensor& mag_bias, const torch::Tensor& running_mean,

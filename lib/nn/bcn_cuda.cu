@@ -21,6 +21,7 @@
 // operations per vector of the step between (tanh, the group statistics) run in double, as on
 // the CPU, where they cost nothing next to the D values of each vector.
 #include "nn/bcn_cuda.h"
+#include "nn/bcn_cuda_launch.h"
 
 #include <ATen/AccumulateType.h>
 #include <ATen/Dispatch.h>
@@ -39,13 +40,8 @@ namespace normexp::nn::cuda_impl {
 
 namespace {
 
-constexpr int kWarp = 32;
-constexpr int kThreads = 256;             // 1-d blocks
-constexpr int kWarps = kThreads / kWarp;  // warps per 1-d block
-constexpr int kRows = 8;                  // 2-d blocks: (kWarp, kRows)
-constexpr int kThreads2d = kWarp * kRows;
+// kWarp, kThreads, kRows, ... and the splits of the work: nn/bcn_cuda_launch.h.
 constexpr int64_t kMaxGrid = int64_t{1} << 24;  // beyond: grid-stride loops
-constexpr int64_t kMaxPartials = 1024;          // blocks of the batch-statistics kernels
 
 // Rows of the per-vector table (struct of arrays: row r holds one quantity for every vector,
 // so a warp's loads of consecutive vectors are coalesced).
@@ -55,9 +51,6 @@ enum TableRow : int { kM = 0, kS, kXm, kDs, kA, kZ, kXs, kCols };
 enum SumRow : int { kDot = 0, kGsum };
 enum CoefRow : int { kA2 = 0, kC2, kInvM };
 
-__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
-}
 unsigned grid_of(int64_t blocks) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks, kMaxGrid)));
 }
@@ -151,32 +144,12 @@ __device__ Acc finish_norm(Acc ss, const T* x, int64_t D, int64_t stride) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Tokens vectors in segments. One warp per vector leaves most of the GPU idle when there are
-// few long vectors (vector: sample makes a sample's whole C*H*W map one vector: V = N, D in
-// the hundreds of thousands), so the Tokens kernels take each vector as S segments of L
-// values (L a multiple of VEC), one warp per segment u = v * S + s; S = 1 for the many short
-// vectors of token features. Reductions over a split vector write per-segment partials that a
+// Tokens vectors are split into segments (nn/bcn_cuda_launch.h's tokens_segments: one warp
+// per segment u = v * S + s). Reductions over a split vector write per-segment partials that a
 // second kernel adds in a fixed order (no atomics: the same bits every run).
-struct Segments {
-  int64_t S, L;
-};
-Segments tokens_segments(int64_t V, int64_t D, int vec) {
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t want = ceil_div(16 * sms, V);                   // ~16 warps an SM in all
-  const int64_t most = std::max<int64_t>(1, D / (kWarp * vec * 8));  // >= 8 loads a lane
-  const int64_t S = std::min(std::max<int64_t>(1, want), most);
-  const int64_t L = ceil_div(ceil_div(D, S), vec) * vec;
-  return {ceil_div(D, L), L};
-}
 
-// Segment u's first and one-past-last pack of VEC values.
-template <int VEC>
-__device__ __forceinline__ void segment_packs(int64_t u, int64_t S, int64_t L, int64_t D,
-                                              int64_t& v, int64_t& c0, int64_t& c1) {
-  v = u / S;
-  const int64_t k0 = (u - v * S) * L;
-  c0 = k0 / VEC;
-  c1 = (k0 + L < D ? k0 + L : D) / VEC;
+int64_t sm_count() {
+  return at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -214,8 +187,7 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % kWarp;
   for (int64_t u = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; u < V * S;
        u += static_cast<int64_t>(gridDim.x) * kWarps) {  // warp-uniform: no lane leaves early
-    int64_t v, c0, c1;
-    segment_packs<VEC>(u, S, L, D, v, c0, c1);
+    const auto [v, c0, c1] = segment_packs<VEC>(u, S, L, D);
     const T* xv = x + v * D;
     Acc ss = 0;
     for (int64_t c = c0 + lane; c < c1; c += kWarp) {
@@ -399,14 +371,7 @@ __global__ void __launch_bounds__(kThreads)
 // per-block partial sums of a contiguous chunk each, and every block then adds all partials
 // in the same order (same bits everywhere). Three launches: the sum, the centred squares
 // (the CPU's two-pass variance), the scales.
-struct BatchSplit {
-  int64_t blocks, chunk;
-};
-BatchSplit batch_split(int64_t V) {
-  int64_t blocks = std::min(std::max<int64_t>(1, ceil_div(V, 4 * kThreads)), kMaxPartials);
-  const int64_t chunk = ceil_div(V, blocks);
-  return {ceil_div(V, chunk), chunk};
-}
+// (nn/bcn_cuda_launch.h's batch_split; block b takes chunk_rows(b, chunk, V).)
 
 // sum_i p[i * stride + offset] over i < count, in a fixed order, to every thread of the block.
 __device__ __forceinline__ double sum_partials(const double* __restrict__ p, int64_t count,
@@ -421,8 +386,7 @@ __global__ void __launch_bounds__(kThreads)
     batch_sum_m(int64_t V, int64_t chunk, const Acc* __restrict__ table,
                 double* __restrict__ partial) {
   __shared__ double smem[kWarps];
-  const int64_t a = static_cast<int64_t>(blockIdx.x) * chunk;
-  const int64_t e = a + chunk < V ? a + chunk : V;
+  const auto [a, e] = chunk_rows(blockIdx.x, chunk, V);
   double sum = 0;
   for (int64_t v = a + threadIdx.x; v < e; v += kThreads)
     sum += static_cast<double>(table[kM * V + v]);
@@ -436,8 +400,7 @@ __global__ void __launch_bounds__(kThreads)
                const double* __restrict__ sums, int64_t blocks, double* __restrict__ partial) {
   __shared__ double smem[kWarps];
   const double mu = sum_partials(sums, blocks, 1, 0, smem) / static_cast<double>(V);
-  const int64_t a = static_cast<int64_t>(blockIdx.x) * chunk;
-  const int64_t e = a + chunk < V ? a + chunk : V;
+  const auto [a, e] = chunk_rows(blockIdx.x, chunk, V);
   double sq = 0;
   for (int64_t v = a + threadIdx.x; v < e; v += kThreads) {
     const double d = static_cast<double>(table[kM * V + v]) - mu;
@@ -463,8 +426,7 @@ __global__ void __launch_bounds__(kThreads)
     batch[1] = var;
     grho[0] = gamma * rho;
   }
-  const int64_t a = static_cast<int64_t>(blockIdx.x) * chunk;
-  const int64_t e = a + chunk < V ? a + chunk : V;
+  const auto [a, e] = chunk_rows(blockIdx.x, chunk, V);
   for (int64_t v = a + threadIdx.x; v < e; v += kThreads) {
     const double m = static_cast<double>(table[kM * V + v]);
     const double xm = (m - mu) * rho;
@@ -484,8 +446,7 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % kWarp;
   for (int64_t u = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; u < V * S;
        u += static_cast<int64_t>(gridDim.x) * kWarps) {
-    int64_t v, c0, c1;
-    segment_packs<VEC>(u, S, L, D, v, c0, c1);
+    const auto [v, c0, c1] = segment_packs<VEC>(u, S, L, D);
     const Acc a = table[kA * V + v], z = table[kZ * V + v], xs = table[kXs * V + v];
     const T* xv = x + v * D;
     T* yv = y + v * D;
@@ -551,8 +512,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t U = V * S;
   for (int64_t u = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarp; u < U;
        u += static_cast<int64_t>(gridDim.x) * kWarps) {
-    int64_t v, c0, c1;
-    segment_packs<VEC>(u, S, L, D, v, c0, c1);
+    const auto [v, c0, c1] = segment_packs<VEC>(u, S, L, D);
     const T* xv = x + v * D;
     const T* gv = gy + v * D;
     Acc dot = 0, gsum = 0;
@@ -766,8 +726,7 @@ __global__ void __launch_bounds__(kThreads)
                     const Acc* __restrict__ table, const Acc* __restrict__ sums,
                     double* __restrict__ partial) {
   __shared__ double smem[kWarps];
-  const int64_t a = static_cast<int64_t>(blockIdx.x) * chunk;
-  const int64_t e = a + chunk < V ? a + chunk : V;
+  const auto [a, e] = chunk_rows(blockIdx.x, chunk, V);
   double tq, tqx;
   block_sum_q(a, e, V, table, sums, scale, uniform, smem, tq, tqx);
   if (threadIdx.x == 0) {
@@ -790,8 +749,7 @@ __global__ void __launch_bounds__(kThreads)
     dmag[0] = tqx;
     dmag[1] = tq;
   }
-  const int64_t a = static_cast<int64_t>(blockIdx.x) * chunk;
-  const int64_t e = a + chunk < V ? a + chunk : V;
+  const auto [a, e] = chunk_rows(blockIdx.x, chunk, V);
   for (int64_t v = a + threadIdx.x; v < e; v += kThreads) {
     double hu, xm;
     const double q = grad_q(v, V, table, sums, scale, uniform, hu, xm);
@@ -835,8 +793,7 @@ __global__ void __launch_bounds__(kThreads2d)
   const int64_t c = tile * kWarp + tx;  // this thread's columns: [c * VEC, c * VEC + VEC)
   const bool valid = c < D / VEC;
   const int64_t k0 = c * VEC;
-  const int64_t r0 = chunk * rows_per_chunk;
-  const int64_t r1 = r0 + rows_per_chunk < V ? r0 + rows_per_chunk : V;
+  const auto [r0, r1] = chunk_rows(chunk, rows_per_chunk, V);
   Acc wk[VEC], gw[VEC], gb[VEC];
 #pragma unroll
   for (int j = 0; j < VEC; ++j) {
@@ -1003,7 +960,7 @@ void forward_impl(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   if (!c.channels) {
     with_vec<T>(D % kVW == 0 && aligned16(xp), [&](auto vc) {
       constexpr int VEC = decltype(vc)::value;
-      const Segments sg = tokens_segments(V, D, VEC);
+      const Segments sg = tokens_segments(V, D, VEC, sm_count());
       const at::Tensor part =
           sg.S > 1 ? at::empty({V * sg.S}, x.options().dtype(acc_dtype<Acc>())) : at::Tensor();
       Acc* pp = sg.S > 1 ? part.data_ptr<Acc>() : nullptr;
@@ -1062,7 +1019,7 @@ void forward_impl(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
     if (!c.channels) {
       with_vec<T>(D % kVW == 0 && aligned16(xp) && aligned16(yp), [&](auto vc) {
         constexpr int VEC = decltype(vc)::value;
-        const Segments sg = tokens_segments(V, D, VEC);
+        const Segments sg = tokens_segments(V, D, VEC, sm_count());
         tokens_output<T, Acc, VEC, Affine>
             <<<grid_of(ceil_div(V * sg.S, kWarps)), kThreads, 0, stream>>>(xp, table, wp, bp, V, D,
                                                                            sg.S, sg.L, yp);
@@ -1110,7 +1067,7 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
     if (!c.channels) {
       with_vec<T>(D % kVW == 0 && aligned16(xp) && aligned16(gp), [&](auto vc) {
         constexpr int VEC = decltype(vc)::value;
-        const Segments sg = tokens_segments(V, D, VEC);
+        const Segments sg = tokens_segments(V, D, VEC, sm_count());
         const at::Tensor part = sg.S > 1 ? at::empty({2, V * sg.S}, acc_opt) : at::Tensor();
         Acc* pp = sg.S > 1 ? part.data_ptr<Acc>() : nullptr;
         tokens_grad_sums<T, Acc, VEC, Affine>
@@ -1184,14 +1141,7 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
     if (!c.channels) {
       with_vec<T>(D % kVW == 0 && aligned16(xp) && aligned16(gp) && aligned16(dxp), [&](auto vc) {
         constexpr int VEC = decltype(vc)::value;
-        const int64_t tiles = ceil_div(D / VEC, kWarp);
-        // Enough blocks to fill every SM a few times over; each chunk of rows is one row of
-        // partials, so not more.
-        const int64_t target = 8 * at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-        int64_t chunks =
-            std::min(std::max<int64_t>(1, ceil_div(target, tiles)), ceil_div(V, kRows));
-        const int64_t rows_per_chunk = ceil_div(V, chunks);
-        chunks = ceil_div(V, rows_per_chunk);
+        const auto [tiles, chunks, rows_per_chunk] = grad_input_grid(V, D, VEC, sm_count());
         TORCH_CHECK(tiles * chunks <= (int64_t{1} << 31) - 1, "bcn_fused: D = ", D, " too large");
         R = chunks;
         if (Affine) part = at::empty({2, R, D}, acc_opt);

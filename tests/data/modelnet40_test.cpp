@@ -6,7 +6,9 @@
 
 #include <H5Cpp.h>
 
+#include <algorithm>
 #include <set>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +19,7 @@
 #include "data/modelnet40.h"
 #include "models/dgcnn.h"
 #include "support/ml_support.h"
+#include "support/reference_nets.h"
 
 namespace normexp {
 namespace {
@@ -162,6 +165,64 @@ TEST(Dgcnn, KnnMatchesBruteForce) {
   EXPECT_TRUE(torch::allclose(e[1].select(1, 7).select(1, 3).narrow(0, 0, 5),
                               x[1].select(1, j) - x[1].select(1, 7)));
   EXPECT_TRUE(torch::allclose(e[1].select(1, 7).select(1, 3).narrow(0, 5, 5), x[1].select(1, 7)));
+}
+
+// Wang et al. 2019's DGCNN classifier against a re-implementation here, with BN statistics
+// randomized: per EdgeConv layer the k nearest neighbours (brute force) of every point in the
+// previous layer's features, h(x_i, x_j) = LeakyReLU_0.2(BN(W [x_j - x_i, x_i])) maxed over
+// the neighbours; the layers' outputs concatenated, a 1x1 conv - BN - LeakyReLU to emb_dims,
+// max- and mean-pooled over the points and concatenated; then 512 and 256 (each 1x1 conv - BN
+// - LeakyReLU; dropout is off in eval) and a Linear.
+TEST(Dgcnn, ForwardIsWangEtAlsArchitecture) {
+  using testing::named_tensor;
+  testing::TempDir dir;
+  auto exp = testing::experiment_from(
+      dir,
+      "data: {name: synthetic, classes: 5, resolution: 4, train_size: 8, test_size: 4}\n"
+      "model: {name: dgcnn, k: 5, widths: [8, 12], emb_dims: 16}\nnorm: {name: bn}\n");
+  auto b = compose::build(exp, c10::Device(c10::kCPU));
+  auto& model = *b.model;
+  testing::randomize_batch_norms(model);
+  auto block = [&](const std::string& at, const torch::Tensor& x) {  // x: (rows, in)
+    const auto w = named_tensor(model, at + ".0.weight").flatten(1);  // (out, in)
+    auto y = torch::matmul(x, w.t());
+    if (testing::has_tensor(model, at + ".0.bias")) y = y + named_tensor(model, at + ".0.bias");
+    // BN over the channel (last) dim: eval_batch_norm takes channels in dim 1.
+    y = testing::eval_batch_norm(model, at + ".1", y.reshape({-1, y.size(-1)}))
+            .view(y.sizes());
+    return torch::leaky_relu(y, 0.2);
+  };
+  torch::manual_seed(5);
+  const auto images = torch::randn({2, 3, 4, 4}, torch::kDouble);
+  const int64_t B = 2, N = 16, k = 5;
+  std::vector<torch::Tensor> per_sample;
+  for (int64_t s = 0; s < B; ++s) {
+    auto x = images[s].reshape({3, N}).t();  // (N, C): points as rows
+    std::vector<torch::Tensor> layers;
+    for (const char* edge : {"edge1", "edge2"}) {
+      std::vector<torch::Tensor> rows;
+      for (int64_t i = 0; i < N; ++i) {
+        std::vector<std::pair<double, int64_t>> d;
+        for (int64_t j = 0; j < N; ++j) d.push_back({(x[j] - x[i]).pow(2).sum().item<double>(), j});
+        std::sort(d.begin(), d.end());
+        std::vector<torch::Tensor> e;
+        for (int64_t n = 0; n < k; ++n) e.push_back(torch::cat({x[d[n].second] - x[i], x[i]}));
+        rows.push_back(std::get<0>(block(edge, torch::stack(e)).max(0)));
+      }
+      x = torch::stack(rows);  // (N, C')
+      layers.push_back(x);
+    }
+    const auto p = block("point", torch::cat(layers, 1));  // (N, emb)
+    const auto pooled = torch::cat({std::get<0>(p.max(0)), p.mean(0)});
+    const auto h = block("head2", block("head1", pooled.unsqueeze(0)));
+    per_sample.push_back(torch::linear(h, named_tensor(model, "classifier.weight"),
+                                       named_tensor(model, "classifier.bias")));
+  }
+  const auto want = torch::cat(per_sample);
+  torch::NoGradGuard no_grad;
+  const auto got = model.forward(images);
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_TRUE(got.allclose(want, 1e-10, 1e-12)) << (got - want).abs().max().item<double>();
 }
 
 // A tiny DGCNN on the generated shapes through `normexp run`'s path: it learns them (the

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "support/ml_support.h"
+#include "support/reference_nets.h"
 #include "compose/components.h"
 #include "compose/run.h"
 #include "models/transformer.h"
@@ -203,6 +204,83 @@ TEST(Models, VitB16ParameterCount) {
       dir, "data: {name: synthetic, classes: 1000, resolution: 224, train_size: 16, test_size: 8}\n"
            "model: {name: vit, preset: vit_b16}\nnorm: {name: ln}\n");
   EXPECT_EQ(compose::build(exp, kCpu).num_parameters, 86567656);
+}
+
+// The architectures against functional re-implementations written here from the papers,
+// reading the model's own parameters, with every BN's statistics randomized so that each
+// norm matters: a pooling of the wrong kind, a missing ReLU or pool, a stride in the wrong
+// place changes the output although parameter counts and shapes stay the same.
+
+// Ikami et al. 2021 §4.1.1's 9-layer CNN: Conv(3,64)x3 - AvgPool(2) - Conv(3,128)x3 -
+// AvgPool(2) - Conv(3,256)x3 - GAP - Linear, each Conv = conv 3x3 (padding 1) - BN - ReLU.
+TEST(Models, Cnn9IsThePapersNineLayerNet) {
+  using testing::named_tensor;
+  auto b = build("name: cnn9, width: 0.125");
+  auto& model = *b.model;
+  testing::randomize_batch_norms(model);
+  // The convs (4-d weights) and the BNs (running means), in the order the model made them.
+  std::vector<std::string> convs, norms;
+  for (const auto& p : model.named_parameters())
+    if (p.value().dim() == 4) convs.push_back(p.key());
+  for (const auto& buf : model.named_buffers())
+    if (buf.key().find("running_mean") != std::string::npos)
+      norms.push_back(buf.key().substr(0, buf.key().size() - 13));
+  ASSERT_EQ(convs.size(), 9u);
+  ASSERT_EQ(norms.size(), 9u);
+  torch::manual_seed(3);
+  const auto x = torch::randn({2, 3, 32, 32}, torch::kDouble);
+  auto h = x;
+  const int64_t widths[] = {8, 16, 32};  // 64, 128, 256 at width 0.125
+  for (size_t l = 0; l < 9; ++l) {
+    if (l == 3 || l == 6) h = torch::avg_pool2d(h, 2);
+    const auto w = named_tensor(model, convs[l]);
+    EXPECT_EQ(w.sizes(), (std::vector<int64_t>{widths[l / 3], h.size(1), 3, 3}));
+    h = torch::relu(testing::eval_batch_norm(model, norms[l], torch::conv2d(h, w, {}, 1, 1)));
+  }
+  const auto want = torch::linear(h.mean({2, 3}), named_tensor(model, "classifier.weight"),
+                                  named_tensor(model, "classifier.bias"));
+  torch::NoGradGuard no_grad;
+  const auto got = model.forward(x);
+  EXPECT_TRUE(got.allclose(want, 1e-10, 1e-12)) << (got - want).abs().max().item<double>();
+}
+
+// He et al. 2016, Table 1: ResNet-50 is a 7x7/2 conv - BN - ReLU stem and a 3x3/2 max pool,
+// then stages of {3, 4, 6, 3} bottlenecks (1x1, 3x3, 1x1 to 4x the width; each conv - BN, a
+// ReLU after the first two and after the sum), the first block of stages 2-4 strided (on its
+// 3x3, as torchvision's "v1.5"), a 1x1 conv - BN projection where the shape changes; GAP,
+// Linear.
+TEST(Models, ResNet50IsHeEtAlsTableOne) {
+  using testing::named_tensor;
+  auto b = build("name: resnet_v1, depth: 50, width: 4");
+  auto& model = *b.model;
+  testing::randomize_batch_norms(model);
+  auto conv_bn = [&](const std::string& conv, const std::string& bn, const torch::Tensor& x,
+                     int64_t stride, int64_t pad) {
+    return testing::eval_batch_norm(
+        model, bn, torch::conv2d(x, named_tensor(model, conv + ".weight"), {}, stride, pad));
+  };
+  torch::manual_seed(4);
+  const auto x = torch::randn({2, 3, 64, 64}, torch::kDouble);
+  auto h = torch::max_pool2d(torch::relu(conv_bn("conv1", "bn1", x, 2, 3)), 3, 2, 1);
+  const int64_t blocks[] = {3, 4, 6, 3};
+  for (int s = 0; s < 4; ++s)
+    for (int64_t i = 0; i < blocks[s]; ++i) {
+      const std::string at = "layer" + std::to_string(s + 1) + "." + std::to_string(i) + ".";
+      const int64_t stride = (s > 0 && i == 0) ? 2 : 1;
+      auto r = torch::relu(conv_bn(at + "conv1", at + "bn1", h, 1, 0));
+      r = torch::relu(conv_bn(at + "conv2", at + "bn2", r, stride, 1));
+      r = conv_bn(at + "conv3", at + "bn3", r, 1, 0);
+      EXPECT_EQ(testing::has_tensor(model, at + "downsample_conv.weight"), i == 0) << at;
+      const auto shortcut =
+          i == 0 ? conv_bn(at + "downsample_conv", at + "downsample_norm", h, stride, 0) : h;
+      h = torch::relu(r + shortcut);
+    }
+  EXPECT_EQ(h.sizes(), (std::vector<int64_t>{2, 4 * 8 * 4, 2, 2}));  // 64 px / 32
+  const auto want = torch::linear(h.mean({2, 3}), named_tensor(model, "fc.weight"),
+                                  named_tensor(model, "fc.bias"));
+  torch::NoGradGuard no_grad;
+  const auto got = model.forward(x);
+  EXPECT_TRUE(got.allclose(want, 1e-10, 1e-12)) << (got - want).abs().max().item<double>();
 }
 
 TEST(Models, ResNetV1StemsAndVitShapes) {

@@ -114,6 +114,7 @@ TEST(Node, DeepMergeKeepsSiblingsAndReplacesLeavesAndLists) {
   const Node* optim = dst.find("optim");
   EXPECT_EQ(optim->find("lr")->scalar, "0.2");
   EXPECT_EQ(optim->find("lr")->file, "child.yaml");
+  ASSERT_NE(optim->find("momentum"), nullptr) << "a sibling key of the base lost in the merge";
   EXPECT_EQ(optim->find("momentum")->scalar, "0.9");
   EXPECT_EQ(optim->find("momentum")->file, "base.yaml");
   ASSERT_EQ(optim->find("milestones")->seq.size(), 1u);

@@ -20,9 +20,20 @@ const int64_t kCounts[] = {1, 2, 7, 8, 64, 128, 1040, 3152};  // vectors V
 const int64_t kSms[] = {1, 4, 108, 132};                     // multiprocessors (H200: 132)
 const int kVecs[] = {1, 2, 4, 8};  // values per 16-byte load: double, float, half/bf16
 
-std::string where(int64_t V, int64_t D, int vec, int64_t sms) {
-  return "V=" + std::to_string(V) + " D=" + std::to_string(D) + " vec=" + std::to_string(vec) +
-         " sms=" + std::to_string(sms);
+// fn(V, D, vec, sms) over every geometry of the lists above the kernels can meet: 16-byte
+// loads only where they divide D. Each call is traced with its geometry.
+template <typename Fn>
+void for_each_geometry(const Fn& fn) {
+  for (const int64_t D : kDims)
+    for (const int vec : kVecs) {
+      if (D % vec != 0) continue;
+      for (const int64_t V : kCounts)
+        for (const int64_t sms : kSms) {
+          SCOPED_TRACE("V=" + std::to_string(V) + " D=" + std::to_string(D) +
+                       " vec=" + std::to_string(vec) + " sms=" + std::to_string(sms));
+          fn(V, D, vec, sms);
+        }
+    }
 }
 
 SegmentPacks packs_of(int vec, int64_t u, const Segments& sg, int64_t D) {
@@ -41,51 +52,38 @@ SegmentPacks packs_of(int vec, int64_t u, const Segments& sg, int64_t D) {
 // Every pack of every vector is read by exactly one segment, and each segment's warp has work.
 TEST(BcnCudaLaunch, TokensSegmentsReadEveryPackOnce) {
   int checked = 0;
-  for (const int64_t D : kDims)
-    for (const int vec : kVecs) {
-      if (D % vec != 0) continue;  // the kernels take 16-byte loads only where they divide D
-      for (const int64_t V : kCounts) {
-        if (V * D > (int64_t{1} << 25)) continue;
-        for (const int64_t sms : kSms) {
-          SCOPED_TRACE(where(V, D, vec, sms));
-          const Segments sg = tokens_segments(V, D, vec, sms);
-          ASSERT_GE(sg.S, 1);
-          ASSERT_EQ(sg.L % vec, 0);
-          const int64_t packs = D / vec;
-          std::vector<int> reads(static_cast<size_t>(V * packs), 0);
-          for (int64_t u = 0; u < V * sg.S; ++u) {
-            const SegmentPacks p = packs_of(vec, u, sg, D);
-            ASSERT_LT(p.v, V);
-            ASSERT_LT(p.c0, p.c1) << "segment " << u << " is empty";
-            ASSERT_LE(p.c1, packs);
-            for (int64_t c = p.c0; c < p.c1; ++c) ++reads[static_cast<size_t>(p.v * packs + c)];
-          }
-          for (size_t i = 0; i < reads.size(); ++i)
-            ASSERT_EQ(reads[i], 1) << "vector " << i / packs << ", pack " << i % packs;
-          ++checked;
-        }
-      }
+  for_each_geometry([&](int64_t V, int64_t D, int vec, int64_t sms) {
+    if (V * D > (int64_t{1} << 25)) return;
+    const Segments sg = tokens_segments(V, D, vec, sms);
+    ASSERT_GE(sg.S, 1);
+    ASSERT_EQ(sg.L % vec, 0);
+    const int64_t packs = D / vec;
+    std::vector<int> reads(static_cast<size_t>(V * packs), 0);
+    for (int64_t u = 0; u < V * sg.S; ++u) {
+      const SegmentPacks p = packs_of(vec, u, sg, D);
+      ASSERT_LT(p.v, V);
+      ASSERT_LT(p.c0, p.c1) << "segment " << u << " is empty";
+      ASSERT_LE(p.c1, packs);
+      for (int64_t c = p.c0; c < p.c1; ++c) ++reads[static_cast<size_t>(p.v * packs + c)];
     }
+    for (size_t i = 0; i < reads.size(); ++i)
+      ASSERT_EQ(reads[i], 1) << "vector " << i / packs << ", pack " << i % packs;
+    ++checked;
+  });
   EXPECT_GT(checked, 300);
 }
 
 // Few long vectors are spread over the device; many short ones stay one warp each, and no
 // lane of a split vector makes fewer than 8 loads (the partial sums must stay cheap).
 TEST(BcnCudaLaunch, TokensSegmentsFillTheDeviceWithoutTinySegments) {
-  for (const int64_t D : kDims)
-    for (const int vec : kVecs) {
-      if (D % vec != 0) continue;
-      for (const int64_t V : kCounts)
-        for (const int64_t sms : kSms) {
-          SCOPED_TRACE(where(V, D, vec, sms));
-          const Segments sg = tokens_segments(V, D, vec, sms);
-          const int64_t most = std::max<int64_t>(1, D / (kWarp * vec * 8));
-          if (sg.S > 1) EXPECT_GE(sg.L / vec, 8 * kWarp);
-          EXPECT_LE(sg.S, most);
-          // Half the ~16 warps an SM asked for, or every segment a vector can take.
-          EXPECT_GE(2 * V * sg.S, std::min(16 * sms, V * most));
-        }
-    }
+  for_each_geometry([](int64_t V, int64_t D, int vec, int64_t sms) {
+    const Segments sg = tokens_segments(V, D, vec, sms);
+    const int64_t most = std::max<int64_t>(1, D / (kWarp * vec * 8));
+    if (sg.S > 1) EXPECT_GE(sg.L / vec, 8 * kWarp);
+    EXPECT_LE(sg.S, most);
+    // Half the ~16 warps an SM asked for, or every segment a vector can take.
+    EXPECT_GE(2 * V * sg.S, std::min(16 * sms, V * most));
+  });
   // The whole-map case this split exists for: 8 ResNet maps of 256 x 56 x 56 in float.
   const Segments maps = tokens_segments(8, 802816, 4, 132);
   EXPECT_GE(8 * maps.S, 132 * 8);
@@ -118,29 +116,23 @@ TEST(BcnCudaLaunch, BatchSplitCoversEveryMagnitudeOnce) {
 // c < D / vec in the kernel) and chunks cover the V rows once, each chunk at least a
 // block's kRows rows where V allows (no more chunks than ceil(V / kRows)).
 TEST(BcnCudaLaunch, GradInputGridCoversEveryRowAndColumnOnce) {
-  for (const int64_t D : kDims)
-    for (const int vec : kVecs) {
-      if (D % vec != 0) continue;
-      for (const int64_t V : kCounts)
-        for (const int64_t sms : kSms) {
-          SCOPED_TRACE(where(V, D, vec, sms));
-          const GradInputGrid g = grad_input_grid(V, D, vec, sms);
-          const int64_t packs = D / vec;
-          EXPECT_GE(g.tiles * kWarp, packs);
-          EXPECT_LT((g.tiles - 1) * kWarp, packs);
-          int64_t next = 0;
-          for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
-            const RowRange r = chunk_rows(chunk, g.rows_per_chunk, V);
-            ASSERT_EQ(r.r0, next) << "chunk " << chunk;
-            ASSERT_LT(r.r0, r.r1) << "chunk " << chunk << " is empty";
-            next = r.r1;
-          }
-          EXPECT_EQ(next, V);
-          EXPECT_LE(g.chunks, ceil_div(V, kRows));
-          // Enough blocks for 8 an SM where the rows allow it (half of that, after rounding).
-          EXPECT_GE(2 * g.tiles * g.chunks, std::min(8 * sms, g.tiles * ceil_div(V, kRows)));
-        }
+  for_each_geometry([](int64_t V, int64_t D, int vec, int64_t sms) {
+    const GradInputGrid g = grad_input_grid(V, D, vec, sms);
+    const int64_t packs = D / vec;
+    EXPECT_GE(g.tiles * kWarp, packs);
+    EXPECT_LT((g.tiles - 1) * kWarp, packs);
+    int64_t next = 0;
+    for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
+      const RowRange r = chunk_rows(chunk, g.rows_per_chunk, V);
+      ASSERT_EQ(r.r0, next) << "chunk " << chunk;
+      ASSERT_LT(r.r0, r.r1) << "chunk " << chunk << " is empty";
+      next = r.r1;
     }
+    EXPECT_EQ(next, V);
+    EXPECT_LE(g.chunks, ceil_div(V, kRows));
+    // Enough blocks for 8 an SM where the rows allow it (half of that, after rounding).
+    EXPECT_GE(2 * g.tiles * g.chunks, std::min(8 * sms, g.tiles * ceil_div(V, kRows)));
+  });
 }
 
 }  // namespace

@@ -49,6 +49,18 @@ SegmentPacks packs_of(int vec, int64_t u, const Segments& sg, int64_t D) {
   }
 }
 
+// chunk_rows of chunks 0 .. count - 1 are non-empty, contiguous and end at V.
+void expect_chunks_cover(int64_t count, int64_t per_chunk, int64_t V) {
+  int64_t next = 0;
+  for (int64_t chunk = 0; chunk < count; ++chunk) {
+    const RowRange r = chunk_rows(chunk, per_chunk, V);
+    ASSERT_EQ(r.r0, next) << "chunk " << chunk;
+    ASSERT_LT(r.r0, r.r1) << "chunk " << chunk << " is empty";
+    next = r.r1;
+  }
+  EXPECT_EQ(next, V);
+}
+
 // Every pack of every vector is read by exactly one segment, and each segment's warp has work.
 TEST(BcnCudaLaunch, TokensSegmentsReadEveryPackOnce) {
   int checked = 0;
@@ -101,14 +113,7 @@ TEST(BcnCudaLaunch, BatchSplitCoversEveryMagnitudeOnce) {
     const BatchSplit split = batch_split(V);
     ASSERT_GE(split.blocks, 1);
     ASSERT_LE(split.blocks, kMaxPartials);
-    int64_t next = 0;
-    for (int64_t b = 0; b < split.blocks; ++b) {
-      const RowRange r = chunk_rows(b, split.chunk, V);
-      ASSERT_EQ(r.r0, next) << "block " << b;
-      ASSERT_LT(r.r0, r.r1) << "block " << b << " is empty";
-      next = r.r1;
-    }
-    EXPECT_EQ(next, V);
+    expect_chunks_cover(split.blocks, split.chunk, V);
   }
 }
 
@@ -121,14 +126,7 @@ TEST(BcnCudaLaunch, GradInputGridCoversEveryRowAndColumnOnce) {
     const int64_t packs = D / vec;
     EXPECT_GE(g.tiles * kWarp, packs);
     EXPECT_LT((g.tiles - 1) * kWarp, packs);
-    int64_t next = 0;
-    for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
-      const RowRange r = chunk_rows(chunk, g.rows_per_chunk, V);
-      ASSERT_EQ(r.r0, next) << "chunk " << chunk;
-      ASSERT_LT(r.r0, r.r1) << "chunk " << chunk << " is empty";
-      next = r.r1;
-    }
-    EXPECT_EQ(next, V);
+    expect_chunks_cover(g.chunks, g.rows_per_chunk, V);
     EXPECT_LE(g.chunks, ceil_div(V, kRows));
     // Enough blocks for 8 an SM where the rows allow it (half of that, after rounding).
     EXPECT_GE(2 * g.tiles * g.chunks, std::min(8 * sms, g.tiles * ceil_div(V, kRows)));

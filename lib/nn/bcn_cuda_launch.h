@@ -74,7 +74,8 @@ struct GradInputGrid {
 inline GradInputGrid grad_input_grid(int64_t V, int64_t D, int vec, int64_t sms) {
   const int64_t tiles = ceil_div(D / vec, kWarp);
   const int64_t target = 8 * sms;
-  const int64_t chunks = std::min(std::max<int64_t>(1, ceil_div(target, tiles)), ceil_div(V, kRows));
+  const int64_t chunks =
+      std::min(std::max<int64_t>(1, ceil_div(target, tiles)), ceil_div(V, kRows));
   const int64_t rows_per_chunk = ceil_div(V, chunks);
   return {tiles, ceil_div(V, rows_per_chunk), rows_per_chunk};
 }

@@ -203,7 +203,8 @@ TEST(Dgcnn, ForwardIsWangEtAlsArchitecture) {
       std::vector<torch::Tensor> rows;
       for (int64_t i = 0; i < N; ++i) {
         std::vector<std::pair<double, int64_t>> d;
-        for (int64_t j = 0; j < N; ++j) d.push_back({(x[j] - x[i]).pow(2).sum().item<double>(), j});
+        for (int64_t j = 0; j < N; ++j)
+          d.push_back({(x[j] - x[i]).pow(2).sum().item<double>(), j});
         std::sort(d.begin(), d.end());
         std::vector<torch::Tensor> e;
         for (int64_t n = 0; n < k; ++n) e.push_back(torch::cat({x[d[n].second] - x[i], x[i]}));

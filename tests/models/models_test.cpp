@@ -218,13 +218,11 @@ TEST(Models, Cnn9IsThePapersNineLayerNet) {
   auto b = build("name: cnn9, width: 0.125");
   auto& model = *b.model;
   testing::randomize_batch_norms(model);
-  // The convs (4-d weights) and the BNs (running means), in the order the model made them.
-  std::vector<std::string> convs, norms;
+  // The convs (4-d weights) and the BNs, in the order the model made them.
+  std::vector<std::string> convs;
   for (const auto& p : model.named_parameters())
     if (p.value().dim() == 4) convs.push_back(p.key());
-  for (const auto& buf : model.named_buffers())
-    if (buf.key().find("running_mean") != std::string::npos)
-      norms.push_back(buf.key().substr(0, buf.key().size() - 13));
+  const auto norms = testing::batch_norm_prefixes(model);
   ASSERT_EQ(convs.size(), 9u);
   ASSERT_EQ(norms.size(), 9u);
   torch::manual_seed(3);

@@ -8,12 +8,14 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <matio.h>
+#include <turbojpeg.h>
 
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 
 #include <fmt/core.h>
 #include <gtest/gtest.h>
@@ -115,6 +117,59 @@ TEST(Jpeg, DecodesColourGreyAndCmykAndRefusesCorruptData) {
   EXPECT_FALSE(error.empty());
   const std::string text = "not an image";
   EXPECT_FALSE(read_jpeg_header(reinterpret_cast<const unsigned char*>(text.data()), text.size(), info));
+}
+
+// The DCT-domain downscale keeps both sides of what the crop needs: on a tall image it is
+// the height that decides (1/8 would keep the width, 8 of the asked 8, and lose the height).
+TEST(Jpeg, ScaledDecodingKeepsBothSidesAtLeastAsLargeAsAsked) {
+  std::string error;
+  RgbImage out;
+  const auto tall = encode_jpeg(picture(64, 256, 3), 90);
+  ASSERT_TRUE(decode_jpeg(tall.data(), tall.size(), 8, 200, out, error)) << error;
+  EXPECT_EQ(out.height, 224);  // 7/8: the smallest eighth with a height of at least 200
+  EXPECT_EQ(out.width, 56);
+  const auto wide = encode_jpeg(picture(256, 64, 4), 90);
+  ASSERT_TRUE(decode_jpeg(wide.data(), wide.size(), 200, 8, out, error)) << error;
+  EXPECT_EQ(out.width, 224);
+  EXPECT_EQ(out.height, 56);
+}
+
+// A CMYK JPEG whose K is not 255 (the encoder above writes K = 255 only). Written with
+// libjpeg-turbo directly: two flat 16-pixel-wide halves, K = 255 and K = 128, at quality 100.
+// Decoded as Adobe's inverted CMYK: each channel times K / 255.
+TEST(Jpeg, CmykDecodingMultipliesEachChannelByK) {
+  constexpr int kW = 32, kH = 16;
+  const unsigned char cmy[3] = {200, 100, 50};
+  std::vector<unsigned char> pixels(static_cast<size_t>(kW) * kH * 4);
+  for (int y = 0; y < kH; ++y)
+    for (int x = 0; x < kW; ++x) {
+      unsigned char* px = pixels.data() + (static_cast<size_t>(y) * kW + x) * 4;
+      std::copy(cmy, cmy + 3, px);
+      px[3] = x < kW / 2 ? 255 : 128;
+    }
+  std::unique_ptr<void, int (*)(tjhandle)> h(tjInitCompress(), tjDestroy);
+  ASSERT_TRUE(h);
+  unsigned char* buf = nullptr;
+  unsigned long size = 0;
+  ASSERT_EQ(tjCompress2(h.get(), pixels.data(), kW, 0, kH, TJPF_CMYK, &buf, &size, TJSAMP_444,
+                        100, 0),
+            0)
+      << tjGetErrorStr2(h.get());
+  const std::vector<unsigned char> bytes(buf, buf + size);
+  tjFree(buf);
+  JpegInfo info;
+  ASSERT_TRUE(read_jpeg_header(bytes.data(), bytes.size(), info));
+  ASSERT_TRUE(info.cmyk);
+  RgbImage out;
+  std::string error;
+  ASSERT_TRUE(decode_jpeg(bytes.data(), bytes.size(), 0, 0, out, error)) << error;
+  ASSERT_EQ(out.width, kW);
+  for (int x : {4, kW - 4}) {  // inside each flat half, away from the 8x8 blocks' seam
+    const double k = x < kW / 2 ? 255 : 128;
+    const unsigned char* px = out.pixels.data() + (static_cast<size_t>(kH / 2) * kW + x) * 3;
+    for (int c = 0; c < 3; ++c)
+      EXPECT_NEAR(px[c], cmy[c] * k / 255, 3.0) << "x " << x << " channel " << c;
+  }
 }
 
 // The resampler against LibTorch's antialiased bilinear (the PIL filter torchvision applies),
@@ -257,6 +312,41 @@ TEST(JpegLoader, BatchesDoNotDependOnWorkersOrRanksAndEpochsRestore) {
   EXPECT_TRUE(torch::equal(b0, x1.slice(0, 0, 4)));
 }
 
+// An image's crop and flip come from (epoch seed, position): one picture copied into every
+// file still comes out as a different crop at each position. The epoch state's last entry
+// is that seed: a state with the same permutation and another seed gives other crops of the
+// same images, and the original state gives the original crops back.
+TEST(JpegLoader, EachPositionDrawsItsOwnCropFromTheStatesSeed) {
+  TempDir dir;
+  const auto bytes = encode_jpeg(picture(48, 40, 7), 90);
+  for (int i = 0; i < 8; ++i) write_file(dir.path() / "c0" / fmt::format("img{}.JPEG", i), bytes);
+  auto files = std::make_shared<ImageFiles>(scan_image_folder(dir.path()));
+  JpegLoaderOptions o;
+  o.batch_size = 4;
+  o.augment.size = 16;
+  o.augment.resize = 20;
+  o.workers = 2;
+  JpegLoader loader(files, o);
+  torch::manual_seed(5);
+  loader.new_epoch();
+  const torch::Tensor state = loader.order().clone();
+  ASSERT_EQ(state.numel(), 9);
+  const auto x = whole_epoch(loader).first;
+  ASSERT_EQ(x.size(0), 8);
+  int same = 0;
+  for (int64_t i = 0; i < 8; ++i)
+    for (int64_t j = i + 1; j < 8; ++j) same += torch::equal(x[i], x[j]) ? 1 : 0;
+  EXPECT_EQ(same, 0) << "positions of one epoch share a crop";
+  torch::Tensor reseeded = state.clone();
+  reseeded[8] += 1;
+  loader.set_order(reseeded);
+  const auto x2 = whole_epoch(loader).first;
+  for (int64_t i = 0; i < 8; ++i)
+    EXPECT_FALSE(torch::equal(x2[i], x[i])) << "position " << i << " ignores the epoch seed";
+  loader.set_order(state);
+  EXPECT_TRUE(torch::equal(whole_epoch(loader).first, x));
+}
+
 TEST(JpegLoader, EvaluationIsTheCentreCropAndCorruptFilesAreSkippedAndCounted) {
   TempDir dir;
   auto files = make_folder(dir.path(), 2, 3, /*with_corrupt=*/true);
@@ -289,6 +379,28 @@ TEST(JpegLoader, EvaluationIsTheCentreCropAndCorruptFilesAreSkippedAndCounted) {
     ++k;
   }
   EXPECT_EQ(k, 6);
+}
+
+// What the dataset hands the loader and the pipeline: the configured crop (image_size,
+// resize, scale_min) and the channel statistics that torchvision's ImageNet recipes
+// normalize with (He et al. 2016's ResNet-50 among them).
+TEST(ImageNetDataset, HandsOnItsCropSettingsAndImageNetsStatistics) {
+  TempDir dir;
+  make_folder(dir.path() / "in" / "train", 3, 2, /*with_corrupt=*/false);
+  make_folder(dir.path() / "in" / "val", 3, 1, /*with_corrupt=*/false);
+  const auto exp = testing::experiment_from(
+      dir, "data: {name: imagenet, root: " + (dir.path() / "in").string() +
+               ", official_counts: false, image_size: 24, resize: 32, scale_min: 0.3}\n");
+  const auto d = ImageNetDataset(exp.section("data")).load();
+  ASSERT_TRUE(d.files);
+  EXPECT_EQ(d.files->augment.size, 24);
+  EXPECT_EQ(d.files->augment.resize, 32);
+  EXPECT_DOUBLE_EQ(d.files->augment.scale_min, 0.3);
+  EXPECT_EQ(d.files->train->size(), 6);
+  EXPECT_EQ(d.files->test->size(), 3);
+  EXPECT_EQ(d.shape.classes, 3);
+  EXPECT_EQ(d.mean, (std::vector<double>{0.485, 0.456, 0.406}));
+  EXPECT_EQ(d.std, (std::vector<double>{0.229, 0.224, 0.225}));
 }
 
 TEST(ImageFolder, ListsClassesInOrderAndRefusesStrayFiles) {

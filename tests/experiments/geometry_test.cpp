@@ -2,6 +2,7 @@
 // directory), with assertions on what each experiment measures.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -51,6 +52,21 @@ TEST(Geometry, Exp1BnKeepsTheWeightNormWhilePlainGdChangesIt) {
   EXPECT_GT(r["plain"]["min_train_acc"].get<double>(), 0.9);
 }
 
+// From w = -w* (180 degrees) the BN arm need not turn w at all: γ changes sign, and the
+// classifier sign(γ) w is then w*. The reported angle is that classifier's, not w's.
+TEST(Geometry, Exp1ReadsTheBnClassifierThroughTheSignOfGamma) {
+  testing::TempDir dir;
+  auto r = run_task(dir,
+                    "{name: gd_linear, points: 60, iterations: 300, init_norms: [1.0], "
+                    "init_angles: [180.0]}",
+                    {"gd_linear.dat"});
+  const auto& run = r["bn"]["runs"][0];
+  EXPECT_GT(run["train_acc"].get<double>(), 0.9);
+  EXPECT_LT(run["final_angle_deg"].get<double>(), 45.0);
+  EXPECT_GT(r["plain"]["min_train_acc"].get<double>(), 0.9);
+  EXPECT_LT(r["plain"]["mean_final_angle_deg"].get<double>(), 45.0);
+}
+
 TEST(Geometry, Exp2HessianSpectrumAndConvergence) {
   testing::TempDir dir;
   auto r = run_task(dir,
@@ -72,6 +88,16 @@ TEST(Geometry, Exp2HessianSpectrumAndConvergence) {
   EXPECT_GE(r["bn"]["zero_modes"].get<int64_t>(),
             r["bn"]["expected_symmetry_modes"].get<int64_t>());
   EXPECT_EQ(r["bn"]["expected_symmetry_modes"].get<int64_t>(), 12);
+  // stability_limit is the curvature where GD at this lr turns unstable: on λx²/2, 100 steps
+  // of x <- x - lr λ x shrink x just below it and blow it up just above.
+  const double limit = r["bn"]["stability_limit"].get<double>();
+  auto after_gd = [](double curvature) {
+    double x = 1;
+    for (int i = 0; i < 100; ++i) x -= 0.1 * curvature * x;
+    return std::abs(x);
+  };
+  EXPECT_LT(after_gd(0.99 * limit), 0.5);
+  EXPECT_GT(after_gd(1.01 * limit), 2.0);
   EXPECT_TRUE(r.contains("lambda_max_ratio"));
 }
 
@@ -91,6 +117,9 @@ TEST(Geometry, Exp3MarginsAndNoiseCurve) {
     EXPECT_LT(acc[2].get<double>(), 0.9) << arm;  // huge noise destroys it
     EXPECT_GT(r[arm]["noise_tolerance"].get<double>(), 0);
   }
+  // The ratio the report judges: BN's mean margin over the plain net's.
+  EXPECT_DOUBLE_EQ(r["margin_ratio"].get<double>(),
+                   r["bn"]["mean_margin"].get<double>() / r["plain"]["mean_margin"].get<double>());
 }
 
 TEST(Geometry, Exp4DetectsNonFiniteTrainingFromAHugeInit) {
@@ -110,6 +139,7 @@ TEST(Geometry, Exp4DetectsNonFiniteTrainingFromAHugeInit) {
       EXPECT_TRUE(huge["final_loss"].is_null());
       EXPECT_EQ(huge["trained"], 0);
     }
+    EXPECT_EQ(r[arm]["weight_layers"], 4) << arm;  // layers: 4 (the paper's 5 by default)
     EXPECT_EQ(r[arm]["scale_1e+00"]["trained"], 1) << arm;
     EXPECT_TRUE(r[arm]["scale_1e+00"]["nonfinite_iteration"].is_null()) << arm;
   }

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <tuple>
@@ -730,6 +731,33 @@ TEST_F(Fixture, PlotsWithoutGnuplotSayHowToRender) {
   EXPECT_NE(summary.find("gnuplot tiny_table.gp"), std::string::npos) << summary;
   EXPECT_TRUE(fs::exists(dir_.path() / "p/tiny_table.gp"));
   EXPECT_FALSE(fs::exists(dir_.path() / "p/tiny_table_test_err.png"));
+}
+
+// A planned command must reach normexp word for word: each word quoted by shell_quote comes
+// back from the shell (sh, as Slurm and the plan's users run it) unchanged.
+TEST(Plan, ShellQuotedWordsComeBackFromTheShellUnchanged) {
+  for (const std::string word :
+       {"plain", "configs/a b.yaml", "it's", "a'b'c", "''", "$HOME", "`id`", "back\\slash",
+        "semi;colon", "star*", "new\nline", "train.lr=0.1", ""}) {
+    const auto r = sh("printf '%s' " + report::shell_quote(word));
+    EXPECT_EQ(r.code, 0) << report::shell_quote(word);
+    EXPECT_EQ(r.out, word) << report::shell_quote(word);
+  }
+  EXPECT_EQ(report::shell_quote("train.lr=0.1"), "train.lr=0.1");  // plain words stay readable
+}
+
+// A metric that is not a finite number is no metric: it must not enter a mean. A file cannot
+// hold one (JSON has no NaN; nlohmann refuses 1e999), but results built in memory, as the
+// tasks build theirs, can.
+TEST(Index, NonFiniteAndMissingMetricsAreAbsent) {
+  json m = json::parse(R"({"final": {"loss": 0.5, "name": "x"}})");
+  m["final"]["test_err"] = std::nan("");
+  m["final"]["top5"] = std::numeric_limits<double>::infinity();
+  EXPECT_FALSE(report::metric_value(m, "final.test_err").has_value());
+  EXPECT_FALSE(report::metric_value(m, "final.top5").has_value());
+  EXPECT_EQ(report::metric_value(m, "final.loss"), 0.5);
+  EXPECT_FALSE(report::metric_value(m, "final.name").has_value());
+  EXPECT_FALSE(report::metric_value(m, "final.missing").has_value());
 }
 
 TEST(Spec, StrictValidationWithFileAndLine) {

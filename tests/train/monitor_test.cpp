@@ -137,21 +137,26 @@ TEST(Monitor, DivergenceNamesTheStepAndTheLayer) {
 }
 
 TEST(Monitor, ResumedRunDoesNotRepeatSamples) {
-  testing::TempDir dir;
-  const std::vector<std::string> sets{"output.root=" + (dir.path() / "res").string(),
-                                      "train.epochs=2", "train.monitor_every=2",
-                                      "train.checkpoint_every=1"};
-  auto exp = testing::experiment_from(dir, testing::kTinyYaml, sets);
-  compose::RunOptions interrupt;
-  interrupt.interrupt_at_step = 11;  // mid epoch 2: its samples 10 (and 11's none) are redone
-  ASSERT_EQ(compose::run_experiment(exp, interrupt).status, RunStatus::Interrupted);
-  compose::RunOptions resume;
-  resume.resume = true;
-  auto result = compose::run_experiment(exp, resume);
-  ASSERT_EQ(result.status, RunStatus::Completed);
-  std::vector<int64_t> steps;
-  for (const auto& r : jsonl(result.dir / "diagnostics.jsonl")) steps.push_back(r["step"]);
-  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 4, 6, 8, 10, 12, 14, 16}));
+  // Interrupted mid epoch 2 (step 11: its sample 10, not yet written, is redone), and at the
+  // end of epoch 1 (step 8: its sample 8 is written and the checkpoint is at that very step,
+  // so it must be kept, and once).
+  for (const int64_t stop_at : {11, 8}) {
+    testing::TempDir dir;
+    const std::vector<std::string> sets{"output.root=" + (dir.path() / "res").string(),
+                                        "train.epochs=2", "train.monitor_every=2",
+                                        "train.checkpoint_every=1"};
+    auto exp = testing::experiment_from(dir, testing::kTinyYaml, sets);
+    compose::RunOptions interrupt;
+    interrupt.interrupt_at_step = stop_at;
+    ASSERT_EQ(compose::run_experiment(exp, interrupt).status, RunStatus::Interrupted);
+    compose::RunOptions resume;
+    resume.resume = true;
+    auto result = compose::run_experiment(exp, resume);
+    ASSERT_EQ(result.status, RunStatus::Completed);
+    std::vector<int64_t> steps;
+    for (const auto& r : jsonl(result.dir / "diagnostics.jsonl")) steps.push_back(r["step"]);
+    EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 4, 6, 8, 10, 12, 14, 16})) << "stop at " << stop_at;
+  }
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -49,8 +51,25 @@ TEST(Run, TinyRunWritesItsResultsDirectory) {
     EXPECT_LE(row["test_err"].get<double>(), 100.0);
     EXPECT_LE(row["test_top5_err"].get<double>(), row["test_err"].get<double>());
     EXPECT_GT(row["images_per_s"].get<double>(), 0.0);
+    // Step s (0-based) trains at cosine's 0.1 (1 + cos(π s / 80)) (80 steps, base 0.2, no
+    // warmup); the row's rate is that of the epoch's last step, 8e - 1.
+    const int64_t last_step = 8 * row["epoch"].get<int64_t>() - 1;
+    EXPECT_NEAR(row["lr"].get<double>(), 0.1 * (1 + std::cos(M_PI * last_step / 80.0)), 1e-12)
+        << "epoch " << row["epoch"];
   }
   EXPECT_EQ(m["final"], m["history"][9]);
+  // "best" is the epoch of lowest test error (the first of equals), read back by hand.
+  size_t best = 0;
+  double worst_err = 0;
+  for (size_t i = 0; i < m["history"].size(); ++i) {
+    const double err = m["history"][i]["test_err"].get<double>();
+    worst_err = std::max(worst_err, err);
+    if (err < m["history"][best]["test_err"].get<double>()) best = i;
+  }
+  ASSERT_LT(m["history"][best]["test_err"].get<double>(), worst_err) << "every epoch alike";
+  EXPECT_EQ(m["best"]["epoch"], m["history"][best]["epoch"]);
+  EXPECT_EQ(m["best"]["test_err"], m["history"][best]["test_err"]);
+  EXPECT_EQ(m["best"]["test_top5_err"], m["history"][best]["test_top5_err"]);
 
   EXPECT_EQ(lines_of(result.dir / "history.jsonl").size(), 10u);
   // config.yaml loads back to the same experiment.
@@ -139,6 +158,14 @@ TEST(Run, NonFiniteLossStopsWithStatusDiverged) {
   EXPECT_EQ(m["status"], "diverged");
   EXPECT_EQ(m["diverged_epoch"], 1);
   EXPECT_EQ(m["epochs_completed"], 0);
+  // A diverged run is finished: --resume reports it and leaves it as it is (training it
+  // again would only diverge again, and a sweep's --resume would spend a run on it).
+  const std::string before = read_file(result.dir / "metrics.json");
+  compose::RunOptions resume;
+  resume.resume = true;
+  const auto again = compose::run_experiment(exp, resume);
+  EXPECT_EQ(again.status, RunStatus::Diverged);
+  EXPECT_EQ(read_file(result.dir / "metrics.json"), before);
 }
 
 TEST(Run, MaxStepsStopsEarly) {

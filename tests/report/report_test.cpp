@@ -153,6 +153,40 @@ TEST_F(Fixture, AggregatesSeedsWithSampleStdAndCountsOtherStatuses) {
   EXPECT_TRUE(j["cells"][2]["mean"].is_null());
 }
 
+// Marks rank the means within a row: best, then the next distinct mean as second best; a
+// third cell gets nothing. A cell alone in its group (best_within: column here) is not the
+// best of anything.
+TEST_F(Fixture, MarksGoToTheBestAndTheNextMeanAndNeedTwoResults) {
+  const auto hash_c = config::load_experiment(config_, {"norm.noise.sigma=0.3"}, schema()).hash();
+  write_run(hash_c, 0, "completed", 14.0);
+  auto spec = report::load_spec(spec_path_);
+  const auto r = make(spec);  // means: a 13, b 11.5, c 14
+  EXPECT_EQ(r.find("r", "b")->ours_mark, report::Mark::Best);
+  EXPECT_EQ(r.find("r", "a")->ours_mark, report::Mark::Second);
+  EXPECT_EQ(r.find("r", "c")->ours_mark, report::Mark::None);
+  spec.best_within = "column";
+  for (const auto& c : make(spec).cells) EXPECT_EQ(c.ours_mark, report::Mark::None) << c.cell->column;
+}
+
+// The CSV reads back field for field with Python's csv module (RFC 4180: a field with a comma,
+// quote or newline is quoted, its quotes doubled).
+TEST_F(Fixture, CsvReadsBackWithPythonsCsvModule) {
+  auto spec = report::load_spec(spec_path_);
+  const std::string status = "unsupported (\"needs FastAA\", a, b)\nsee notes";
+  spec.cells[2].status = status;
+  spec.cells[1].sets = {"train.note=\"x,y\""};
+  const auto csv = dir_.write("table.csv", report::render_csv(make(spec)));
+  const auto r = sh("python3 -c 'import csv, json, sys; "
+                    "print(json.dumps(list(csv.reader(open(sys.argv[1], newline=\"\")))))' " +
+                    csv.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto rows = json::parse(r.out);
+  ASSERT_EQ(rows.size(), 4u) << r.out;  // header and three cells
+  for (const auto& row : rows) EXPECT_EQ(row.size(), 16u) << row.dump();
+  EXPECT_EQ(rows[2][3], "train.note=\"x,y\"");
+  EXPECT_EQ(rows[3][5], status);
+}
+
 // A table of our own (no paper numbers anywhere) shows ours alone: no "paper –" under every
 // cell and no Δ; the same table with paper numbers shows them (the test above).
 TEST_F(Fixture, ATableWithoutPaperNumbersShowsOursAlone) {
@@ -232,6 +266,10 @@ TEST_F(Fixture, UnmatchedRunsAndGlobalSetsChangeHashes) {
   EXPECT_NE(reduced.find("r", "a")->hash, hash_a_);
   EXPECT_EQ(reduced.find("r", "a")->stats.n, 0);
   EXPECT_EQ(reduced.unmatched.size(), 6u);
+  // The report's --set comes after a cell's own, so it wins where both set a key (as a
+  // command line overrides a config): every cell is then the σ = 0.2 run.
+  o.sets = {"norm.noise.sigma=0.2"};
+  for (const auto& c : make(spec, o).cells) EXPECT_EQ(c.hash, hash_b_) << c.cell->column;
 }
 
 TEST_F(Fixture, PlanListsExactlyTheMissingCellSeedPairs) {
@@ -569,6 +607,16 @@ TEST(Claims, RowsAgainstRowsColumnByColumnAndListedRows) {
   d.value = -4;
   EXPECT_EQ(h.judge(d).first, "does not hold");  // 85 - 80 is not below -4
   EXPECT_EQ(h.judge(claim("below", {"bn", "acc"}, {"ln", "acc"}, -4)).first, "holds");
+  // A pair that fails outweighs a pair without runs: the claim does not hold, whatever the
+  // missing runs would show.
+  HandReport gap({{{"bn", "lmax"}, {}}, {{"ln", "lmax"}, {2.0}}, {{"bn", "acc"}, {80.0}},
+                  {{"ln", "acc"}, {85.0}}});
+  std::tie(verdict, text) = gap.judge(claim("above", bn, ln, 0));
+  EXPECT_EQ(verdict, "does not hold") << text;
+  EXPECT_NE(text.find("no completed run"), std::string::npos) << text;
+  c = claim("above", bn, ln, 0);
+  c.columns = {"lmax"};
+  EXPECT_EQ(gap.judge(c).first, "not enough runs");
 }
 
 // The YAML forms: a column id, {row}, {row, column}, no b; and the mistakes they allow.

@@ -165,7 +165,8 @@ TEST_F(Fixture, MarksGoToTheBestAndTheNextMeanAndNeedTwoResults) {
   EXPECT_EQ(r.find("r", "a")->ours_mark, report::Mark::Second);
   EXPECT_EQ(r.find("r", "c")->ours_mark, report::Mark::None);
   spec.best_within = "column";
-  for (const auto& c : make(spec).cells) EXPECT_EQ(c.ours_mark, report::Mark::None) << c.cell->column;
+  for (const auto& c : make(spec).cells)
+    EXPECT_EQ(c.ours_mark, report::Mark::None) << c.cell->column;
 }
 
 // The CSV reads back field for field with Python's csv module (RFC 4180: a field with a comma,
@@ -174,7 +175,7 @@ TEST_F(Fixture, CsvReadsBackWithPythonsCsvModule) {
   auto spec = report::load_spec(spec_path_);
   const std::string status = "unsupported (\"needs FastAA\", a, b)\nsee notes";
   spec.cells[2].status = status;
-  spec.cells[1].sets = {"train.note=\"x,y\""};
+  spec.cells[1].sets = {"train.note=\"x,y\""};  // no such key: a config error, its set printed
   const auto csv = dir_.write("table.csv", report::render_csv(make(spec)));
   const auto r = sh("python3 -c 'import csv, json, sys; "
                     "print(json.dumps(list(csv.reader(open(sys.argv[1], newline=\"\")))))' " +

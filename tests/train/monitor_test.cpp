@@ -155,7 +155,8 @@ TEST(Monitor, ResumedRunDoesNotRepeatSamples) {
     ASSERT_EQ(result.status, RunStatus::Completed);
     std::vector<int64_t> steps;
     for (const auto& r : jsonl(result.dir / "diagnostics.jsonl")) steps.push_back(r["step"]);
-    EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 4, 6, 8, 10, 12, 14, 16})) << "stop at " << stop_at;
+    EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 4, 6, 8, 10, 12, 14, 16}))
+        << "stop at " << stop_at;
   }
 }
 

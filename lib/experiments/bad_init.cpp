@@ -70,7 +70,7 @@ TaskResult bad_init(TaskContext& ctx) {
       DenseNet net =
           make_dense(sizes, bn ? Norm::Bn : Norm::None, false, scale, p.get_float("eps"), gen);
       const auto params = net.params();
-      R[arm]["weight_layers"] = net.layers();
+      if (!R[arm].contains("weight_layers")) R[arm]["weight_layers"] = net.layers();
       std::optional<int64_t> nonfinite, reached;
       double loss_v = 0, acc = 0;
       const std::string title = fmt::format("{} scale {:g}", arm, scale);

@@ -15,7 +15,6 @@
 #include <map>
 #include <memory>
 #include <random>
-#include <set>
 
 #include <fmt/core.h>
 #include <gtest/gtest.h>

@@ -85,6 +85,68 @@ TEST(Probe, RecordsConvShapesAndNormInputStdsOnARegisteredModel) {
   const auto s = analysis::sigma_summary(scheme);
   EXPECT_EQ(s.sigma_mean.size(), 7u);
   EXPECT_LE(s.log10_inv_sigma_prod, s.log10_inv_sigma_min_prod);
+  // Than's prod 1/sigma_k over the layers, from each layer's mean and each layer's smallest
+  // per-channel sigma, recomputed here from the probes.
+  double inv_mean = 0, inv_min = 0;
+  for (const auto& p : scheme.norm_probes()) {
+    inv_mean -= std::log10(p->sigma().mean().item<double>());
+    inv_min -= std::log10(p->sigma().min().item<double>());
+  }
+  EXPECT_NEAR(s.log10_inv_sigma_prod, inv_mean, 1e-9);
+  EXPECT_NEAR(s.log10_inv_sigma_min_prod, inv_min, 1e-9);
+  EXPECT_GT(inv_min - inv_mean, 0.1);  // the two differ: the test can tell them apart
+}
+
+// The per-layer norms the capacity task reports are the norms of the operators the model
+// applies: each conv's Jacobian, built column by column from the layer's own forward on a
+// basis of its input space (padding included, and for weight-standardized convs the
+// standardized weight the layer really uses, not the raw one).
+TEST(Probe, ConvNormsAreThoseOfTheOperatorsTheLayersApply) {
+  for (const char* norm : {"bn", "ws_bn"}) {
+    torch::manual_seed(0);
+    testing::TempDir dir;
+    auto exp = testing::experiment_from(
+        dir, std::string("model: {name: resnet, depth: 8}\nnorm: {name: ") + norm + "}\n");
+    analysis::ProbedScheme scheme(registry::norms().get(norm).make(exp.section("norm")));
+    auto model = compose::components().model(exp.section("model"), {3, 6, 6, 4}, scheme);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    model->forward(torch::randn({2, 3, 6, 6}));
+    const auto norms = analysis::layer_norms(scheme, 3000);
+    for (size_t k : {size_t{0}, size_t{3}}) {  // the stem (pad 1), a stride-2 conv (pad 1)
+      const auto& probe = scheme.conv_probes()[k];
+      const auto& chw = probe->input_chw();
+      const int64_t n = chw[0] * chw[1] * chw[2];
+      auto basis = torch::eye(n).view({n, chw[0], chw[1], chw[2]});
+      torch::nn::AnyModule layer = probe->inner();  // the same module (AnyModule copies share it)
+      auto jacobian = layer.forward(basis).reshape({n, -1}).to(torch::kDouble);
+      const double exact = dense_norm(jacobian);
+      EXPECT_NEAR(norms[k].spectral, exact, 2e-3 * exact) << norm << " conv " << k;
+    }
+  }
+}
+
+// A token norm's sigma is per feature (the last axis), over every sample and token; a conv
+// map's is per channel (axis 1), over samples and positions.
+TEST(Probe, SigmaIsPerFeatureForTokensAndPerChannelForMaps) {
+  torch::manual_seed(0);
+  auto x = torch::randn({3, 5, 4}) * torch::tensor({1.0, 2.0, 3.0, 4.0});
+  analysis::Probe tokens(analysis::ProbeKind::TokenNorm, "t",
+                         torch::nn::AnyModule(torch::nn::Identity()));
+  tokens->set_recording(true);
+  tokens->forward(x);
+  ASSERT_EQ(tokens->sigma().numel(), 4);
+  const auto per_feature = x.var(std::vector<int64_t>{0, 1}, false).sqrt();
+  EXPECT_TRUE(torch::allclose(tokens->sigma(), per_feature.to(torch::kDouble), 1e-5, 1e-6));
+  const auto scales = torch::tensor({1.0, 2.0, 3.0, 4.0});
+  auto maps = torch::randn({3, 4, 2, 5}) * scales.view({1, 4, 1, 1});
+  analysis::Probe channels(analysis::ProbeKind::Norm, "c",
+                           torch::nn::AnyModule(torch::nn::Identity()));
+  channels->set_recording(true);
+  channels->forward(maps);
+  ASSERT_EQ(channels->sigma().numel(), 4);
+  const auto per_channel = maps.var(std::vector<int64_t>{0, 2, 3}, false).sqrt();
+  EXPECT_TRUE(torch::allclose(channels->sigma(), per_channel.to(torch::kDouble), 1e-5, 1e-6));
 }
 
 TEST(Probe, MeasuresSigmaWhereTheNormWouldBeForNone) {
@@ -93,8 +155,11 @@ TEST(Probe, MeasuresSigmaWhereTheNormWouldBeForNone) {
       dir, "model: {name: mlp, hidden: [8, 8, 8], norm_layers: 2}\nnorm: {name: none}\n");
   analysis::ProbedScheme scheme(registry::norms().get("none").make(exp.section("norm")));
   auto model = compose::components().model(exp.section("model"), {3, 8, 8, 4}, scheme);
-  // norm_layers = 2: two conv+norm positions, the third hidden layer plain.
-  EXPECT_EQ(scheme.norm_probes().size(), 2u);
+  // norm_layers = 2: two conv+norm positions, counted from the input (features 0-2 and 3-5
+  // are conv, norm, ReLU), the third hidden layer plain.
+  ASSERT_EQ(scheme.norm_probes().size(), 2u);
+  EXPECT_EQ(scheme.norm_probes()[0]->where(), "features.1");
+  EXPECT_EQ(scheme.norm_probes()[1]->where(), "features.4");
   scheme.set_recording(true);
   model->forward(torch::randn({32, 3, 8, 8}));
   EXPECT_EQ(analysis::sigma_summary(scheme).sigma_mean.size(), 2u);

@@ -178,5 +178,31 @@ TEST(Synthetic, ClassesAreSeparableByNearestClassMean) {
   EXPECT_GT(acc, 0.5);  // chance is 0.25
 }
 
+// data.noise is the task's difficulty: the pixel noise around each class pattern. Within-class
+// spread grows with it, and a nearest-class-mean rule fitted on the training set does worse
+// on the test set.
+TEST(Synthetic, NoiseSetsTheDifficulty) {
+  testing::TempDir dir;
+  auto stats = [&](const std::string& noise) {
+    auto exp = testing::experiment_from(dir, testing::kTinyYaml, {"data.noise=" + noise});
+    auto d = SyntheticDataset(exp.section("data")).load();
+    auto xtr = d.train_x.flatten(1).to(torch::kFloat);
+    std::vector<torch::Tensor> means;
+    double spread = 0;
+    for (int64_t k = 0; k < 4; ++k) {
+      auto xk = xtr.index({d.train_y == k});
+      means.push_back(xk.mean(0));
+      spread += (xk - means.back()).pow(2).mean().item<double>() / 4;
+    }
+    auto pred = torch::cdist(d.test_x.flatten(1).to(torch::kFloat), torch::stack(means)).argmin(1);
+    const double accuracy = pred.eq(d.test_y).to(torch::kFloat).mean().item<double>();
+    return std::make_pair(std::sqrt(spread), accuracy);
+  };
+  const auto [clean_spread, clean_acc] = stats("0");
+  const auto [noisy_spread, noisy_acc] = stats("3");
+  EXPECT_GT(noisy_spread, 2 * clean_spread);
+  EXPECT_GT(clean_acc, noisy_acc);
+}
+
 }  // namespace
 }  // namespace normexp::data

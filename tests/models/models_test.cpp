@@ -242,6 +242,27 @@ TEST(Models, Cnn9IsThePapersNineLayerNet) {
   EXPECT_TRUE(got.allclose(want, 1e-10, 1e-12)) << (got - want).abs().max().item<double>();
 }
 
+// The schemes' convolutions start from He et al. 2015's init in fan-out mode (as torchvision's
+// ResNets and Ikami et al.'s code): std sqrt(2 / (out * k * k)). Fan-in mode gives another
+// std wherever a layer changes width (the 3 -> 64 stem: 0.27 instead of 0.059), and the
+// scale of the first steps with it. Checked on every conv with enough weights to estimate a
+// std within a few per cent.
+TEST(Models, SchemeConvolutionsAreHeInitialisedByFanOut) {
+  for (const char* norm : {"name: bn", "name: gn", "name: ws_bn", "name: bcn"}) {
+    torch::manual_seed(0);
+    auto b = build("name: cnn9", norm);
+    int checked = 0;
+    for (const auto& p : b.model->named_parameters()) {
+      const auto& w = p.value();
+      if (w.dim() != 4 || w.numel() < 1500) continue;
+      const double want = std::sqrt(2.0 / static_cast<double>(w.size(0) * w.size(2) * w.size(3)));
+      EXPECT_NEAR(w.std().item<double>() / want, 1.0, 0.06) << norm << " " << p.key();
+      ++checked;
+    }
+    EXPECT_EQ(checked, 9) << norm;
+  }
+}
+
 // He et al. 2016, Table 1: ResNet-50 is a 7x7/2 conv - BN - ReLU stem and a 3x3/2 max pool,
 // then stages of {3, 4, 6, 3} bottlenecks (1x1, 3x3, 1x1 to 4x the width; each conv - BN, a
 // ReLU after the first two and after the sum), the first block of stages 2-4 strided (on its

@@ -309,6 +309,53 @@ TEST(Bcn, FusedKeyReachesEveryLayerAndBothPathsTrainAlike) {
             1e-4 * (1.0 + chain.abs().max().item<double>()));
 }
 
+// Every norm.* key of the bcn scheme must reach every layer the scheme builds: a key the
+// scheme drops runs the default silently, and the run's hash (which has the key) lies about
+// it. Checked through behaviour where the layer shows it: without the sqrt(d) scaling and
+// the affine map each position's output lies in Theorem 1's band [1 - alpha, 1]; with
+// stats: batch, two training passes over one batch leave running_mean at
+// (1 - (1 - m)^2) mu = m (2 - m) mu, so its ratio to the first pass's m mu is 2 - m.
+TEST(Bcn, SchemeKeysReachEveryLayer) {
+  testing::TempDir dir;
+  const double alpha = 0.3, momentum = 0.5;
+  auto exp = testing::experiment_from(
+      dir, testing::kTinyYaml,
+      {"norm.name=bcn", "norm.scale_by_sqrt_dim=false", "norm.affine=false", "norm.stats=batch",
+       "norm.momentum=0.5", "norm.alpha=0.3", "norm.bound=clip", "norm.eps=0.001"});
+  torch::manual_seed(0);
+  auto b = compose::build(exp, c10::Device(c10::kCPU));
+  std::vector<std::shared_ptr<BcnImpl>> layers;
+  for (const auto& m : b.model->modules(/*include_self=*/false))
+    if (auto bcn = std::dynamic_pointer_cast<BcnImpl>(m)) layers.push_back(bcn);
+  ASSERT_GT(layers.size(), 5u);
+  for (const auto& bcn : layers) {
+    const BcnOptions& o = bcn->options();
+    EXPECT_FALSE(o.scale_by_sqrt_dim);
+    EXPECT_FALSE(o.affine);
+    EXPECT_FALSE(bcn->weight.defined() || bcn->bias.defined()) << "affine parameters built";
+    EXPECT_TRUE(o.stats == BcnStats::Batch && o.bound == BcnBound::Clip);
+    EXPECT_DOUBLE_EQ(o.alpha, alpha);
+    EXPECT_DOUBLE_EQ(o.eps, 1e-3);
+    EXPECT_DOUBLE_EQ(o.momentum, momentum);
+    auto x = torch::randn({3, o.features, 4, 4}) * 5;
+    const auto norms = bcn->forward(x).norm(2, 1);
+    EXPECT_GE(norms.min().item<double>(), 1 - alpha - 1e-5);
+    EXPECT_LE(norms.max().item<double>(), 1 + 1e-5);
+  }
+  b.model->train();
+  auto x = torch::randn({8, 3, 8, 8});
+  for (const auto& bcn : layers) bcn->running_mean.zero_();
+  b.model->forward(x);
+  std::vector<double> first;
+  for (const auto& bcn : layers) first.push_back(bcn->running_mean.item<double>());
+  b.model->forward(x);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    ASSERT_GT(std::abs(first[l]), 1e-6) << "layer " << l;
+    EXPECT_NEAR(layers[l]->running_mean.item<double>() / first[l], 2 - momentum, 1e-4)
+        << "layer " << l;
+  }
+}
+
 // norm.vector: sample reaches every conv-map BCN (not the transformer's token norms), is
 // refused with stats: tokens (degenerate: one magnitude per sample) at the key, and leaves
 // the hash of every existing run (the default) as it was.

@@ -180,6 +180,17 @@ TEST(AssignNoise, LinearScheduleCountsLayersInForwardOrder) {
     if (auto* a = dynamic_cast<AffineNoiseImpl*>(m.get())) EXPECT_DOUBLE_EQ(a->sigma(), ++l / 4.0);
 }
 
+// A monitored run registers each watched layer under a "watched" wrapper; optimizer state
+// and checkpoints key parameters by the canonical name, so a run resumed with monitoring
+// switched on or off must see the same names. Only whole "watched" segments go.
+TEST(ClassifyParameters, CanonicalNamesDropOnlyTheWatchedSegments) {
+  EXPECT_EQ(canonical_name("features.3.watched.weight"), "features.3.weight");
+  EXPECT_EQ(canonical_name("watched.weight"), "weight");
+  EXPECT_EQ(canonical_name("a.watched.watched.b"), "a.b");
+  EXPECT_EQ(canonical_name("unwatched.weight"), "unwatched.weight");
+  EXPECT_EQ(canonical_name("block0.norm1.bias"), "block0.norm1.bias");
+}
+
 TEST(ClassifyParameters, RolesFollowModules) {
   torch::nn::Sequential seq(ConstrainedConv2d(torch::nn::Conv2dOptions(3, 4, 3).bias(false),
                                               ConstraintSpec{}),

@@ -2,7 +2,10 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <map>
+#include <string>
 
+#include "compose/components.h"
 #include "optim/lr_schedule.h"
 #include "optim/optimizer.h"
 #include "support/ml_support.h"
@@ -243,6 +246,51 @@ TEST(AdamW, StepsMatchClosedFormAndStateRoundTrips) {
   b2.mutable_grad() = torch::tensor({g2}, torch::kDouble);
   again.step(0.01);
   EXPECT_NEAR(b2[0].item<double>(), b[0].item<double>(), 1e-12);
+}
+
+// Weight decay by role on a real model (timm's and DeiT's ViT recipe): the class token, the
+// position embedding, every LayerNorm gamma/beta and every bias keep their values under a
+// zero gradient, and only the linear and conv weights shrink, by exactly 1 - lr * wd (AdamW's
+// decoupled decay; Adam's own update is 0 at a zero gradient). pos_embed and cls_token are
+// 3-D, so only their names keep them out of the decay.
+TEST(AdamW, VitTokensPositionsAndLayerNormsAreNotDecayed) {
+  testing::TempDir dir;
+  std::string yaml = testing::kTinyYaml;
+  const std::string cnn = "model: {name: cnn9, width: 0.125}";
+  yaml.replace(yaml.find(cnn), cnn.size(),
+               "model: {name: vit, patch: 4, dim: 16, depth: 2, heads: 2, mlp_dim: 32}");
+  const double lr = 0.1, wd = 0.5;
+  auto exp = testing::experiment_from(
+      dir, yaml, {"norm.name=ln", "optim.name=adamw", "optim.weight_decay=0.5", "optim.lr=0.1"});
+  torch::manual_seed(0);
+  auto b = compose::build(exp, c10::Device(c10::kCPU));
+  std::map<std::string, torch::Tensor> before;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : b.model->named_parameters()) {
+      p.value().uniform_(0.5, 1.5);
+      p.value().mutable_grad() = torch::zeros_like(p.value());
+      before[p.key()] = p.value().clone();
+    }
+  }
+  b.optimizer->step(lr);
+  int decayed = 0, kept = 0;
+  for (const auto& item : b.model->named_modules()) {
+    torch::nn::Module& m = *item.value();
+    const bool weight_layer = dynamic_cast<torch::nn::LinearImpl*>(&m) ||
+                              dynamic_cast<torch::nn::Conv2dImpl*>(&m);
+    for (const auto& p : m.named_parameters(/*recurse=*/false)) {
+      const std::string name = item.key().empty() ? p.key() : item.key() + "." + p.key();
+      const bool decays = weight_layer && p.key() == "weight";
+      const auto expected = decays ? before.at(name) * (1 - lr * wd) : before.at(name);
+      EXPECT_TRUE(torch::allclose(p.value(), expected, 1e-6, 1e-7))
+          << name << (decays ? " was not decayed" : " was decayed");
+      ++(decays ? decayed : kept);
+      if (p.key() == "cls_token" || p.key() == "pos_embed") EXPECT_FALSE(decays);
+    }
+  }
+  EXPECT_GE(decayed, 2 * 4 + 2);  // per block qkv, proj, fc1, fc2; the patch conv, the head
+  EXPECT_GE(kept, 2 + 2 * 2 * 2 + 2);  // tokens, positions, two LayerNorms per block, the last
 }
 
 TEST(LrSchedule, CosineWarmupAndMultistep) {

@@ -6,6 +6,7 @@ Usage: python tensorboard_check.py RUN_DIR [--task]. Prints OK or the first mism
 """
 import json
 import math
+import os
 import sys
 
 from tensorboard.backend.event_processing import event_accumulator
@@ -13,8 +14,11 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 
 def main(run_dir, task=False):
-    history = [json.loads(line) for line in open(f"{run_dir}/history.jsonl") if line.strip()]
     metrics = json.load(open(f"{run_dir}/metrics.json"))
+    if metrics["status"] == "diverged" and not os.path.exists(f"{run_dir}/history.jsonl"):
+        history = []  # diverged in its first epoch: no row, and no scalar to compare
+    else:
+        history = [json.loads(line) for line in open(f"{run_dir}/history.jsonl") if line.strip()]
     acc = event_accumulator.EventAccumulator(run_dir, size_guidance={"scalars": 0})
     acc.Reload()
     tags = acc.Tags()["scalars"]
@@ -28,6 +32,8 @@ def main(run_dir, task=False):
             return "no numeric field in the history"
         for row in history:
             row.setdefault("step", row.get("epoch"))
+    if not history and metrics["status"] == "diverged":
+        pairs = {}
     for tag, key in pairs.items():
         if tag not in tags:
             return f"no scalar {tag} (have {sorted(tags)})"
@@ -48,11 +54,14 @@ def main(run_dir, task=False):
         return f"hparam norm.name {hp['norm.name']}"
     if start.group_name != f"{metrics['name']}/{metrics['hash']}":
         return f"group {start.group_name}"
-    if metrics["status"] == "completed":
+    if metrics["status"] in ("completed", "diverged"):
+        if "_hparams_/session_end_info" not in content:
+            return f"a {metrics['status']} run without a session end"
         end = plugin_data_pb2.HParamsPluginData.FromString(
             content["_hparams_/session_end_info"]).session_end_info
-        if end.status != 1:  # STATUS_SUCCESS
-            return f"session end status {end.status}"
+        want = 1 if metrics["status"] == "completed" else 2  # STATUS_SUCCESS, STATUS_FAILURE
+        if end.status != want:
+            return f"session end status {end.status} for a {metrics['status']} run, want {want}"
     return "OK"
 
 

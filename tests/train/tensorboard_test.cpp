@@ -59,6 +59,18 @@ TEST(TensorBoardLog, ReadByTensorBoardItselfAcrossAResume) {
   EXPECT_EQ(check.code, 0) << check.out;
   EXPECT_NE(check.out.find("OK"), std::string::npos) << check.out;
 
+  // A diverged run (a learning rate of 1e30 overflows within its first epoch) ends its
+  // session as a failure, not a success: TensorBoard's hparams view filters runs by it.
+  auto diverged = testing::experiment_from(
+      dir, testing::kTinyYaml,
+      {"optim.lr=1e30", "output.root=" + (dir.path() / "diverged").string()});
+  const auto d = compose::run_experiment(diverged);
+  ASSERT_EQ(d.status, train::RunStatus::Diverged);
+  const auto check_diverged = testing::shell(python.string() + " " + NORMEXP_SOURCE_DIR +
+                                             "/tests/train/tensorboard_check.py " +
+                                             d.dir.string());
+  EXPECT_EQ(check_diverged.code, 0) << check_diverged.out;
+
   // output.tensorboard: false writes none.
   auto off = testing::experiment_from(
       dir, testing::kTinyYaml,

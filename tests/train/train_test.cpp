@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
+#include "train/progress.h"
 #include "support/ml_support.h"
 #include "compose/components.h"
 #include "compose/run.h"
@@ -236,6 +237,21 @@ TEST(Run, ResumeStartsARunThatDoesNotExist) {
   EXPECT_EQ(r.status, RunStatus::Completed);
   EXPECT_EQ(r.metrics["resumes"], 0);
   EXPECT_TRUE(std::filesystem::exists(r.dir / "checkpoint.pt"));  // written at the end
+}
+
+// The ETA and elapsed times of the progress bar and the epoch log: seconds to the nearest,
+// m:ss under an hour, h:mm:ss above; "?" where there is no estimate yet (NaN, negative).
+TEST(Progress, DurationsReadAsSecondsMinutesAndHours) {
+  EXPECT_EQ(format_duration(0), "0s");
+  EXPECT_EQ(format_duration(59.4), "59s");
+  EXPECT_EQ(format_duration(59.6), "1:00");
+  EXPECT_EQ(format_duration(61), "1:01");
+  EXPECT_EQ(format_duration(3599), "59:59");
+  EXPECT_EQ(format_duration(3600), "1:00:00");
+  EXPECT_EQ(format_duration(2 * 3600 + 2 * 60 + 2), "2:02:02");
+  EXPECT_EQ(format_duration(30 * 3600 + 5), "30:00:05");
+  EXPECT_EQ(format_duration(-1), "?");
+  EXPECT_EQ(format_duration(std::nan("")), "?");
 }
 
 }  // namespace

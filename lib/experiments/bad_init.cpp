@@ -65,12 +65,12 @@ TaskResult bad_init(TaskContext& ctx) {
   for (const char* arm : kArms) {
     const bool bn = std::string(arm) == "bn";
     int trained = 0, nonfinite_runs = 0;
+    R[arm]["weight_layers"] = sizes.size() - 1;  // make_dense: one weight matrix per pair of sizes
     for (double scale : p.get_float_list("init_scales")) {
       auto gen = compat::cpu_generator(static_cast<uint64_t>(ctx.exp.seed));
       DenseNet net =
           make_dense(sizes, bn ? Norm::Bn : Norm::None, false, scale, p.get_float("eps"), gen);
       const auto params = net.params();
-      if (!R[arm].contains("weight_layers")) R[arm]["weight_layers"] = net.layers();
       std::optional<int64_t> nonfinite, reached;
       double loss_v = 0, acc = 0;
       const std::string title = fmt::format("{} scale {:g}", arm, scale);

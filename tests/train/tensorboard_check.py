@@ -15,16 +15,18 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 def main(run_dir, task=False):
     metrics = json.load(open(f"{run_dir}/metrics.json"))
-    if metrics["status"] == "diverged" and not os.path.exists(f"{run_dir}/history.jsonl"):
-        history = []  # diverged in its first epoch: no row, and no scalar to compare
-    else:
-        history = [json.loads(line) for line in open(f"{run_dir}/history.jsonl") if line.strip()]
+    # A run that diverged in its first epoch wrote no history row, so there is no scalar to compare.
+    no_rows = metrics["status"] == "diverged" and not os.path.exists(f"{run_dir}/history.jsonl")
+    history = [] if no_rows else [
+        json.loads(line) for line in open(f"{run_dir}/history.jsonl") if line.strip()]
     acc = event_accumulator.EventAccumulator(run_dir, size_guidance={"scalars": 0})
     acc.Reload()
     tags = acc.Tags()["scalars"]
     pairs = {"train/loss": "train_loss", "test/err": "test_err", "test/loss": "test_loss",
              "lr": "lr", "train/err": "train_err", "test/acc": "test_acc"}
-    if task:  # a task's history: every numeric field is a scalar of its own name
+    if no_rows:
+        pairs = {}
+    elif task:  # a task's history: every numeric field is a scalar of its own name
         pairs = {k: k for k, v in history[0].items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool)
                  and k not in ("step", "wall_time")}
@@ -32,8 +34,6 @@ def main(run_dir, task=False):
             return "no numeric field in the history"
         for row in history:
             row.setdefault("step", row.get("epoch"))
-    if not history and metrics["status"] == "diverged":
-        pairs = {}
     for tag, key in pairs.items():
         if tag not in tags:
             return f"no scalar {tag} (have {sorted(tags)})"

@@ -113,7 +113,7 @@ nlohmann::json entry_json(const Entry& e, const c10::Device& device, const Bench
       {"device", backend::describe_device(device)},
       {"versions",
        {{"normexp", normexp_version()}, {"git_commit", git_commit()}, {"libtorch", torch_version()}}},
-      {"warmup", o.warmup},
+      {"warmup", e.global_step - e.timed_steps},  // the steps run before the timed ones
       {"rounds", rounds_done},
       {"steps", e.timed_steps},
       {"images_per_s", ips},

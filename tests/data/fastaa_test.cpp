@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -25,8 +26,10 @@
 #include "data/fastaa.h"
 #include "registry/builtin.h"
 #include "support/cli.h"
+#include "support/ml_support.h"
 #include "compose/components.h"
 #include "compose/run.h"
+#include "train/augment_tools.h"
 #include "train/pipeline.h"
 
 namespace normexp {
@@ -609,6 +612,94 @@ TEST(FastAACli, PreviewWritesAPngAndBenchPrintsTheRatio) {
                        " --set data.augment=fastaa --set data.policy=nope.json");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("data.policy"), std::string::npos) << r.out;
+}
+
+// `data preview` draws what training sees: (C, H, W) cells, row by row, each a training
+// image scaled up pixel by pixel, between white 4-pixel lines. Catches a grid drawn column-
+// major, a black background, an ignored --scale, a --compare cell without the original and
+// Cutout painted black instead of in the mean colour (what zero means after normalization).
+class Preview : public ::testing::Test {
+ protected:
+  config::Experiment experiment(const std::string& data) {
+    return testing::experiment_from(
+        dir_,
+        "name: p\ndata: {name: synthetic, classes: 4, train_size: 64, test_size: 8, "
+        "resolution: 8, " + data + "}\nmodel: {name: cnn9, width: 0.125}\nnorm: {name: bn}\n");
+  }
+  // The training image a cell shows (index into train_x), or -1.
+  static int64_t which(const at::Tensor& train_x, const at::Tensor& image) {
+    auto same = (train_x == image.unsqueeze(0)).flatten(1).all(1).nonzero();
+    return same.numel() > 0 ? same[0].item<int64_t>() : -1;
+  }
+  static at::Tensor chw(const train::PreviewImage& img) {
+    return torch::from_blob(const_cast<std::uint8_t*>(img.pixels.data()),
+                            {img.height, img.width, img.channels}, torch::kUInt8)
+        .permute({2, 0, 1})
+        .clone();
+  }
+  testing::TempDir dir_;
+};
+
+TEST_F(Preview, CellsAreTrainingImagesRowByRowScaledBetweenWhiteLines) {
+  const auto exp = experiment("augment: none");
+  const auto train_x = compose::components().dataset(exp.section("data"))->load().train_x;
+  train::PreviewOptions o;
+  o.count = 5;  // a grid of ceil(sqrt(5)) = 3 columns, 2 rows, one cell left empty
+  o.scale = 2;
+  const auto img = train::augmentation_preview(exp, compose::components(), o);
+  ASSERT_EQ(img.channels, 3);
+  const int64_t cell = 8 * 2, gap = 4;
+  ASSERT_EQ(img.width, 3 * (cell + gap) + gap);
+  ASSERT_EQ(img.height, 2 * (cell + gap) + gap);
+  const auto canvas = chw(img);
+  auto white = torch::ones_like(canvas, torch::kBool);
+  std::set<int64_t> shown;
+  for (int64_t i = 0; i < o.count; ++i) {
+    const int64_t y = gap + (i / 3) * (cell + gap), x = gap + (i % 3) * (cell + gap);
+    const auto c = canvas.slice(1, y, y + cell).slice(2, x, x + cell);
+    white.slice(1, y, y + cell).slice(2, x, x + cell).fill_(false);
+    const auto pixels = c.slice(1, 0, cell, 2).slice(2, 0, cell, 2);  // one per 2x2 block
+    EXPECT_TRUE(torch::equal(c, pixels.repeat_interleave(2, 1).repeat_interleave(2, 2)))
+        << "cell " << i << " is not drawn 2x2 per pixel";
+    const int64_t k = which(train_x, pixels);
+    EXPECT_GE(k, 0) << "cell " << i << " is no training image";
+    shown.insert(k);
+  }
+  EXPECT_EQ(shown.size(), 5u);  // five different images
+  EXPECT_TRUE(canvas.masked_select(white.expand_as(canvas)).eq(255).all().item<bool>())
+      << "the lines and the empty sixth cell are not white";
+}
+
+TEST_F(Preview, CompareShowsTheOriginalAndCutoutInTheMeanColour) {
+  const auto exp = experiment("augment: none, cutout: 4");
+  const auto data = compose::components().dataset(exp.section("data"))->load();
+  std::vector<int> mean255;
+  for (double m : data.mean) mean255.push_back(static_cast<int>(std::lround(255.0 * m)));
+  train::PreviewOptions o;
+  o.count = 8;
+  o.scale = 1;
+  o.compare = true;
+  const auto img = train::augmentation_preview(exp, compose::components(), o);
+  const auto canvas = chw(img);
+  // ceil(sqrt(8 / 2)) = 2 columns of cells 8 + 1 + 8 pixels wide: original | white | augmented.
+  const int64_t cw = 8 + 1 + 8, gap = 4;
+  ASSERT_EQ(img.width, 2 * (cw + gap) + gap);
+  int64_t cut = 0;
+  for (int64_t i = 0; i < o.count; ++i) {
+    const int64_t y = gap + (i / 2) * (8 + gap), x = gap + (i % 2) * (cw + gap);
+    const auto c = canvas.slice(1, y, y + 8).slice(2, x, x + cw);
+    const auto original = c.slice(2, 0, 8), augmented = c.slice(2, 9, 17);
+    ASSERT_GE(which(data.train_x, original), 0) << "cell " << i << ": no training image at left";
+    EXPECT_TRUE(c.select(2, 8).eq(255).all().item<bool>()) << "cell " << i;
+    for (int64_t ch = 0; ch < 3; ++ch) {
+      const auto changed = augmented[ch].ne(original[ch]);
+      cut += changed.sum().item<int64_t>();
+      // Without a policy, crop or flip, only Cutout changes pixels, to the mean colour.
+      EXPECT_TRUE(augmented[ch].masked_select(changed).eq(mean255[ch]).all().item<bool>())
+          << "cell " << i << " channel " << ch << ": cut pixels are not the mean " << mean255[ch];
+    }
+  }
+  EXPECT_GE(cut, 8 * 3 * 2);  // every image loses at least a corner's 2x2 square
 }
 
 // Optional cross-check against Pillow itself: tests/data/fastaa_pil_reference.py writes a

@@ -65,6 +65,32 @@ TEST(Launch, SlurmNodeLists) {
   EXPECT_EQ(backend::first_slurm_host("x[9,1-3]"), "x9");
 }
 
+// What the first test leaves out: under Slurm the job step's node list (an srun inside a
+// bigger allocation) and an explicit MASTER_ADDR win over the job's list, a requeued job
+// meets under fresh store keys, and without a per-node count every task is on one node (also
+// for torchrun without LOCAL_WORLD_SIZE).
+TEST(Launch, SlurmStepNodesExplicitMasterRequeuesAndOneNodeDefaults) {
+  const std::map<std::string, std::string> slurm{
+      {"SLURM_PROCID", "1"},          {"SLURM_NTASKS", "3"},
+      {"SLURM_JOB_NODELIST", "gpu[01-04]"}, {"SLURM_STEP_NODELIST", "gpu[03-04]"},
+      {"SLURM_RESTART_COUNT", "2"}};
+  const auto s = launch_from(slurm);
+  EXPECT_EQ(s.master_addr, "gpu03");
+  EXPECT_EQ(s.store_prefix, "normexp/2");
+  EXPECT_EQ(s.local_world_size, 3);
+  auto with_master = slurm;
+  with_master["MASTER_ADDR"] = "head7";
+  EXPECT_EQ(launch_from(with_master).master_addr, "head7");
+  auto job_only = slurm;
+  job_only.erase("SLURM_STEP_NODELIST");
+  EXPECT_EQ(launch_from(job_only).master_addr, "gpu01");
+
+  const auto t = launch_from({{"RANK", "2"}, {"WORLD_SIZE", "3"}});
+  EXPECT_EQ(t.local_world_size, 3);
+  EXPECT_EQ(t.store_prefix, "normexp/0");
+  EXPECT_FALSE(t.agent_store);
+}
+
 TEST(Launch, MalformedVariablesAreNamed) {
   auto message = [](std::map<std::string, std::string> env) {
     try {
@@ -75,6 +101,8 @@ TEST(Launch, MalformedVariablesAreNamed) {
     return std::string("no error");
   };
   EXPECT_NE(message({{"RANK", "one"}, {"WORLD_SIZE", "2"}}).find("RANK='one'"), std::string::npos);
+  EXPECT_NE(message({{"RANK", "-1"}, {"WORLD_SIZE", "2"}}).find("RANK='-1' is not a non-negative"),
+            std::string::npos);
   EXPECT_NE(message({{"RANK", "2"}, {"WORLD_SIZE", "2"}}).find("rank 2 is outside a world of 2"),
             std::string::npos);
   EXPECT_NE(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}})

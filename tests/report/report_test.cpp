@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 #include <tuple>
+#include <utility>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -20,6 +21,7 @@
 #include "config/test_support.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/gnuplot.h"
 #include "registry/builtin.h"
 #include "report/claims.h"
 #include "report/report.h"
@@ -762,12 +764,36 @@ TEST_F(Fixture, PlotsWriteDataAndScript) {
   const auto summary = report::write_plots(make(spec), out);
   ASSERT_TRUE(fs::exists(out / "tiny_table.dat")) << summary;
   ASSERT_TRUE(fs::exists(out / "tiny_table.gp")) << summary;
-  const auto dat = read_file(out / "tiny_table.dat");
-  EXPECT_NE(dat.find("1 2 "), std::string::npos) << dat;  // epoch 1, train_loss mean 2
+  // One block per cell with a completed run (c has none), titled by its row and column; per
+  // epoch the mean over the completed seeds (a: test_err 11, 13, 18 at epoch 1, then 10, 12,
+  // 17; its diverged seed left out), which the script plots column by column.
+  EXPECT_EQ(read_file(out / "tiny_table.dat"),
+            "# tiny_row, σ 0.1 (n=3)\n# epoch train_loss test_err\n1 2 14\n2 1 13\n\n\n"
+            "# tiny_row, σ 0.2 (n=1)\n# epoch train_loss test_err\n1 2 12.5\n2 1 11.5\n\n\n");
+  const auto gp = read_file(out / "tiny_table.gp");
+  for (const auto& [series, column] : {std::pair{"train_loss", 2}, std::pair{"test_err", 3}}) {
+    const auto at = gp.find(fmt::format("set output \"tiny_table_{}.svg\"", series));
+    ASSERT_NE(at, std::string::npos) << gp;
+    const auto from = gp.find("plot ", at);
+    const auto plot = gp.substr(from, gp.find("set terminal png", at) - from);
+    for (const auto& [index, title] :
+         {std::pair{0, "tiny_row, σ 0.1"}, std::pair{1, "tiny_row, σ 0.2"}})
+      EXPECT_NE(plot.find(fmt::format(
+                    "\"tiny_table.dat\" index {} using 1:{} with lines title \"{}\"", index,
+                    column, title)),
+                std::string::npos)
+          << series << ":\n" << plot;
+  }
   if (sh("command -v gnuplot").code == 0) {
     EXPECT_TRUE(fs::exists(out / "tiny_table_test_err.png")) << summary;
     EXPECT_TRUE(fs::exists(out / "tiny_table_train_loss.svg")) << summary;
   }
+}
+
+// A legend is a double-quoted gnuplot string: a quote in a label must not end it.
+TEST(Gnuplot, QuotesInALegendCannotEndItsString) {
+  const auto gp = gnuplot::figure("out", "title", "x", "y", "d.dat", {{0, "say \"hi\"", "1:2"}});
+  EXPECT_NE(gp.find("title \"say 'hi'\""), std::string::npos) << gp;
 }
 
 TEST_F(Fixture, PlotsWithoutGnuplotSayHowToRender) {

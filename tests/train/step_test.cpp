@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "analysis/flops.h"
 #include "core/fs.h"
 #include "support/cli.h"
 #include "support/ml_support.h"
@@ -379,6 +380,7 @@ TEST(Bench, MeasuresEveryConfigInterleavedWithConsistentFigures) {
   EXPECT_EQ(rows[1]["norm"], "bn");
   for (const auto& r : rows) {
     EXPECT_EQ(r["steps"], 6);
+    EXPECT_EQ(r["warmup"], 2);  // untimed steps first: allocation and tuning not timed
     EXPECT_EQ(r["batch_size"], 32);
     const auto& ms = r["step_ms"];
     EXPECT_GT(r["images_per_s"].get<double>(), 0);
@@ -394,6 +396,25 @@ TEST(Bench, MeasuresEveryConfigInterleavedWithConsistentFigures) {
                 6e-3 * r["forward_gmac_per_image"].get<double>() * r["images_per_s"].get<double>(),
                 1e-12);
     EXPECT_EQ(r["estimate"]["train_size"], 256);
+    // The run estimate: the training set at the measured rate, times train.epochs (3).
+    const auto& est = r["estimate"];
+    EXPECT_NEAR(est["epoch_train_s"].get<double>() * r["images_per_s"].get<double>(), 256.0,
+                1e-9);
+    EXPECT_NEAR(est["run_train_hours"].get<double>() * 3600.0,
+                3 * est["epoch_train_s"].get<double>(), 1e-9);
+    // In bytes: a process running LibTorch holds far more than 20 MiB.
+    EXPECT_GT(r["process_peak_rss_bytes"].get<int64_t>(), int64_t{20} << 20);
+  }
+  // Forward MACs per image: the model's count on a single image, counted here apart from
+  // bench's probe (which counts a batch of two).
+  {
+    auto b = compose::build(exps[0], c10::Device(c10::kCPU));
+    b.model->eval();
+    torch::NoGradGuard no_grad;
+    const auto one = analysis::count_macs([&] { b.model->forward(torch::rand({1, 3, 8, 8})); });
+    ASSERT_GT(one.total, 0);
+    EXPECT_NEAR(rows[0]["forward_gmac_per_image"].get<double>() * 1e9, one.total,
+                1e-9 * one.total);
   }
   // The same architecture: the same forward MACs, and ratios relative to the first config.
   EXPECT_DOUBLE_EQ(rows[0]["forward_gmac_per_image"].get<double>(),

@@ -5,6 +5,7 @@
 #
 #   bash bench/device_prebuild.sh          # ~25 min from scratch on 2 cores, incremental after
 #   bash bench/device_prebuild.sh --check  # then run them here on the CPU (see the end)
+#   bash bench/device_prebuild.sh --check-all [CTEST ARGS]  # the whole suite here (~20 min)
 #   run(command="bash bench/h200_session.sh", carry=[".devicebin", ".devicedeps"])
 #
 # .devicebin/: bin/normexp, bin/normexp_ml_tests (stripped); lib/ the shared libraries they
@@ -15,8 +16,12 @@
 # (NORMEXP_TORCH_DIR: use a torch/ folder already unpacked).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-check=0
-[ "${1:-}" = "--check" ] && check=1
+check=0 all=0
+case "${1:-}" in
+  --check) check=1 ;;
+  --check-all) check=1 all=1 ;;
+esac
+((all)) && shift
 ver=${NORMEXP_DEVICE_TORCH:-2.11.0}
 cuda_tag=${NORMEXP_DEVICE_CUDA:-cu130}
 cache=${NORMEXP_WHEEL_DIR:-$HOME/.cache/normexp}/torch-$ver
@@ -121,6 +126,15 @@ EOF
   touch "$nv/.done"
 fi
 export LD_LIBRARY_PATH="$PWD/.devicebin/lib:$T/lib:$nv:/usr/local/cuda/lib64"
+if ((all)); then
+  # --check-all: every target of build-cuda (the seven test binaries, the fuzz replays) and
+  # the whole ctest suite against LibTorch 2.11 on this CPU, the Fashion-MNIST learning tests
+  # among them; CUDA-only tests skip, and so do those needing what the lean build leaves out
+  # (OpenSSL, libarchive, libcurl, Gloo). TensorBoard's reader: the venv scripts/test.sh made.
+  ninja -C build-cuda -j"${NORMEXP_JOBS:-2}"
+  [ -e build-cuda/tbvenv ] || [ ! -d build/tbvenv ] || ln -s "$PWD/build/tbvenv" build-cuda/tbvenv
+  exec ctest --test-dir build-cuda --output-on-failure -j"$(nproc)" --timeout 900 "$@"
+fi
 .devicebin/bin/normexp --version
 .devicebin/bin/normexp_ml_tests --gtest_filter='-FashionMnist.*' --gtest_brief=1
 NORMEXP_BIN=.devicebin/bin/normexp NORMEXP_TESTS=.devicebin/bin/normexp_ml_tests \

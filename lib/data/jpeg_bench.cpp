@@ -3,13 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <memory>
 #include <random>
+#include <string_view>
 
 #include <fmt/core.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/image_folder.h"
 #include "data/jpeg.h"
 #include "data/jpeg_loader.h"
@@ -46,34 +47,67 @@ RgbImage photo_like(int w, int h, std::mt19937_64& rng) {
       }
   return img;
 }
+
+void check(const JpegBenchOptions& opt) {
+  const auto positive = [](const char* what, int64_t v) {
+    if (v < 1)
+      throw RunError(fmt::format("data bench-jpeg: {} must be at least 1 (got {})", what, v));
+  };
+  positive("--images", opt.images);
+  positive("--batch", opt.batch);
+  if (opt.width < 8 || opt.height < 8)
+    throw RunError(fmt::format("data bench-jpeg: --width and --height must be at least 8 "
+                               "(got {}x{})", opt.width, opt.height));
+  if (opt.quality < 1 || opt.quality > 100)
+    throw RunError(
+        fmt::format("data bench-jpeg: --quality must be in 1..100 (got {})", opt.quality));
+  if (opt.workers.empty()) throw RunError("data bench-jpeg: no --workers count to time");
+  for (const int w : opt.workers) positive("each --workers count", w);
+}
 }  // namespace
 
+fs::path jpeg_bench_folder(const JpegBenchOptions& opt) {
+  return opt.dir / "bench" /
+         fmt::format("{}x{}_q{}_seed{}", opt.width, opt.height, opt.quality, opt.seed);
+}
+
 JpegBenchResult bench_jpeg_loader(const JpegBenchOptions& opt) {
-  const fs::path cls = opt.dir / "bench" / "c0";
+  check(opt);
+  // One folder per image recipe, and image i a function of (recipe, i) alone: a folder left by
+  // an earlier call holds exactly the images this call would write, so reusing them (or adding
+  // to them for a larger --images) never times other images than the options describe.
+  const fs::path cls = jpeg_bench_folder(opt) / "c0";
   fs::create_directories(cls);
-  JpegBenchResult result;
-  std::mt19937_64 rng(opt.seed);
-  std::uniform_real_distribution<double> vary(0.7, 1.3);
   auto files = std::make_shared<ImageFiles>();
   files->classes = {"c0"};
+  JpegBenchResult result;
   double bytes = 0, width = 0, height = 0;
   for (int64_t i = 0; i < opt.images; ++i) {
     const fs::path path = cls / fmt::format("img_{:06d}.JPEG", i);
-    const int w = static_cast<int>(opt.width * vary(rng)), h = static_cast<int>(opt.height * vary(rng));
     if (!fs::exists(path)) {
+      std::mt19937_64 rng(opt.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(i));
+      std::uniform_real_distribution<double> vary(0.7, 1.3);
+      const int w = static_cast<int>(opt.width * vary(rng));
+      const int h = static_cast<int>(opt.height * vary(rng));
       const auto jpeg = encode_jpeg(photo_like(w, h, rng), opt.quality);
-      std::ofstream(path, std::ios::binary)
-          .write(reinterpret_cast<const char*>(jpeg.data()), static_cast<std::streamsize>(jpeg.size()));
+      write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(jpeg.data()),
+                                               jpeg.size()));
     }
-    bytes += static_cast<double>(fs::file_size(path));
-    width += w;
-    height += h;
+    // The sizes reported are those of the files timed, read back from them.
+    const std::string data = read_file(path);
+    JpegInfo info;
+    if (!read_jpeg_header(reinterpret_cast<const unsigned char*>(data.data()), data.size(), info))
+      throw RunError(fmt::format("data bench-jpeg: {} is not a JPEG (delete it to have it "
+                                 "written anew)", path.string()));
+    bytes += static_cast<double>(data.size());
+    width += info.width;
+    height += info.height;
     files->paths.push_back(path.string());
     files->labels.push_back(0);
   }
-  result.mean_bytes = bytes / opt.images;
-  result.mean_width = width / opt.images;
-  result.mean_height = height / opt.images;
+  result.mean_bytes = bytes / static_cast<double>(opt.images);
+  result.mean_width = width / static_cast<double>(opt.images);
+  result.mean_height = height / static_cast<double>(opt.images);
   for (const bool train : {true, false})
     for (const int workers : opt.workers) {
       JpegLoaderOptions o;
@@ -88,7 +122,7 @@ JpegBenchResult bench_jpeg_loader(const JpegBenchOptions& opt) {
       for (int64_t b = 0; b < loader.num_batches(); ++b) n += loader.batch(b).second.size(0);
       const double s =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      result.rows.push_back({workers, train, n / s, n});
+      result.rows.push_back({workers, train, static_cast<double>(n) / s, n});
     }
   return result;
 }

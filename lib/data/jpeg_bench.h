@@ -30,8 +30,14 @@ struct JpegBenchResult {
   std::vector<JpegBenchRow> rows;
 };
 
-// Writes the images (unless `dir` already holds that many from an earlier call) and times one
-// pass of a JpegLoader over them per worker count and mode, on the CPU.
+// Where the images of these options go: `dir`/bench/<width>x<height>_q<quality>_seed<seed>/c0,
+// one folder per recipe, so that another --width or --quality never reuses other images.
+std::filesystem::path jpeg_bench_folder(const JpegBenchOptions& opt);
+
+// Writes the images the folder lacks (atomically: an interrupted call leaves no truncated
+// JPEG to be reused) and times one pass of a JpegLoader over them per worker count and mode,
+// on the CPU. The mean sizes are read back from the files. Throws RunError naming the option
+// for a non-positive count or size, or a quality outside 1..100.
 JpegBenchResult bench_jpeg_loader(const JpegBenchOptions& opt);
 
 }  // namespace normexp::data

@@ -143,6 +143,39 @@ TEST(Cli, SigintWritesACheckpointAndResumeFinishesTheSameRun) {
   EXPECT_EQ(final_line(resumed.out), final_line(straight.out));
 }
 
+// `run --help`: "a second signal exits at once with 128 + signal, leaving status 'running':
+// --resume continues from the last checkpoint". INT then TERM, back to back: the run must not
+// finish its step and write the interrupted checkpoint (the first signal's way out). The two
+// may be handled on two threads at once, in either order: 130 or 143, never the graceful path.
+TEST(Cli, ASecondSignalExitsAtOnceAndResumeStillFinishesTheRun) {
+  testing::TempDir dir;
+  const auto cfg = dir.write("long.yaml", long_run_yaml(3));
+  const std::string bin = NORMEXP_BINARY;
+  const auto out = dir.path() / "r", log = dir.path() / "first.log";
+  const std::string cmd =
+      bin + " run " + cfg.string() + " --output " + out.string() + " > " + log.string() +
+      " 2>&1 & pid=$!; "
+      "for i in $(seq 100); do [ -f " + out.string() + "/long/*/seed0/config.yaml ] && break; "
+      "sleep 0.1; done; sleep 1; kill -INT $pid; kill -TERM $pid; wait $pid; echo code=$?";
+  const std::string text = testing::shell("sh -c '" + cmd + "'").out;
+  const std::string first = read_file(log);
+  EXPECT_TRUE(text.find("code=143") != std::string::npos ||
+              text.find("code=130") != std::string::npos)
+      << text;
+  EXPECT_EQ(first.find("continue with"), std::string::npos) << "took the graceful way:\n" << first;
+  std::filesystem::path run_dir;
+  for (const auto& e : std::filesystem::directory_iterator(out / "long"))
+    run_dir = e.path() / "seed0";
+  const auto metrics = run_dir / "metrics.json";
+  // Absent when the signals came before the first epoch ended.
+  if (std::filesystem::exists(metrics))
+    EXPECT_EQ(read_file(metrics).find("\"interrupted\""), std::string::npos) << read_file(metrics);
+  const auto resumed = sh("run " + cfg.string() + " --output " + out.string() + " --resume");
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  EXPECT_NE(read_file(metrics).find("\"status\": \"completed\""), std::string::npos)
+      << read_file(metrics);
+}
+
 // The README tells Slurm users to always pass --resume, so a requeued task can start while the
 // first is still running: the second process must not train into the same directory.
 TEST(Cli, ASecondWriterOfALiveRunExits3) {

@@ -16,7 +16,14 @@ std::unique_ptr<ProcessGroup> make_gloo(const c10::intrusive_ptr<c10d::Store>& s
   // loopback; otherwise the interface this host's name resolves to.
   const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
   if (ifname != nullptr && *ifname != '\0') {
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    try {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    } catch (const std::exception& e) {
+      throw DistributedError(fmt::format(
+          "rank {} of {}: GLOO_SOCKET_IFNAME={} names no interface Gloo can use on this host "
+          "(unset it, or name one that `ip addr` lists): {}",
+          launch.rank, launch.world_size, ifname, std::string(e.what()).substr(0, 300)));
+    }
   } else if (launch.master_addr == "127.0.0.1" || launch.master_addr == "localhost") {
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
   } else {

@@ -2,9 +2,12 @@
 // the collectives, gradient summation and synchronized BatchNorm (each rank's part of a batch
 // must give exactly what one process computes on the whole batch).
 #include <torch/torch.h>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <map>
 
 #include "backend/launch.h"
@@ -127,6 +130,85 @@ TEST(ProcessGroup, CollectivesOverGloo) {
     for (int q = 0; q < 3; ++q) EXPECT_TRUE(all[q].equal(torch::full({2}, float(q))));
     g->barrier();
   });
+}
+
+// A rank whose peers never come gives up after the timeout, saying where it waited, for how
+// long and under which launcher, instead of hanging.
+TEST(ProcessGroup, ARankLeftAloneGivesUpNamingWhereAndHowLongItWaited) {
+  if (!testing::have_gloo()) GTEST_SKIP() << "built without Gloo headers";
+  backend::Launch l;
+  l.rank = 1;
+  l.world_size = 2;
+  l.master_port = testing::free_port();
+  l.launcher = "torchrun";
+  l.store_prefix = "alone";
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    backend::connect(l, c10::Device(c10::kCPU), std::chrono::seconds(2));
+    ADD_FAILURE() << "connected to nobody";
+  } catch (const backend::DistributedError& e) {
+    const std::string expected = "rank 1 of 2 could not meet the others at 127.0.0.1:" +
+                                 std::to_string(l.master_port) + " (torchrun launch) within 2 s";
+    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+}
+
+// torchrun >= 2.x serves the store from its agent (TORCHELASTIC_USE_AGENT_STORE): every rank,
+// rank 0 too, is a client, and each restart of the group works under its own prefix of the
+// one store, so the second group never reads the first one's rendezvous keys.
+TEST(ProcessGroup, UnderTorchrunsAgentStoreEveryRankIsAClientAndEachRestartItsOwnPrefix) {
+  if (!testing::have_gloo()) GTEST_SKIP() << "built without Gloo headers";
+  const int port = testing::free_port();
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<std::uint16_t>(port);
+  o.isServer = true;
+  o.waitWorkers = false;
+  o.timeout = std::chrono::seconds(30);
+  const auto agent = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", o);
+  for (const std::string prefix : {"restart0", "restart1"}) {
+    SCOPED_TRACE(prefix);
+    testing::run_ranks(
+        2,
+        [](std::shared_ptr<backend::ProcessGroup> g) {
+          std::vector<at::Tensor> t{torch::full({3}, g->rank() + 1.0)};
+          g->allreduce_sum(t);
+          EXPECT_TRUE(t[0].equal(torch::full({3}, 3.0)));
+        },
+        [&](backend::Launch& l) {
+          l.master_port = port;
+          l.agent_store = true;
+          l.store_prefix = prefix;
+        });
+  }
+}
+
+// PyTorch's GLOO_SOCKET_IFNAME picks the interface Gloo talks over: honoured, and a name this
+// host lacks is an error that names it (not a hang, not another interface used silently).
+TEST(ProcessGroup, GlooTalksOverTheInterfaceGlooSocketIfnameNames) {
+  if (!testing::have_gloo()) GTEST_SKIP() << "built without Gloo headers";
+  const auto sum_over = [](const char* ifname) {
+    ::setenv("GLOO_SOCKET_IFNAME", ifname, 1);
+    try {
+      testing::run_ranks(2, [](std::shared_ptr<backend::ProcessGroup> g) {
+        std::vector<at::Tensor> t{torch::ones({2})};
+        g->allreduce_sum(t);
+        EXPECT_TRUE(t[0].equal(torch::full({2}, 2.0)));
+      });
+    } catch (...) {
+      ::unsetenv("GLOO_SOCKET_IFNAME");
+      throw;
+    }
+    ::unsetenv("GLOO_SOCKET_IFNAME");
+  };
+  EXPECT_NO_THROW(sum_over("lo"));
+  try {
+    sum_over("normexp_nosuch0");
+    ADD_FAILURE() << "a missing interface was ignored";
+  } catch (const backend::DistributedError& e) {
+    EXPECT_NE(std::string(e.what()).find("GLOO_SOCKET_IFNAME=normexp_nosuch0"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(DataParallel, SumGradientsMatchesTheSumAcrossBucketBoundaries) {

@@ -40,9 +40,11 @@ inline bool have_gloo() {
   return false;
 }
 
-// Runs fn(group) on `world` threads, one rank each; rethrows the first failure.
+// Runs fn(group) on `world` threads, one rank each; rethrows the first failure. `adjust`
+// changes each rank's launch (a torchrun agent's store, a prefix, a port) before it connects.
 inline void run_ranks(int world,
-                      const std::function<void(std::shared_ptr<backend::ProcessGroup>)>& fn) {
+                      const std::function<void(std::shared_ptr<backend::ProcessGroup>)>& fn,
+                      const std::function<void(backend::Launch&)>& adjust = {}) {
   const int port = free_port();
   std::vector<std::thread> threads;
   std::exception_ptr failure;
@@ -57,6 +59,7 @@ inline void run_ranks(int world,
         l.local_world_size = world;
         l.master_port = port;
         l.store_prefix = "test";
+        if (adjust) adjust(l);
         std::shared_ptr<backend::ProcessGroup> g =
             backend::connect(l, c10::Device(c10::kCPU), std::chrono::seconds(30));
         fn(g);

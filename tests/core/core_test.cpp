@@ -168,6 +168,16 @@ TEST(Utf8, AcceptsWellFormedTextAndNamesTheFirstBadByte) {
   EXPECT_EQ(invalid_utf8_at("\xf4\x90\x80\x80"), 0u);            // above U+10FFFF
   EXPECT_EQ(invalid_utf8_at("ok\xe2\x82"), 2u);                  // cut short
   EXPECT_EQ(invalid_utf8_at("\xff"), 0u);
+  // Each continuation byte is checked, not just the second.
+  EXPECT_EQ(invalid_utf8_at("a\xe2\x82" "A"), 1u);       // 3-byte form, bad third byte
+  EXPECT_EQ(invalid_utf8_at("\xf0\x9f\x99" "A"), 0u);     // 4-byte form, bad fourth byte
+  EXPECT_EQ(invalid_utf8_at("\xf0\x8f\xbf\xbf"), 0u);     // overlong 4-byte form
+  // Cut short by the end of the text, whatever lies in memory after it: a view into a longer
+  // buffer whose next bytes would complete the sequence.
+  const std::string_view whole("ok\xe2\x82\xac", 5);
+  EXPECT_EQ(invalid_utf8_at(whole), std::nullopt);  // the euro sign
+  EXPECT_EQ(invalid_utf8_at(whole.substr(0, 4)), 2u);
+  EXPECT_EQ(invalid_utf8_at(std::string_view("\xf0\x9f\x99\x82", 3)), 0u);
 }
 
 // encode_png read back by a decoder that is not ours: Python's zlib and struct check every

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <thread>
 
 #include "backend/launch.h"
 #include "data/augment.h"
@@ -156,7 +157,9 @@ TEST(ProcessGroup, ARankLeftAloneGivesUpNamingWhereAndHowLongItWaited) {
 
 // torchrun >= 2.x serves the store from its agent (TORCHELASTIC_USE_AGENT_STORE): every rank,
 // rank 0 too, is a client, and each restart of the group works under its own prefix of the
-// one store, so the second group never reads the first one's rendezvous keys.
+// one store, so the second group never reads the first one's rendezvous keys. In the restart
+// rank 1 comes late: rank 0 must wait for its new address, not take the dead one it left in
+// the store the first time.
 TEST(ProcessGroup, UnderTorchrunsAgentStoreEveryRankIsAClientAndEachRestartItsOwnPrefix) {
   if (!testing::have_gloo()) GTEST_SKIP() << "built without Gloo headers";
   const int port = testing::free_port();
@@ -179,6 +182,8 @@ TEST(ProcessGroup, UnderTorchrunsAgentStoreEveryRankIsAClientAndEachRestartItsOw
           l.master_port = port;
           l.agent_store = true;
           l.store_prefix = prefix;
+          if (prefix == "restart1" && l.rank == 1)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1500));
         });
   }
 }

@@ -19,7 +19,7 @@ TEST(SignalScope, TheFirstSignalOnlyAsksToStopAndEachScopeStartsUnasked) {
   for (const int sig : {SIGINT, SIGTERM}) {
     SCOPED_TRACE(sig);
     SignalScope scope;
-    EXPECT_FALSE(SignalScope::stop_requested());
+    ASSERT_FALSE(SignalScope::stop_requested());  // else the raise below ends the binary
     std::raise(sig);  // would end the test binary were the handler not installed
     EXPECT_TRUE(SignalScope::stop_requested());
   }
@@ -36,6 +36,12 @@ TEST(SignalScope, PreviousHandlersComeBackWhenTheScopeEnds) {
     SignalScope scope;
     std::raise(SIGINT);
     EXPECT_EQ(g_outer_calls, 0) << "the scope's handler should have taken the signal";
+  }
+  // Asked first, so that a scope that kept its handler fails here instead of exiting below.
+  for (const int sig : {SIGINT, SIGTERM}) {
+    struct sigaction now {};
+    ASSERT_EQ(sigaction(sig, nullptr, &now), 0);
+    ASSERT_EQ(now.sa_handler, &outer_handler) << "signal " << sig;
   }
   std::raise(SIGINT);
   std::raise(SIGTERM);

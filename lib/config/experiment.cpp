@@ -183,9 +183,11 @@ Params resolve_section(const Node* node, const SectionSchema& ss,
   if (usable_name) {
     std::vector<std::string> valid;
     for (const auto& entry : ss.components) valid.push_back(entry.first);
-    issues.push_back(
-        ConfigIssue{name_node != nullptr ? name_node->where() : "default", ss.section + ".name",
-                    "unknown " + ss.kind + " '" + component + "' (valid: " + join(valid) + ")"});
+    std::string hint = did_you_mean(component, valid);
+    if (hint.empty()) hint = " (valid: " + join(valid) + ")";
+    issues.push_back(ConfigIssue{name_node != nullptr ? name_node->where() : "default",
+                                 ss.section + ".name",
+                                 "unknown " + ss.kind + " '" + component + "'" + hint});
   }
   if (node == nullptr || !node->is_map()) return parse_section(node, ss.section, specs, issues);
   const Node known = only_known_keys(*node, specs);

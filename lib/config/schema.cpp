@@ -182,22 +182,52 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return out;
+}
+
+// The names other tools give the same thing often extend ours (optimizer, dataset, trainer,
+// normalization, training for optim, data, train, norm): the shorter, of at least four
+// letters, starts the longer.
+bool extends(const std::string& a, const std::string& b) {
+  const std::string& shorter = a.size() < b.size() ? a : b;
+  const std::string& longer = a.size() < b.size() ? b : a;
+  return shorter.size() >= 4 && shorter.size() < longer.size() &&
+         longer.compare(0, shorter.size(), shorter) == 0;
+}
+
 }  // namespace
 
 std::string did_you_mean(const std::string& key, const std::vector<std::string>& candidates) {
+  const std::string wanted = lower(key);
   const std::string* best = nullptr;
   std::size_t best_distance = 0;
+  bool tied = false;  // two names equally close: either guess may mislead
+  std::vector<const std::string*> extended;
   for (const auto& c : candidates) {
+    if (c == key) continue;
+    const std::string name = lower(c);
     // Two edits turn any two-letter name into any other ("bs" -> "lr"), so short names
-    // only get a suggestion for a single edit.
+    // only get a suggestion for a single edit; a difference of case alone ("LR") is none.
     const std::size_t limit = std::min(key.size(), c.size()) <= 3 ? 1 : 2;
-    const std::size_t d = edit_distance(key, c);
-    if (d == 0 || d > limit) continue;
-    if (best == nullptr || d < best_distance) {
-      best = &c;
-      best_distance = d;
+    const std::size_t d = edit_distance(wanted, name);
+    if (d <= limit) {
+      if (best == nullptr || d < best_distance) {
+        best = &c;
+        best_distance = d;
+        tied = false;
+      } else if (d == best_distance) {
+        tied = true;
+      }
     }
+    if (extends(wanted, name)) extended.push_back(&c);
   }
+  if (tied) return "";
+  // Likewise an extension only suggests the one name it points at ("resnet" starts resnet18
+  // and resnet50 alike: the list of valid names says more).
+  if (best == nullptr && extended.size() == 1) best = extended.front();
   return best ? " (did you mean '" + *best + "'?)" : "";
 }
 

@@ -107,8 +107,9 @@ Params parse_section(const Node* node, const std::string& section,
 // upper or title case, as yaml-cpp reads them; String: anything. List types give nullopt.
 std::optional<Value> parse_scalar(std::string_view text, ValueType type);
 
-// " (did you mean 'lr'?)" when one of `candidates` is a likely typo of `key` (edit distance
-// 1 for short names, 2 otherwise), else "".
+// " (did you mean 'lr'?)" when one of `candidates` is a likely typo of `key` (edit distance,
+// ignoring case, 1 for short names and 2 otherwise) or the one name that `key` extends or
+// shortens ("optimizer" for "optim"), else "".
 std::string did_you_mean(const std::string& key, const std::vector<std::string>& candidates);
 
 // Renders specs for `normexp list`: one line per option, "key: type = default  (range) help".

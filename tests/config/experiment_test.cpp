@@ -85,6 +85,20 @@ TEST_F(ExperimentTest, MisspelledKeyHasPathFileLineAndSuggestion) {
   EXPECT_EQ(std::string(e.what()), file() + ":4: optim.lrr: unknown key (did you mean 'lr'?)");
 }
 
+// Section names as timm, Hydra or Lightning configs spell them point at normexp's own.
+TEST_F(ExperimentTest, OtherToolsSectionNamesPointAtOurs) {
+  const ConfigError e = fail("optimizer: {lr: 0.1}\ndataset: {name: fashion_mnist}\n"
+                             "training: {epochs: 3}\nnorm: {name: batchnorm}\n");
+  ASSERT_EQ(e.issues().size(), 4u) << e.what();
+  const std::string all = e.what();
+  for (const char* needle : {":1: optimizer: unknown top-level key (did you mean 'optim'?)",
+                             ":2: dataset: unknown top-level key (did you mean 'data'?)",
+                             ":3: training: unknown top-level key (did you mean 'train'?)",
+                             ":4: norm.name: unknown norm scheme 'batchnorm' (valid: bn, cwo)"}) {
+    EXPECT_TRUE(contains(all, needle)) << needle << "\nin:\n" << all;
+  }
+}
+
 TEST_F(ExperimentTest, ReportsEveryIssueAtOnce) {
   const ConfigError e = fail(
       "trian: {epochs: 3}\n"  // unknown top-level key
@@ -125,7 +139,7 @@ TEST_F(ExperimentTest, UnknownComponentIsOneIssueAtTheNameKey) {
   ASSERT_EQ(e.issues().size(), 1u) << e.what();
   EXPECT_EQ(e.issues()[0].where, file() + ":2");
   EXPECT_EQ(e.issues()[0].path, "norm.name");
-  EXPECT_EQ(e.issues()[0].message, "unknown norm scheme 'cwx' (valid: bn, cwo)");
+  EXPECT_EQ(e.issues()[0].message, "unknown norm scheme 'cwx' (did you mean 'cwo'?)");
   // Common options are still checked.
   const ConfigError e2 = fail("norm:\n  name: cwx\n  noise: {sigma: -1}\n");
   EXPECT_EQ(e2.issues().size(), 2u) << e2.what();

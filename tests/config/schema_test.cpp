@@ -263,6 +263,34 @@ TEST(Suggest, DidYouMean) {
   EXPECT_EQ(did_you_mean("mometnum", {"lr", "momentum"}), " (did you mean 'momentum'?)");
   EXPECT_EQ(did_you_mean("bs", {"lr"}), "");  // two edits make any short name any other
   EXPECT_EQ(did_you_mean("warmup", {"lr", "momentum"}), "");
+  // Case alone: YAML keys are case-sensitive, so "LR" is unknown, but it is plainly "lr".
+  EXPECT_EQ(did_you_mean("LR", {"lr", "momentum"}), " (did you mean 'lr'?)");
+  EXPECT_EQ(did_you_mean("Momentum", {"lr", "momentum"}), " (did you mean 'momentum'?)");
+}
+
+// The names timm, Hydra and Lightning users reach for first extend normexp's section names;
+// four or more edits away, they got no suggestion before.
+TEST(Suggest, ANameThatExtendsOrShortensExactlyOneCandidate) {
+  const std::vector<std::string> top{"name",  "seed",  "task",     "data",  "model",
+                                     "norm",  "optim", "schedule", "train", "output"};
+  EXPECT_EQ(did_you_mean("optimizer", top), " (did you mean 'optim'?)");
+  EXPECT_EQ(did_you_mean("dataset", top), " (did you mean 'data'?)");
+  EXPECT_EQ(did_you_mean("trainer", top), " (did you mean 'train'?)");
+  EXPECT_EQ(did_you_mean("training", top), " (did you mean 'train'?)");
+  EXPECT_EQ(did_you_mean("normalization", top), " (did you mean 'norm'?)");
+  EXPECT_EQ(did_you_mean("output_dir", top), " (did you mean 'output'?)");
+  EXPECT_EQ(did_you_mean("lr_scheduler", top), "");  // extends nothing, far from "schedule"
+  // Shortening works too, and a typo's closer match wins over an extension.
+  EXPECT_EQ(did_you_mean("warm", {"lr", "warmup_epochs"}), " (did you mean 'warmup_epochs'?)");
+  EXPECT_EQ(did_you_mean("datas", {"data", "dataset"}), " (did you mean 'data'?)");
+  // Ambiguous: "resnet" is two edits from resnet18 and resnet50 alike and starts both, and
+  // "cwx" one from cwo and cwt; three letters are too few to extend anything.
+  EXPECT_EQ(did_you_mean("resnet", {"cnn9", "resnet18", "resnet50", "wrn"}), "");
+  EXPECT_EQ(did_you_mean("resnet", {"cnn9", "resnet18", "wrn"}), " (did you mean 'resnet18'?)");
+  EXPECT_EQ(did_you_mean("cwx", {"cwo", "cwt"}), "");
+  EXPECT_EQ(did_you_mean("cwxx", {"cwo", "cwxy", "cwzz"}), " (did you mean 'cwxy'?)");
+  EXPECT_EQ(did_you_mean("opt", {"optim", "output"}), "");
+  EXPECT_EQ(did_you_mean("lr", {"lr", "momentum"}), "");  // a known name needs no hint
 }
 
 TEST(DescribeOptions, OneAlignedLinePerOption) {

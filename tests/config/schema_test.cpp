@@ -289,6 +289,7 @@ TEST(Suggest, ANameThatExtendsOrShortensExactlyOneCandidate) {
   EXPECT_EQ(did_you_mean("resnet", {"cnn9", "resnet18", "wrn"}), " (did you mean 'resnet18'?)");
   EXPECT_EQ(did_you_mean("cwx", {"cwo", "cwt"}), "");
   EXPECT_EQ(did_you_mean("cwxx", {"cwo", "cwxy", "cwzz"}), " (did you mean 'cwxy'?)");
+  EXPECT_EQ(did_you_mean("dataset", {"data", "dataset_root"}), "");  // shortens one, extends one
   EXPECT_EQ(did_you_mean("opt", {"optim", "output"}), "");
   EXPECT_EQ(did_you_mean("lr", {"lr", "momentum"}), "");  // a known name needs no hint
 }

@@ -183,11 +183,13 @@ Params resolve_section(const Node* node, const SectionSchema& ss,
   if (usable_name) {
     std::vector<std::string> valid;
     for (const auto& entry : ss.components) valid.push_back(entry.first);
-    std::string hint = did_you_mean(component, valid);
-    if (hint.empty()) hint = " (valid: " + join(valid) + ")";
+    // The list always follows: a suggestion may be near the wrong name ("resnet9000" is
+    // nearest "resnet"), and the components are few enough to read.
     issues.push_back(ConfigIssue{name_node != nullptr ? name_node->where() : "default",
                                  ss.section + ".name",
-                                 "unknown " + ss.kind + " '" + component + "'" + hint});
+                                 "unknown " + ss.kind + " '" + component + "'" +
+                                     did_you_mean(component, valid) + " (valid: " +
+                                     join(valid) + ")"});
   }
   if (node == nullptr || !node->is_map()) return parse_section(node, ss.section, specs, issues);
   const Node known = only_known_keys(*node, specs);

@@ -139,7 +139,7 @@ TEST_F(ExperimentTest, UnknownComponentIsOneIssueAtTheNameKey) {
   ASSERT_EQ(e.issues().size(), 1u) << e.what();
   EXPECT_EQ(e.issues()[0].where, file() + ":2");
   EXPECT_EQ(e.issues()[0].path, "norm.name");
-  EXPECT_EQ(e.issues()[0].message, "unknown norm scheme 'cwx' (did you mean 'cwo'?)");
+  EXPECT_EQ(e.issues()[0].message, "unknown norm scheme 'cwx' (did you mean 'cwo'?) (valid: bn, cwo)");
   // Common options are still checked.
   const ConfigError e2 = fail("norm:\n  name: cwx\n  noise: {sigma: -1}\n");
   EXPECT_EQ(e2.issues().size(), 2u) << e2.what();

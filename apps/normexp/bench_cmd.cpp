@@ -77,8 +77,8 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
   bench->add_option("--set", t->sets,
                     "override a config key in every config, as in normexp run (repeatable)")
       ->allow_extra_args(false);
-  bench->add_option("--device", t->device, "auto, cpu or cuda (default: each config's)")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  bench->add_option("--device", t->device, "auto, cpu or cuda (gpu: cuda; default: each config's)")
+      ->check(CLI::IsMember(backend::device_choices()));
   bench->add_option("--warmup", t->options.warmup,
                     "untimed steps per config first (includes the CUDA graph capture)")
       ->check(CLI::Range(0, 1000000));
@@ -125,8 +125,8 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
       "norms",
       "Markou §5.5: forward time, backward time and forward memory of BCN vs LayerNorm "
       "(token shapes NxTxD) and vs BatchNorm2d (conv maps NxCxHxW), interleaved in one run");
-  norms->add_option("--device", a->device, "auto, cpu or cuda")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  norms->add_option("--device", a->device, "auto, cpu or cuda (gpu: cuda)")
+      ->check(CLI::IsMember(backend::device_choices()));
   norms->add_option("--shape", a->shapes,
                     "NxTxD or NxCxHxW (repeatable; default: ViT-B/16, CIFAR-ViT and ResNet-50 "
                     "shapes, smaller batches on CPU)");
@@ -143,10 +143,11 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
           a->threads > 0 ? a->threads
                          : std::max<int64_t>(1, std::thread::hardware_concurrency())));
       experiments::OverheadOptions o;
-      const bool cuda = a->device == "cuda" || (a->device == "auto" && torch::cuda::is_available());
-      if (cuda && !torch::cuda::is_available())
-        throw std::runtime_error("--device cuda: no CUDA device (or a CPU-only LibTorch)");
-      o.device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+      const auto device = backend::device_for(a->device);
+      if (!device)
+        throw std::runtime_error("--device " + a->device +
+                                 ": no CUDA device (or a CPU-only LibTorch)");
+      o.device = *device;
       o.shapes = a->shapes;
       o.repeats = a->repeats;
       o.warmup = a->warmup;
@@ -159,10 +160,10 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
                           {"libtorch", torch_version()},
                           {"repeats", a->repeats},
                           {"results", rows}};
-      if (!cuda) j["bcn_cpu_threads"] = bcn_threads;
+      if (o.device.is_cpu()) j["bcn_cpu_threads"] = bcn_threads;
       std::cout << fmt::format("BCN overhead on {} (LibTorch {}), median of {} runs\n",
                                backend::describe_device(o.device), torch_version(), a->repeats);
-      if (!cuda)
+      if (o.device.is_cpu())
         std::cout << fmt::format("fused BCN's CPU loops: {} thread{}{}\n", bcn_threads,
                                  bcn_threads == 1 ? "" : "s",
                                  nn::bcn_fused_cpu_parallel() ? "" : " (built without OpenMP)");

@@ -10,17 +10,20 @@
 
 namespace normexp::backend {
 
-c10::Device resolve_device(const config::Params& train) {
-  const std::string& want = train.get_string("device");
+std::optional<c10::Device> device_for(const std::string& want) {
   const bool have_cuda = cuda_available();
   if (want == "cpu" || (want == "auto" && !have_cuda)) return c10::Device(c10::kCPU);
-  if (!have_cuda) {
-    throw train.error("device", std::string("is 'cuda' but no CUDA device is available (LibTorch ") +
-                                    torch_version() +
-                                    (cuda::compiled_with_cuda() ? "" : ", built without CUDA") +
-                                    "); use --device cpu or auto");
-  }
+  if (!have_cuda) return std::nullopt;
   return c10::Device(c10::kCUDA, 0);
+}
+
+c10::Device resolve_device(const config::Params& train) {
+  const std::string& want = train.get_string("device");
+  if (const auto device = device_for(want)) return *device;
+  throw train.error("device", "is '" + want + "' but no CUDA device is available (LibTorch " +
+                                  torch_version() +
+                                  (cuda::compiled_with_cuda() ? "" : ", built without CUDA") +
+                                  "); use --device cpu or auto");
 }
 
 std::string describe_device(const c10::Device& device) {

@@ -2,13 +2,25 @@
 // The device a run trains on and the process-wide LibTorch settings it runs under.
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <c10/core/Device.h>
 
 #include "config/schema.h"
 
 namespace normexp::backend {
+
+// What train.device and every --device flag accept. "gpu" means "cuda": it is the name
+// Lightning's accelerator uses, and spelled so it would otherwise be taken for a typo of "cpu".
+inline const std::vector<std::string>& device_choices() {
+  static const std::vector<std::string> choices{"auto", "cpu", "cuda", "gpu"};
+  return choices;
+}
+// The device one of device_choices() names on this machine; none where it asks for CUDA
+// ("cuda", "gpu") and this machine or this LibTorch has none.
+std::optional<c10::Device> device_for(const std::string& want);
 
 // train.device -> a device: "auto" is CUDA when available, else CPU. Asking for CUDA on a
 // machine (or a LibTorch) without it is a ConfigError at train.device.

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "backend/device.h"
 #include "data/cifar.h"
 #include "data/fashion_mnist.h"
 #include "data/synthetic.h"
@@ -239,8 +240,8 @@ std::vector<OptionSpec> train_options() {
                        "write checkpoint.pt every N epochs (0: only at the end and on interrupt)",
                        at_least(0))),
       unhashed(opt_int("eval_batch_size", 500, "evaluation batch size", at_least(1))),
-      unhashed(opt_string("device", "auto", "auto picks CUDA when available",
-                          {"auto", "cpu", "cuda"})),
+      unhashed(opt_string("device", "auto", "auto picks CUDA when available; gpu is cuda",
+                          backend::device_choices())),
       unhashed(opt_bool("channels_last", false,
                         "inputs and conv weights in channels_last layout (for CUDA tensor cores)")),
       unhashed(opt_string("cuda_graphs", "off",

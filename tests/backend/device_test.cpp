@@ -68,5 +68,25 @@ TEST_F(ConfigureTorch, CudaWithoutADeviceIsAnErrorAndAutoFallsBack) {
   }
 }
 
+// gpu is cuda (Lightning's name for it) on either kind of machine. Before, the config refused
+// it with "did you mean 'cpu'?", and whoever took the hint trained on the CPU.
+TEST_F(ConfigureTorch, GpuIsCuda) {
+  EXPECT_EQ(device_for("cpu"), c10::Device(c10::kCPU));
+  EXPECT_EQ(device_for("gpu"), device_for("cuda"));
+  const auto exp = experiment({"train.device=gpu"});
+  if (cuda_available()) {
+    EXPECT_EQ(resolve_device(exp.section("train")), c10::Device(c10::kCUDA, 0));
+    return;
+  }
+  EXPECT_EQ(device_for("gpu"), std::nullopt);
+  try {
+    resolve_device(exp.section("train"));
+    FAIL() << "device: gpu resolved on a machine without CUDA";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("is 'gpu' but no CUDA device"), std::string::npos) << what;
+  }
+}
+
 }  // namespace
 }  // namespace normexp::backend

@@ -196,6 +196,38 @@ Params resolve_section(const Node* node, const SectionSchema& ss,
   return parse_section(&known, ss.section, specs, issues);
 }
 
+// A known option written in the wrong place: "train.lr" or a top-level "lr" for optim.lr,
+// "norm.sigma" for norm.noise.sigma (other tools keep lr with the training settings). Where
+// the suggestion within the key's own section found nothing, an unknown key whose last part
+// names an option (or option group) of this experiment gets those as its suggestion instead of
+// the section's valid keys; more than three places are no suggestion ("name").
+void suggest_other_places(std::vector<ConfigIssue>& issues,
+                          const std::map<std::string, Params>& sections) {
+  for (ConfigIssue& issue : issues) {
+    const bool unknown = issue.message.rfind("unknown key", 0) == 0 ||
+                         issue.message.rfind("unknown top-level key", 0) == 0;
+    if (!unknown || issue.message.find("did you mean") != std::string::npos) continue;
+    const std::string leaf = split_dots(issue.path).back();
+    std::vector<std::string> places;
+    for (const auto& [section, params] : sections) {
+      for (const auto& entry : params.values()) {
+        const std::vector<std::string> parts = split_dots(section + "." + entry.first);
+        std::string place = parts[0];
+        for (std::size_t i = 1; i < parts.size(); ++i) {
+          place += "." + parts[i];
+          if (parts[i] == leaf && std::find(places.begin(), places.end(), place) == places.end()) {
+            places.push_back(place);
+          }
+        }
+      }
+    }
+    if (places.empty() || places.size() > 3) continue;
+    for (std::string& place : places) place = "'" + place + "'";
+    const std::string kind = issue.message.substr(0, issue.message.find(" ("));
+    issue.message = kind + " (did you mean " + fmt::format("{}", fmt::join(places, " or ")) + "?)";
+  }
+}
+
 }  // namespace
 
 json Experiment::resolved() const {
@@ -315,6 +347,7 @@ Experiment resolve_experiment(const Node& root, const Schema& schema,
     exp.sections[ss->section] = resolve_section(root.find(ss->section), *ss, issues);
   }
 
+  suggest_other_places(issues, exp.sections);
   if (!issues.empty()) throw ConfigError(std::move(issues));
   return exp;
 }

@@ -99,6 +99,32 @@ TEST_F(ExperimentTest, OtherToolsSectionNamesPointAtOurs) {
   }
 }
 
+// An option written where another tool keeps it (lr with the training settings or at the top
+// level, sigma without its noise group) points at its place in this experiment. Only the chosen
+// components' options count (adam's betas, wrn's widen are no suggestion while optim is sgd
+// and model cnn9), and a key found in more than three places ("name") gets the valid list.
+TEST_F(ExperimentTest, AnOptionInTheWrongPlacePointsAtItsPlace) {
+  const ConfigError e = fail(
+      "lr: 0.1\n"
+      "train:\n  lr: 0.1\n  noise: {sigma: 0.1}\n  betas: [0.9, 0.99]\n  widen: 2\n  name: x\n"
+      "norm:\n  sigma: 0.2\n",
+      {"optim.epochs=3"});
+  ASSERT_EQ(e.issues().size(), 8u) << e.what();
+  const std::string all = e.what();
+  const std::string train_keys = "(valid: epochs, batch_size, device)";
+  for (const std::string& needle :
+       {std::string(":1: lr: unknown top-level key (did you mean 'optim.lr'?)"),
+        std::string(":3: train.lr: unknown key (did you mean 'optim.lr'?)"),
+        std::string(":4: train.noise: unknown key (did you mean 'norm.noise'?)"),
+        ":5: train.betas: unknown key " + train_keys, ":6: train.widen: unknown key " + train_keys,
+        ":7: train.name: unknown key " + train_keys,
+        std::string(":9: norm.sigma: unknown key (did you mean 'norm.noise.sigma'?)"),
+        std::string("--set optim.epochs=3: optim.epochs: unknown key (did you mean "
+                    "'train.epochs'?)")}) {
+    EXPECT_TRUE(contains(all, needle)) << needle << "\nin:\n" << all;
+  }
+}
+
 TEST_F(ExperimentTest, ReportsEveryIssueAtOnce) {
   const ConfigError e = fail(
       "trian: {epochs: 3}\n"  // unknown top-level key

@@ -110,9 +110,8 @@ void add_report_commands(CLI::App& app, int& exit_code) {
         throw ConfigError("", "table", "give a table spec (e.g. ikami_table1), or --claims");
       std::vector<std::string> names = a->tables;
       if (names.empty()) {
-        for (const auto& e : std::filesystem::directory_iterator(a->tables_dir))
-          if (e.path().extension() == ".yaml") names.push_back(e.path().string());
-        std::sort(names.begin(), names.end());
+        for (const auto& name : report::spec_names(a->tables_dir))
+          names.push_back((std::filesystem::path(a->tables_dir) / (name + ".yaml")).string());
       }
       const auto index = indexed(*a);
       // "--set SPEC:key=value" applies to that spec alone (a listing of many specs whose runs

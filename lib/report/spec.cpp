@@ -1,5 +1,6 @@
 #include "report/spec.h"
 
+#include <algorithm>
 #include <set>
 #include <tuple>
 
@@ -141,6 +142,25 @@ const char* mark_name(Mark m) {
   return "";
 }
 
+std::vector<std::string> spec_names(const std::filesystem::path& tables_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(tables_dir, ec)) {
+    // The default is relative: run anywhere but in the checkout, and it is not there.
+    throw ConfigError("--tables", "",
+                      "no spec folder '" + tables_dir.string() + "' (in " +
+                          fs::current_path().string() +
+                          "); run normexp from its checkout or pass --tables "
+                          "<checkout>/configs/tables");
+  }
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(tables_dir)) {
+    if (entry.path().extension() == ".yaml") names.push_back(entry.path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 std::filesystem::path resolve_spec_path(const std::string& name_or_path,
                                         const std::filesystem::path& tables_dir) {
   namespace fs = std::filesystem;
@@ -148,7 +168,13 @@ std::filesystem::path resolve_spec_path(const std::string& name_or_path,
   if (fs::exists(p) || p.has_parent_path() || p.extension() == ".yaml" ||
       p.extension() == ".yml")
     return p;
-  return tables_dir / (name_or_path + ".yaml");
+  const fs::path path = tables_dir / (name_or_path + ".yaml");
+  if (fs::exists(path)) return path;
+  const std::vector<std::string> names = spec_names(tables_dir);
+  throw ConfigError("", "table",
+                    fmt::format("no spec '{}' in {}{} (specs: {})", name_or_path,
+                                tables_dir.string(), config::did_you_mean(name_or_path, names),
+                                fmt::join(names, ", ")));
 }
 
 TableSpec load_spec(const std::filesystem::path& path) {

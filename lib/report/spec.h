@@ -94,9 +94,14 @@ struct TableSpec {
 TableSpec load_spec(const std::filesystem::path& path);
 
 // "ikami_table4" -> <tables_dir>/ikami_table4.yaml; anything that names an existing file (or
-// has a .yaml suffix or a slash) is taken as a path.
+// has a .yaml suffix or a slash) is taken as a path. A name with no spec in tables_dir is a
+// ConfigError listing the specs there (with a did-you-mean).
 std::filesystem::path resolve_spec_path(const std::string& name_or_path,
                                         const std::filesystem::path& tables_dir);
+
+// The spec names (file stems, sorted) in tables_dir; a ConfigError at --tables when it is not
+// a folder (the default, configs/tables, is relative to where normexp runs).
+std::vector<std::string> spec_names(const std::filesystem::path& tables_dir);
 
 const char* mark_name(Mark m);  // "", "best", "second"
 

@@ -861,6 +861,42 @@ cells:
   }
 }
 
+// A spec name is a file in --tables. A typo gets a suggestion and the list, and running
+// outside the checkout (where configs/tables, the relative default, is not) says so instead of
+// "cannot read configs/tables/x.yaml" (or, for --claims, a raw filesystem error).
+TEST(Spec, ANameIsLookedUpInTheTablesFolder) {
+  testing::TempDir dir;
+  const fs::path tables = dir.path() / "tables";
+  dir.write("tables/ikami_table3.yaml", "");
+  dir.write("tables/akbar_exp1.yaml", "");
+  dir.write("tables/notes.txt", "");
+  EXPECT_EQ(report::spec_names(tables), (std::vector<std::string>{"akbar_exp1", "ikami_table3"}));
+  EXPECT_EQ(report::resolve_spec_path("ikami_table3", tables), tables / "ikami_table3.yaml");
+  EXPECT_EQ(report::resolve_spec_path("elsewhere/t.yaml", tables), fs::path("elsewhere/t.yaml"));
+  const auto message = [](const auto& call) -> std::string {
+    try {
+      call();
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "no ConfigError";
+  };
+  const std::string typo = message([&] { report::resolve_spec_path("ikami_tabel3", tables); });
+  EXPECT_NE(typo.find("no spec 'ikami_tabel3' in " + tables.string() +
+                      " (did you mean 'ikami_table3'?) (specs: akbar_exp1, ikami_table3)"),
+            std::string::npos)
+      << typo;
+  const fs::path missing = dir.path() / "configs/tables";
+  for (const std::string& what :
+       {message([&] { report::resolve_spec_path("ikami_table3", missing); }),
+        message([&] { report::spec_names(missing); })}) {
+    EXPECT_NE(what.find("--tables: no spec folder '" + missing.string() + "'"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("pass --tables"), std::string::npos) << what;
+  }
+}
+
 // Every spec loads and every cell with a config resolves through the real schema.
 TEST(Specs, AllLoadAndResolve) {
   int specs = 0;

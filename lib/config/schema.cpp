@@ -4,10 +4,11 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <stdexcept>
+
+#include "core/text.h"
 
 namespace normexp::config {
 
@@ -182,12 +183,6 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return out;
-}
-
 // The names other tools give the same thing often extend ours (optimizer, dataset, trainer,
 // normalization, training for optim, data, train, norm): the shorter, of at least four
 // letters, starts the longer.
@@ -201,16 +196,16 @@ bool extends(const std::string& a, const std::string& b) {
 }  // namespace
 
 std::string did_you_mean(const std::string& key, const std::vector<std::string>& candidates) {
-  const std::string wanted = lower(key);
+  const std::string wanted = ascii_lower(key);
   const std::string* best = nullptr;
   std::size_t best_distance = 0;
   bool tied = false;  // two names equally close: either guess may mislead
   std::vector<const std::string*> extended;
   for (const auto& c : candidates) {
     if (c == key) continue;
-    const std::string name = lower(c);
+    const std::string name = ascii_lower(c);
     // Two edits turn any two-letter name into any other ("bs" -> "lr"), so short names
-    // only get a suggestion for a single edit; a difference of case alone ("LR") is none.
+    // only get a suggestion for a single edit; case is no edit ("LR" is 'lr' at distance 0).
     const std::size_t limit = std::min(key.size(), c.size()) <= 3 ? 1 : 2;
     const std::size_t d = edit_distance(wanted, name);
     if (d <= limit) {

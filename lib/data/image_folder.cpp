@@ -1,12 +1,12 @@
 #include "data/image_folder.h"
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 
 #include <fmt/core.h>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace normexp::data {
 
@@ -14,9 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 bool is_jpeg_name(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string ext = ascii_lower(p.extension().string());
   return ext == ".jpeg" || ext == ".jpg";
 }
 bool hidden(const fs::path& p) { return p.filename().string().rfind('.', 0) == 0; }

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "core/version.h"
 
 #ifdef NORMEXP_WITH_LIBARCHIVE
@@ -52,9 +53,7 @@ void require_prepare_libraries() {
 }
 
 std::string normalized_md5(const std::string& hex) {
-  std::string out = hex;
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string out = ascii_lower(hex);
   const bool ok = out.size() == 32 && std::all_of(out.begin(), out.end(), [](unsigned char c) {
                     return std::isxdigit(c) != 0;
                   });

@@ -34,9 +34,15 @@ sets=(--set "train.epochs=$epochs" --set "data.train_size=$train" --set "data.te
 start=$(date +%s)
 failed=()
 run() {
-  if ! "$bin" run "$@" "${sets[@]}" --resume --progress none >/dev/null 2>&1; then
-    failed+=("$*")
+  local rc=0
+  "$bin" run "$@" "${sets[@]}" --resume --progress none >/dev/null 2>&1 || rc=$?
+  # 130/143: stopped by SIGINT/SIGTERM (checkpoint written). Bash goes on after a signal its
+  # child handled, so stop the grid here rather than start the next run.
+  if ((rc == 130 || rc == 143)); then
+    echo "fmnist_grid.sh: stopped at: $* (exit $rc); run it again to continue" >&2
+    exit "$rc"
   fi
+  ((rc == 0)) || failed+=("$*")
 }
 IFS=, read -ra seed_list <<<"$seeds"
 IFS=, read -ra arch_list <<<"$archs"

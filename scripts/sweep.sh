@@ -39,6 +39,13 @@ for v in "${value_list[@]}"; do
     echo "sweep: ${cmd[*]}"
     "${cmd[@]}"
     rc=$?
+    # 130/143: the run was stopped by SIGINT/SIGTERM and wrote its checkpoint. Bash goes on
+    # after a signal its child handled, so without this, Ctrl-C would stop one run of the
+    # sweep and start the next.
+    if ((rc == 130 || rc == 143)); then
+      echo "sweep: stopped at $key=$v seed $k (exit $rc); the same command continues it" >&2
+      exit "$rc"
+    fi
     ((rc == 0)) || failures+=("$key=$v seed $k: exit $rc")
   done
 done

@@ -1040,5 +1040,40 @@ TEST_F(Fixture, CliReportPlanAndSweep) {
   EXPECT_NE(r.out.find("norm.noise.sigma=-1 seed 5: exit 2"), std::string::npos) << r.out;
 }
 
+// Ctrl-C on a sweep stops the sweep. normexp exits 130 after writing its checkpoint, and bash
+// goes on after a signal its child handled, so the scripts must stop on that code themselves;
+// before, each Ctrl-C stopped one run and the next one started. A stand-in for normexp records
+// each call and "is interrupted" in the second.
+TEST(Scripts, AStoppedRunStopsTheSweepAndTheGrid) {
+  testing::TempDir dir;
+  const fs::path calls = dir.path() / "calls";
+  const fs::path stub = dir.write(
+      "normexp", "#!/bin/sh\necho \"$*\" >> " + calls.string() +
+                     "\n[ $(wc -l < " + calls.string() + ") -eq 2 ] && exit 130\nexit 0\n");
+  fs::permissions(stub, fs::perms::owner_all);
+  const auto call_count = [&] {
+    const std::string text = fs::exists(calls) ? read_file(calls) : "";
+    return std::count(text.begin(), text.end(), '\n');
+  };
+
+  Shell r = sh("NORMEXP_BIN=" + stub.string() + " bash " +
+               (kSource / "scripts/sweep_sigma.sh").string() +
+               " c.yaml --values 0.1,0.2,0.3 --seeds 5");
+  EXPECT_EQ(r.code, 130) << r.out;
+  EXPECT_EQ(call_count(), 2) << read_file(calls);
+  EXPECT_NE(r.out.find("sweep: stopped at norm.noise.sigma=0.2 seed 5 (exit 130)"),
+            std::string::npos)
+      << r.out;
+
+  fs::remove(calls);
+  r = sh("NORMEXP_BIN=" + stub.string() + " bash " + (kSource / "bench/fmnist_grid.sh").string() +
+         " --archs cnn9 --norms cwo,bn,gn --seeds 0 --sigmas ''");
+  EXPECT_EQ(r.code, 130) << r.out;
+  EXPECT_EQ(call_count(), 2) << read_file(calls);
+  EXPECT_NE(r.out.find("fmnist_grid.sh: stopped at: configs/fmnist/cnn9_bn.yaml --seed 0"),
+            std::string::npos)
+      << r.out;
+}
+
 }  // namespace
 }  // namespace normexp

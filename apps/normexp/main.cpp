@@ -44,23 +44,57 @@ const char* kExitCodes =
 
 struct ConfigArgs {
   std::string config;
-  std::vector<std::string> sets;
+  std::vector<std::string> sets, overrides;  // --set's values; KEY=VALUE after the config
   std::optional<int64_t> seed;
   std::string device, output, progress;
   bool resume = false;
+  const CLI::App* command = nullptr;
+  const CLI::Option* set_option = nullptr;
 };
 
 void add_config_args(CLI::App* cmd, ConfigArgs& a) {
+  a.command = cmd;
   cmd->add_option("config", a.config, "experiment YAML file")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--set", a.sets,
-                  "override a config key, typed by its declared option: --set optim.lr=0.05 "
-                  "--set schedule.milestones=[100,150] (repeatable, applied in order)")
-      ->allow_extra_args(false);
+  cmd->add_option("overrides", a.overrides,
+                  "KEY=VALUE or ~KEY after the config, as Hydra takes them: the same as "
+                  "--set KEY=VALUE (Hydra's +KEY and ++KEY are KEY: every option exists)");
+  a.set_option =
+      cmd->add_option("--set", a.sets,
+                      "override a config key, typed by its declared option: --set optim.lr=0.05 "
+                      "--set schedule.milestones=[100,150] (repeatable; with the KEY=VALUE "
+                      "arguments, applied in the order written)")
+          ->allow_extra_args(false);
   cmd->add_option("--seed", a.seed, "run seed (overrides the config's seed)");
 }
 
+// --set values and KEY=VALUE arguments in the order they were written: CLI11 keeps each
+// option's values apart, and its parse order (one entry per value) says how they interleave.
+std::vector<std::string> overrides_in_order(const ConfigArgs& a) {
+  std::vector<std::string> out;
+  std::size_t next_set = 0, next_override = 0;
+  for (const CLI::Option* option : a.command->parse_order()) {
+    if (option == a.set_option) {
+      out.push_back(a.sets.at(next_set++));
+    } else if (option->get_name() == "overrides") {
+      std::string o = a.overrides.at(next_override++);
+      if (o.find('=') == std::string::npos && o.rfind('~', 0) != 0) {
+        throw ConfigError("argument '" + o + "'", "",
+                          "expected KEY=VALUE or ~KEY after the config (one config per run)");
+      }
+      // Hydra's +KEY (add a key) and ++KEY (add or override) set an option like KEY does.
+      if (o.rfind("++", 0) == 0) {
+        o.erase(0, 2);
+      } else if (o.rfind('+', 0) == 0) {
+        o.erase(0, 1);
+      }
+      out.push_back(o);
+    }
+  }
+  return out;
+}
+
 config::Experiment load(const ConfigArgs& a) {
-  std::vector<std::string> sets = a.sets;
+  std::vector<std::string> sets = overrides_in_order(a);
   if (!a.device.empty()) sets.push_back("train.device=" + a.device);
   if (!a.output.empty()) sets.push_back("output.root=" + a.output);
   if (!a.progress.empty()) sets.push_back("train.progress=" + a.progress);

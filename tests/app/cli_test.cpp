@@ -196,6 +196,39 @@ TEST(Cli, ASecondWriterOfALiveRunExits3) {
   EXPECT_NE(text.find("is being written by another normexp (pid"), std::string::npos) << text;
 }
 
+// Hydra's way: KEY=VALUE (or ~KEY, +KEY, ++KEY) after the config, mixed with --set in the order
+// written; the same run (hash) as --set. A second config is refused, not taken for a key.
+TEST(Cli, HydraStyleOverridesAfterTheConfigInTheOrderWritten) {
+  testing::TempDir dir;
+  const std::string cfg = dir.write("c.yaml", kConfig).string();
+  const auto validate = [&](const std::string& args) {
+    const CliResult r = sh("validate " + cfg + " " + args);
+    EXPECT_EQ(r.code, 0) << args << "\n" << r.out;
+    return r.out;
+  };
+  const auto has = [](const std::string& out, const std::string& line) {
+    return out.find("\n  " + line + "\n") != std::string::npos;
+  };
+  const std::string hash_of_set = validate("--set optim.lr=0.2");
+  const std::string hash_of_arg = validate("optim.lr=0.2");
+  EXPECT_TRUE(has(hash_of_arg, "lr: 0.2")) << hash_of_arg;
+  EXPECT_EQ(hash_of_arg.substr(0, hash_of_arg.find("# results")),
+            hash_of_set.substr(0, hash_of_set.find("# results")));
+  EXPECT_TRUE(has(validate("optim.lr=0.3 --set optim.lr=0.4"), "lr: 0.4"));
+  EXPECT_TRUE(has(validate("--set optim.lr=0.4 optim.lr=0.3"), "lr: 0.3"));
+  const std::string hydra = validate("+train.epochs=2 ++train.batch_size=8 '~optim.lr'");
+  EXPECT_TRUE(has(hydra, "epochs: 2")) << hydra;
+  EXPECT_TRUE(has(hydra, "batch_size: 8")) << hydra;
+  EXPECT_TRUE(has(hydra, "lr: 0.1")) << hydra;  // the default once the file's 0.05 is removed
+
+  const CliResult two = sh("run " + cfg + " " + cfg + " --output " + dir.path().string() + "/res");
+  EXPECT_EQ(two.code, 2) << two.out;
+  EXPECT_NE(two.out.find("argument '" + cfg + "': expected KEY=VALUE or ~KEY after the config"),
+            std::string::npos)
+      << two.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "res"));
+}
+
 TEST(Cli, HelpAndUsageErrors) {
   auto h = sh("run --help");
   EXPECT_EQ(h.code, 0);

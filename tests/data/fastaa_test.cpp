@@ -624,7 +624,7 @@ class Preview : public ::testing::Test {
     return testing::experiment_from(
         dir_,
         "name: p\ndata: {name: synthetic, classes: 4, train_size: 64, test_size: 8, "
-        "resolution: 8, " + data + "}\nmodel: {name: cnn9, width: 0.125}\nnorm: {name: bn}\n");
+        "resolution: 8, " + data + "}\n");
   }
   // The training image a cell shows (index into train_x), or -1.
   static int64_t which(const at::Tensor& train_x, const at::Tensor& image) {

@@ -74,10 +74,11 @@ TEST(Launch, SlurmNodeLists) {
 // meets under fresh store keys, and without a per-node count every task is on one node (also
 // for torchrun without LOCAL_WORLD_SIZE).
 TEST(Launch, SlurmStepNodesExplicitMasterRequeuesAndOneNodeDefaults) {
-  const std::map<std::string, std::string> slurm{
-      {"SLURM_PROCID", "1"},          {"SLURM_NTASKS", "3"},
-      {"SLURM_JOB_NODELIST", "gpu[01-04]"}, {"SLURM_STEP_NODELIST", "gpu[03-04]"},
-      {"SLURM_RESTART_COUNT", "2"}};
+  const std::map<std::string, std::string> slurm{{"SLURM_PROCID", "1"},
+                                                  {"SLURM_NTASKS", "3"},
+                                                  {"SLURM_JOB_NODELIST", "gpu[01-04]"},
+                                                  {"SLURM_STEP_NODELIST", "gpu[03-04]"},
+                                                  {"SLURM_RESTART_COUNT", "2"}};
   const auto s = launch_from(slurm);
   EXPECT_EQ(s.master_addr, "gpu03");
   EXPECT_EQ(s.store_prefix, "normexp/2");

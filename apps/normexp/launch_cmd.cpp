@@ -18,9 +18,11 @@
 
 #include <fmt/format.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "guarded.h"
+#include "train/progress.h"
 
 namespace normexp {
 
@@ -122,6 +124,7 @@ int launch(const LaunchArgs& a) {
   std::vector<std::pair<size_t, int>> failed;  // (command index, exit code)
   size_t next = 0, succeeded = 0;
   bool forwarded = false;
+  const SteadyTime launched = std::chrono::steady_clock::now();
   while (next < commands.size() || !running.empty()) {
     while (!g_stop_signal && next < commands.size() && running.size() < slots) {
       size_t slot = 0;
@@ -157,13 +160,23 @@ int launch(const LaunchArgs& a) {
     const int code = exit_code_of(status);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - job.started).count();
-    std::cout << fmt::format("[{}/{}] exit {} after {:.1f} s ({})\n", job.index + 1,
-                             commands.size(), code, secs, job.log.string())
-              << std::flush;
     if (code == 0)
       ++succeeded;
     else
       failed.emplace_back(job.index, code);
+    // The plan's ETA at the rate so far (commands done per second of the whole launch, so
+    // --jobs is counted in); runs a --resume finds completed make it optimistic at first.
+    const size_t done = succeeded + failed.size();
+    std::string left;
+    if (!g_stop_signal && done < commands.size()) {
+      left = fmt::format("; {}/{} done, about {} left", done, commands.size(),
+                         train::format_duration(seconds_since(launched) *
+                                                static_cast<double>(commands.size() - done) /
+                                                static_cast<double>(done)));
+    }
+    std::cout << fmt::format("[{}/{}] exit {} after {:.1f} s ({}){}\n", job.index + 1,
+                             commands.size(), code, secs, job.log.string(), left)
+              << std::flush;
   }
   const size_t not_started = commands.size() - next;
   std::cout << fmt::format("launch: {} of {} succeeded", succeeded, commands.size());

@@ -376,5 +376,26 @@ TEST(LocalLauncher, RunsAPlanTwoAtATimeOneGpuEachAndListsFailures) {
   EXPECT_NE(bad.out.find("sbatch script"), std::string::npos) << bad.out;
 }
 
+// After each command, launch says how long the plan has left at the rate so far: one at a
+// time, after the first of three 1-second commands, about twice the time that one took (not
+// the time of one, nor of all three).
+TEST(LocalLauncher, SaysHowLongThePlanHasLeft) {
+  testing::TempDir dir;
+  const auto plan = dir.write("plan.txt", "sleep 1\nsleep 1\nsleep 1\n");
+  auto r = testing::normexp("launch " + plan.string() + " --jobs 1 --logs " +
+                            (dir.path() / "logs").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto first = r.out.find("[1/3] exit 0 after ");
+  ASSERT_NE(first, std::string::npos) << r.out;
+  const double took = std::stod(r.out.substr(first + 19));
+  const auto left = r.out.find("; 1/3 done, about ", first);
+  ASSERT_NE(left, std::string::npos) << r.out;
+  const double eta = std::stod(r.out.substr(left + 18));  // "2s": whole seconds
+  EXPECT_GE(eta, 2 * took - 0.6) << r.out;
+  EXPECT_LE(eta, 2 * took + 0.6) << r.out;
+  EXPECT_NE(r.out.find("; 2/3 done, about "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("3/3 done"), std::string::npos) << r.out;  // nothing left: no ETA
+}
+
 }  // namespace
 }  // namespace normexp

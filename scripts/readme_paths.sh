@@ -13,7 +13,8 @@ root=${2:-$(cd "$(dirname "$file")" && pwd)}
 missing=0 checked=0
 # A path: a top folder, then names, braces, commas and globs; a trailing full stop or comma is
 # the sentence's.
-paths=$(grep -oE '(^|[^A-Za-z0-9_./-])(configs|scripts|bench|tests|lib|apps|cmake|fuzz|results)/[][A-Za-z0-9_./*{},-]*' "$file" |
+top='(configs|scripts|bench|tests|lib|apps|cmake|fuzz|results)'
+paths=$(grep -oE "(^|[^A-Za-z0-9_./-])$top/[][A-Za-z0-9_./*{},-]*" "$file" |
   sed -E 's/^[^a-z]//; s/[.,]+$//' | sort -u)
 cd "$root"
 while IFS= read -r path; do
@@ -24,7 +25,10 @@ while IFS= read -r path; do
   for p in "${expanded[@]}"; do
     checked=$((checked + 1))
     if [[ $p == *'*'* ]]; then
-      compgen -G "$p" >/dev/null || { echo "missing: $p (no file matches)"; missing=$((missing + 1)); }
+      if ! compgen -G "$p" >/dev/null; then
+        echo "missing: $p (no file matches)"
+        missing=$((missing + 1))
+      fi
     elif [ ! -e "$p" ]; then
       echo "missing: $p"
       missing=$((missing + 1))
@@ -37,7 +41,10 @@ specs=$(grep -oE 'normexp (report|plan|plot) [a-z][A-Za-z0-9_]*' "$file" | awk '
 while IFS= read -r spec; do
   [ -n "$spec" ] || continue
   checked=$((checked + 1))
-  [ -e "configs/tables/$spec.yaml" ] || { echo "missing: table spec $spec (configs/tables/$spec.yaml)"; missing=$((missing + 1)); }
+  if [ ! -e "configs/tables/$spec.yaml" ]; then
+    echo "missing: table spec $spec (configs/tables/$spec.yaml)"
+    missing=$((missing + 1))
+  fi
 done <<<"$specs"
 if ((missing)); then
   echo "$missing of $checked named paths and specs missing in $file"

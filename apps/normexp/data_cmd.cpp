@@ -175,7 +175,8 @@ void add_data_commands(CLI::App& app, int& exit_code) {
       "time the training-input pipeline (augmentation, normalization) and one training step of "
       "the config's model at the same batch size, on the configured device (random images)");
   add_config_options(bench, *args);
-  bench->add_option("--device", args->device, "auto, cpu or cuda (gpu: cuda; default: train.device)")
+  bench->add_option("--device", args->device,
+                    "auto, cpu or cuda (gpu: cuda; default: train.device)")
       ->check(CLI::IsMember(backend::device_choices()));
   bench->add_option("--batch", args->batches, "batch sizes (repeatable)")->capture_default_str();
   bench->add_option("--iters", args->iters, "timed pipeline calls per batch size")

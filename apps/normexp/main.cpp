@@ -210,7 +210,8 @@ int main(int argc, char** argv) {
   ConfigArgs run_args;
   auto* run = app.add_subcommand("run", "train an experiment and write results/<name>/<hash>/seed<k>/");
   add_config_args(run, run_args);
-  run->add_option("--device", run_args.device, "auto (default: CUDA when available), cpu or cuda (gpu: cuda)")
+  run->add_option("--device", run_args.device,
+                  "auto (default: CUDA when available), cpu or cuda (gpu: cuda)")
       ->check(CLI::IsMember(backend::device_choices()));
   run->add_option("--output", run_args.output, "results root (default: results)");
   run->add_option("--progress", run_args.progress,

@@ -13,7 +13,7 @@
 namespace normexp::backend {
 
 // What train.device and every --device flag accept. "gpu" means "cuda": it is the name
-// Lightning's accelerator uses, and spelled so it would otherwise be taken for a typo of "cpu".
+// Lightning's accelerator uses, and one letter from "cpu", so refusing it suggested the CPU.
 inline const std::vector<std::string>& device_choices() {
   static const std::vector<std::string> choices{"auto", "cpu", "cuda", "gpu"};
   return choices;

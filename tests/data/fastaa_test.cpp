@@ -614,6 +614,27 @@ TEST(FastAACli, PreviewWritesAPngAndBenchPrintsTheRatio) {
   EXPECT_NE(r.out.find("data.policy"), std::string::npos) << r.out;
 }
 
+// data bench's times are per call whatever --iters and --steps: the same pipeline and step
+// timed over 1 and over 16 calls give about the same milliseconds, where totals would grow
+// 16-fold. A ratio within one process (the suite times nothing; this checks the division).
+TEST(AugBench, TimesArePerCallWhateverTheNumberOfCalls) {
+  testing::TempDir dir;
+  const auto exp = testing::experiment_from(
+      dir,
+      "name: b\ndata: {name: synthetic, classes: 4, train_size: 64, test_size: 8, "
+      "resolution: 32, augment: standard, cutout: 8}\nmodel: {name: cnn9, width: 0.125}\n"
+      "train: {threads: 1}\n");
+  const auto one = train::bench_augmentation(exp, compose::components(), {256}, 1, 1);
+  const auto many = train::bench_augmentation(exp, compose::components(), {256}, 16, 16);
+  ASSERT_EQ(one.size(), 1u);
+  ASSERT_EQ(many.size(), 1u);
+  EXPECT_GT(one[0].pipeline_ms, 0.0);
+  EXPECT_LT(many[0].pipeline_ms, 4 * one[0].pipeline_ms)
+      << one[0].pipeline_ms << " ms over 1 call, " << many[0].pipeline_ms << " over 16";
+  EXPECT_LT(many[0].step_ms, 4 * one[0].step_ms)
+      << one[0].step_ms << " ms over 1 call, " << many[0].step_ms << " over 16";
+}
+
 // `data preview` draws what training sees: (C, H, W) cells, row by row, each a training
 // image scaled up pixel by pixel, between white 4-pixel lines. Catches a grid drawn column-
 // major, a black background, an ignored --scale, a --compare cell without the original and

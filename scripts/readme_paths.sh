@@ -19,9 +19,12 @@ paths=$(grep -oE "(^|[^A-Za-z0-9_./-])$top/[][A-Za-z0-9_./*{},-]*" "$file" |
 cd "$root"
 while IFS= read -r path; do
   [ -n "$path" ] || continue
-  # Brace expansion only for {a,b} (eval on our own README's words, no $ or backquote in them).
+  # Brace expansion only for {a,b} (eval on our own README's words, no $ or backquote in them);
+  # globs stay as written (noglob) for compgen below.
   case $path in *'$'* | *'`'*) continue ;; esac
+  set -f
   eval "expanded=($path)"
+  set +f
   for p in "${expanded[@]}"; do
     checked=$((checked + 1))
     if [[ $p == *'*'* ]]; then

@@ -50,14 +50,16 @@ struct ConfigArgs {
   bool resume = false;
   const CLI::App* command = nullptr;
   const CLI::Option* set_option = nullptr;
+  const CLI::Option* overrides_option = nullptr;
 };
 
 void add_config_args(CLI::App* cmd, ConfigArgs& a) {
   a.command = cmd;
   cmd->add_option("config", a.config, "experiment YAML file")->required()->check(CLI::ExistingFile);
-  cmd->add_option("overrides", a.overrides,
-                  "KEY=VALUE or ~KEY after the config, as Hydra takes them: the same as "
-                  "--set KEY=VALUE (Hydra's +KEY and ++KEY are KEY: every option exists)");
+  a.overrides_option =
+      cmd->add_option("overrides", a.overrides,
+                      "KEY=VALUE or ~KEY after the config, as Hydra takes them: the same as "
+                      "--set KEY=VALUE (Hydra's +KEY and ++KEY are KEY: every option exists)");
   a.set_option =
       cmd->add_option("--set", a.sets,
                       "override a config key, typed by its declared option: --set optim.lr=0.05 "
@@ -75,7 +77,7 @@ std::vector<std::string> overrides_in_order(const ConfigArgs& a) {
   for (const CLI::Option* option : a.command->parse_order()) {
     if (option == a.set_option) {
       out.push_back(a.sets.at(next_set++));
-    } else if (option->get_name() == "overrides") {
+    } else if (option == a.overrides_option) {
       std::string o = a.overrides.at(next_override++);
       if (o.find('=') == std::string::npos && o.rfind('~', 0) != 0) {
         throw ConfigError("argument '" + o + "'", "",

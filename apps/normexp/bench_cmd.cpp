@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "analysis/profile.h"
 #include "core/fs.h"
 #include "backend/torch_info.h"
 #include "config/experiment.h"
@@ -26,7 +27,7 @@ namespace {
 struct NormBenchArgs {
   std::string device = "auto", out;
   std::vector<std::string> shapes;
-  int64_t repeats = 20, warmup = 3, threads = 0;
+  int64_t repeats = 20, warmup = 3, threads = 0, profile = 0;
   bool bf16 = false;
 };
 
@@ -59,6 +60,11 @@ void print_train_bench(const nlohmann::json& rows) {
                              rows[0]["device"].get<std::string>(),
                              rows[0]["versions"]["libtorch"].get<std::string>(),
                              rows[0]["steps"].get<int64_t>());
+  for (const auto& r : rows)
+    if (r.contains("profile"))
+      std::cout << fmt::format("\n## {}: {:.3f} ms per step (p50)\n{}", r["name"].get<std::string>(),
+                               r["step_ms"]["p50"].get<double>(),
+                               analysis::profile_table(r["profile"]));
 }
 }  // namespace
 
@@ -90,6 +96,16 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
                     "synthetic images resident per config (default: 8 batches)")
       ->check(CLI::Range(0, 100000000));
   bench->add_option("--out", t->out, "also write the JSON (an array, one object per config) here");
+  bench->add_option("--profile", t->options.profile,
+                    "after timing, profile this many more steps of each config: where a step's "
+                    "time goes, kernel by kernel on CUDA (GPU time), op by op on the CPU")
+      ->check(CLI::Range(0, 100000));
+  bench->add_option("--profile-top", t->options.profile_top, "rows of each profile kept")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  bench->add_option("--trace-dir", t->options.trace_dir,
+                    "with --profile: also a chrome trace per config here (Perfetto; needs a "
+                    "LibTorch with Kineto, which Debian's lacks)");
   bench->footer(
       "Examples:\n"
       "  normexp bench configs/ikami/table1/cifar100_wrn28_10_bn.yaml --set train.bf16=true \\\n"
@@ -137,6 +153,10 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
   norms->add_option("--threads", a->threads, "CPU threads (0: all cores, as normexp run)")
       ->check(CLI::Range(0, 4096));
   norms->add_option("--out", a->out, "also write the JSON here");
+  norms->add_option("--profile", a->profile,
+                    "after timing, profile this many forward + backward calls of each module: "
+                    "its kernels (CUDA) or ops (CPU), printed after the table")
+      ->check(CLI::Range(0, 100000));
   norms->callback([a, &exit_code] {
     exit_code = guarded([&] {
       torch::set_num_threads(static_cast<int>(
@@ -152,6 +172,7 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
       o.repeats = a->repeats;
       o.warmup = a->warmup;
       o.bf16 = a->bf16;
+      o.profile = a->profile;
       const auto rows = experiments::bench_norm_overhead(o);
       // The fused CPU loops use LibTorch's threads only in a build with OpenMP: say which.
       const int64_t bcn_threads = nn::bcn_fused_cpu_parallel() ? torch::get_num_threads() : 1;
@@ -191,6 +212,12 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
             pct("forward_memory_bytes", "ratio"), pct("forward_memory_bytes", "op_chain_ratio"),
             pct("forward_memory_bytes", "whole_map_ratio"));
       }
+      for (const auto& r : rows)
+        if (r.contains("profile"))
+          for (const auto& [module, p] : r["profile"].items())
+            std::cout << fmt::format("\n## {} {}: forward + backward\n{}",
+                                     r["shape"].get<std::string>(), module,
+                                     analysis::profile_table(p));
       if (!a->out.empty()) write_file_atomic(a->out, j.dump(2) + "\n");
     });
   });

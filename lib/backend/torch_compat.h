@@ -34,6 +34,17 @@ inline void set_cuda_autocast_bf16(bool enabled) {
 
 inline void clear_autocast_cache() { at::autocast::clear_cache(); }
 
+// A profiler event's duration (torch::autograd::profiler::KinetoEvent): 1.13 reports whole
+// microseconds, 2.x nanoseconds.
+template <class KinetoEvent>
+double event_duration_us(const KinetoEvent& event) {
+#if NORMEXP_TORCH_AT_LEAST(2, 0)
+  return static_cast<double>(event.durationNs()) / 1e3;
+#else
+  return static_cast<double>(event.durationUs());
+#endif
+}
+
 // State of the default CPU generator (the handle is shared, so a copy changes the default).
 inline at::Tensor cpu_rng_state() {
   at::Generator gen = at::detail::getDefaultCPUGenerator();

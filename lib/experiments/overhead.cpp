@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "analysis/profile.h"
 #include "nn/bcn.h"
 #include "backend/cuda_backend.h"
 #include "backend/device.h"
@@ -127,6 +128,17 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
         }
       }
     }
+    nlohmann::json profiles;
+    if (o.profile > 0) {
+      const char* names[kMaxMods] = {conv ? "batchnorm2d" : "layernorm", "bcn", "bcn_op_chain",
+                                     "bcn_whole_map"};
+      for (int k = 0; k < kMods; ++k) {
+        const auto p = analysis::profile_calls(
+            [&] { mods[k]->forward(x.detach().requires_grad_(true)).backward(grad); },
+            o.profile, o.device);
+        profiles[names[k]] = analysis::profile_json(p, 12);
+      }
+    }
     auto med_bytes = [](std::vector<int64_t> v) {
       std::sort(v.begin(), v.end());
       return v.empty() ? int64_t{0} : v[v.size() / 2];
@@ -173,6 +185,7 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
           {"forward_ratio", 3 / base_fwd},
           {"backward_ratio", 5 / base_bwd}}},
     });
+    if (!profiles.is_null()) out.back()["profile"] = profiles;
   }
   return out;
 }

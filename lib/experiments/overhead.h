@@ -21,6 +21,9 @@ struct OverheadOptions {
   // BCN over C). Empty: the defaults (ViT-B/16 and a CIFAR ViT; ResNet-50 stage maps).
   std::vector<std::string> shapes;
   bool bf16 = false;  // CUDA: bf16 inputs
+  // After timing, this many forward + backward calls of each module per shape under the
+  // profiler: each entry gets "profile" {module: analysis::profile_json}.
+  int64_t profile = 0;
 };
 
 // One entry per (shape, pair): times in ms (median over repeats), bytes, and ratios.

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -24,6 +25,11 @@ struct BenchOptions {
   int64_t steps = 50;   // timed steps per config and round
   int64_t rounds = 3;   // rounds over all configs
   int64_t images = 0;   // resident synthetic images per config (0: 8 batches)
+  // After the timed rounds, this many more steps per config under the profiler: each row
+  // gets "profile" (analysis/profile.h), the top `profile_top` kernels (CUDA) or ops (CPU).
+  int64_t profile = 0;
+  size_t profile_top = 25;
+  std::string trace_dir;  // if set, also a chrome trace per config: <dir>/<name>.trace.json
   // Called after each round with the rows measured so far (what bench_training would
   // return if it stopped there): `bench --out` writes them, so a process killed by a
   // deadline keeps its finished rounds.

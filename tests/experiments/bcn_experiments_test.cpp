@@ -202,8 +202,35 @@ TEST(Overhead, BenchmarkReportsBothModulesPerShape) {
   EXPECT_FALSE(rows[0]["backward_ms"].contains("bcn_whole_map"));
   EXPECT_GT(rows[1]["backward_ms"]["bcn_whole_map"].get<double>(), 0.0);
   EXPECT_GT(rows[1]["forward_memory_bytes"]["whole_map_ratio"].get<double>(), 0.0);
+  EXPECT_FALSE(rows[0].contains("profile"));  // only when asked
   o.shapes = {"4x9"};
   EXPECT_THROW(bench_norm_overhead(o), std::invalid_argument);
+}
+
+// --profile: each module's own forward + backward. Profiles attached to the wrong module
+// would show it: the op chain dispatches many more ops than the fused function, LayerNorm
+// its own kernel.
+TEST(Overhead, ProfilesEachModulesForwardAndBackward) {
+  OverheadOptions o;
+  o.warmup = 1;
+  o.repeats = 1;
+  o.profile = 2;
+  o.shapes = {"4x9x16", "2x8x4x4"};
+  const auto rows = bench_norm_overhead(o);
+  const auto& tokens = rows[0]["profile"];
+  ASSERT_EQ(tokens.size(), 3u) << tokens.dump(1);
+  ASSERT_EQ(rows[1]["profile"].size(), 4u);  // and bcn_whole_map for maps
+  auto has = [](const nlohmann::json& p, const std::string& part) {
+    for (const auto& r : p["rows"])
+      if (r["name"].get<std::string>().find(part) != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(has(tokens["layernorm"], "layer_norm")) << tokens["layernorm"].dump(1);
+  EXPECT_FALSE(has(tokens["bcn"], "layer_norm"));
+  EXPECT_TRUE(has(rows[1]["profile"]["batchnorm2d"], "batch_norm"));
+  EXPECT_EQ(tokens["bcn"]["calls"], 2);
+  EXPECT_GT(tokens["bcn_op_chain"]["events_per_call"].get<double>(),
+            2 * tokens["bcn"]["events_per_call"].get<double>());
 }
 
 // Markou §5.5's memory claim is about what a layer keeps for its backward. The fused BCN

@@ -444,6 +444,40 @@ TEST(Bench, AStreamedImageNetConfigIsTimedAsItsRunSteps) {
   EXPECT_GT(rows[0]["images_per_s"].get<double>(), 0);
 }
 
+// `bench --profile`: one profiled call is one training step, forward and backward. A profile
+// of the wrong steps (the timed ones, or none), not divided by the calls, or missing the
+// backward fails the counts below.
+TEST(Bench, ProfilesOneStepPerCallForwardAndBackward) {
+  testing::TempDir dir;
+  const auto exp = testing::experiment_from(dir, testing::kTinyYaml, {"norm.name=bn"});
+  int64_t convs = 0;
+  const auto built = compose::components().build(exp, torch::Device(torch::kCPU));
+  for (const auto& m : built.model->modules(/*include_self=*/false))
+    if (dynamic_cast<torch::nn::Conv2dImpl*>(m.get())) ++convs;
+  ASSERT_GT(convs, 3);
+  BenchOptions o;
+  o.warmup = 1;
+  o.steps = 2;
+  o.rounds = 1;
+  o.profile = 3;
+  o.profile_top = 1000;
+  const auto rows = bench_training({exp}, compose::components(), o);
+  ASSERT_TRUE(rows[0].contains("profile")) << rows[0].dump(1);
+  const auto& p = rows[0]["profile"];
+  EXPECT_EQ(p["calls"], 3);
+  auto per_call = [&](const std::string& name) {
+    for (const auto& r : p["rows"])
+      if (r["name"] == name) return r["calls_per_call"].get<double>();
+    return 0.0;
+  };
+  EXPECT_DOUBLE_EQ(per_call("aten::conv2d"), static_cast<double>(convs)) << p.dump(1);
+  EXPECT_DOUBLE_EQ(per_call("aten::convolution_backward"), static_cast<double>(convs));
+  EXPECT_DOUBLE_EQ(per_call("aten::cross_entropy_loss"), 1.0);
+  // Only `profile_top` rows are kept.
+  o.profile_top = 2;
+  EXPECT_EQ(bench_training({exp}, compose::components(), o)[0]["profile"]["rows"].size(), 2u);
+}
+
 TEST(BenchCli, WritesJsonAndRejectsMissingConfigs) {
   testing::TempDir dir;
   const auto cfg = dir.write("tiny.yaml", testing::kTinyYaml);
@@ -457,6 +491,13 @@ TEST(BenchCli, WritesJsonAndRejectsMissingConfigs) {
   ASSERT_TRUE(j.is_array());
   EXPECT_EQ(j[0]["tool"], "normexp");
   EXPECT_EQ(j[0]["cuda_graphs"], "off");
+  EXPECT_FALSE(j[0].contains("profile"));  // only when asked
+  auto prof = testing::normexp("bench " + cfg.string() +
+                               " --set train.device=cpu --warmup 1 --steps 1 --rounds 1 "
+                               "--profile 1 --profile-top 3");
+  ASSERT_EQ(prof.code, 0) << prof.out;
+  EXPECT_NE(prof.out.find("## tiny: "), std::string::npos) << prof.out;
+  EXPECT_NE(prof.out.find("| name | per call | us | share |"), std::string::npos) << prof.out;
 
   auto none = testing::normexp("bench");
   EXPECT_EQ(none.code, 2);

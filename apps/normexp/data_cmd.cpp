@@ -224,16 +224,21 @@ void add_data_commands(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   bench_jpeg->callback([args, &exit_code] {
     exit_code = guarded([&] {
-      const auto r = data::bench_jpeg_loader(args->jpeg);
+      // Each row as it is timed, flushed: a run cut short by a deadline keeps its rows.
+      auto opt = args->jpeg;
+      opt.on_row = [](const data::JpegBenchRow& row) {
+        std::cout << fmt::format("| {} | {} | {:.0f} | {:.0f} |",
+                                 row.train ? "train (random-resized crop + flip)"
+                                           : "eval (resize 256 + centre crop)",
+                                 row.workers, row.images_per_s, row.images_per_s / row.workers)
+                  << std::endl;
+      };
+      std::cout << "| mode | workers | images/s | images/s per worker |\n|---|---|---|---|"
+                << std::endl;
+      const auto r = data::bench_jpeg_loader(opt);
       std::cout << fmt::format("# {} JPEGs, mean {:.0f}x{:.0f}, {:.1f} KB, quality {}; batch {}\n",
                                args->jpeg.images, r.mean_width, r.mean_height,
                                r.mean_bytes / 1024, args->jpeg.quality, args->jpeg.batch);
-      std::cout << "| mode | workers | images/s | images/s per worker |\n|---|---|---|---|\n";
-      for (const auto& row : r.rows)
-        std::cout << fmt::format("| {} | {} | {:.0f} | {:.0f} |\n",
-                                 row.train ? "train (random-resized crop + flip)"
-                                           : "eval (resize 256 + centre crop)",
-                                 row.workers, row.images_per_s, row.images_per_s / row.workers);
     });
   });
 }

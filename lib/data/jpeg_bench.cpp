@@ -123,6 +123,7 @@ JpegBenchResult bench_jpeg_loader(const JpegBenchOptions& opt) {
       const double s =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       result.rows.push_back({workers, train, static_cast<double>(n) / s, n});
+      if (opt.on_row) opt.on_row(result.rows.back());
     }
   return result;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <vector>
 
 namespace normexp::data {
@@ -16,6 +17,9 @@ struct JpegBenchOptions {
   int64_t batch = 256;
   std::vector<int> workers{1, 2};
   uint64_t seed = 0;
+  // Called with each row as soon as it is timed, so that a run stopped by a deadline still
+  // shows the rows it finished.
+  std::function<void(const struct JpegBenchRow&)> on_row;
 };
 
 struct JpegBenchRow {

@@ -68,8 +68,17 @@ JpegBenchOptions small(const fs::path& dir) {
 TEST(JpegBench, TimesEveryImageInBothModesAndEveryWorkerCountAndReportsTheFilesSizes) {
   if (!built_with_turbojpeg()) GTEST_SKIP() << "built without libjpeg-turbo";
   TempDir dir;
-  const auto opt = small(dir.path());
+  auto opt = small(dir.path());
+  // on_row sees each row as it is timed (the command prints them so), before the return.
+  std::vector<JpegBenchRow> seen;
+  opt.on_row = [&](const JpegBenchRow& row) { seen.push_back(row); };
   const auto r = bench_jpeg_loader(opt);
+  ASSERT_EQ(seen.size(), r.rows.size());
+  for (size_t k = 0; k < seen.size(); ++k) {
+    EXPECT_EQ(seen[k].workers, r.rows[k].workers);
+    EXPECT_EQ(seen[k].train, r.rows[k].train);
+    EXPECT_DOUBLE_EQ(seen[k].images_per_s, r.rows[k].images_per_s);
+  }
   const fs::path folder = jpeg_bench_folder(opt) / "c0";
   const auto disk = stats_of(folder);
   EXPECT_EQ(disk.files, 10);

@@ -4,6 +4,7 @@
 
 #include <torch/version.h>
 
+#include <ATen/Functions.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -33,6 +34,17 @@ inline void set_cuda_autocast_bf16(bool enabled) {
 }
 
 inline void clear_autocast_cache() { at::autocast::clear_cache(); }
+
+// p_i -= lr * u_i for every i, lr a 0-dim tensor (a CUDA graph's device-side learning
+// rate): multi-tensor kernels with LibTorch >= 2.1's _foreach_mul.Tensor; 1.13 (CPU only,
+// where no graph is captured) loops over the tensors.
+inline void foreach_sub_scaled_(at::TensorList ps, at::TensorList us, const at::Tensor& lr) {
+#if NORMEXP_TORCH_AT_LEAST(2, 1)
+  at::_foreach_sub_(ps, at::_foreach_mul(us, lr));
+#else
+  for (size_t i = 0; i < ps.size(); ++i) ps[i].addcmul_(us[i], lr, -1);
+#endif
+}
 
 // A profiler event's duration (torch::autograd::profiler::KinetoEvent): 1.13 reports whole
 // microseconds, 2.x nanoseconds.

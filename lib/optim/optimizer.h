@@ -69,6 +69,9 @@ class Sgd : public Optimizer {
  private:
   template <class Lr>
   void update_one(size_t i, const Lr& lr);  // the per-tensor update of parameter i
+  // step() and step_on_device(): lr a host number or a 0-dim device tensor.
+  template <class Lr>
+  void step_with(const Lr& lr);
 
   SgdOptions options_;
   std::vector<torch::Tensor> buffers_;

@@ -179,6 +179,23 @@ TEST(Sgd, DeviceLrStepFollowsTheHostLrStep) {
   }
 }
 
+// In place (a captured CUDA graph keeps the gradients' addresses), every defined gradient,
+// and an undefined one stays undefined.
+TEST(Optimizer, ZeroGradZeroesEveryGradientInPlace) {
+  auto a = torch::ones({3}), b = torch::ones({2, 2}), c = torch::ones({1});
+  Sgd opt({param("a", a, nn::ParamRole::Weight), param("b", b, nn::ParamRole::Bias),
+           param("c", c, nn::ParamRole::Weight)},
+          SgdOptions{});
+  a.mutable_grad() = torch::full({3}, 2.0);
+  b.mutable_grad() = torch::full({2, 2}, -1.0);
+  const void* where_a = a.grad().data_ptr();
+  opt.zero_grad();
+  EXPECT_TRUE(a.grad().eq(0).all().item<bool>());
+  EXPECT_TRUE(b.grad().eq(0).all().item<bool>());
+  EXPECT_EQ(a.grad().data_ptr(), where_a);
+  EXPECT_FALSE(c.grad().defined());
+}
+
 TEST(AdamW, HasNoDeviceLrStep) {
   auto w = torch::ones({2});
   AdamW opt({param("w", w, nn::ParamRole::Weight)}, AdamWOptions{});

@@ -244,10 +244,12 @@ std::vector<OptionSpec> train_options() {
                           backend::device_choices())),
       unhashed(opt_bool("channels_last", false,
                         "inputs and conv weights in channels_last layout (for CUDA tensor cores)")),
-      unhashed(opt_string("cuda_graphs", "off",
+      unhashed(opt_string("cuda_graphs", "auto",
                           "capture the whole training step as a CUDA graph after 3 eager steps "
                           "and replay it (CUDA, SGD): auto uses graphs where possible, on also "
-                          "warns when it cannot; results match eager within bf16 tolerance",
+                          "warns when it cannot, off never; results match eager within bf16 "
+                          "tolerance. On the H200, 1.05x (WRN-28-10 B128) to 4.5x (B4) "
+                          "eager's speed",
                           {"off", "auto", "on"})),
       unhashed(opt_int("monitor_every", 0,
                        "every N steps record per-layer scales (output, gradient, weight and "

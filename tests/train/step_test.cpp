@@ -478,6 +478,26 @@ TEST(Bench, ProfilesOneStepPerCallForwardAndBackward) {
   EXPECT_EQ(bench_training({exp}, compose::components(), o)[0]["profile"]["rows"].size(), 2u);
 }
 
+// auto, the default, means "where possible": a config that cannot use graphs (streamed JPEGs)
+// says so at info level; only an explicit `on` warns.
+TEST(BenchCli, OnlyAnExplicitOnWarnsThatGraphsAreOff) {
+  testing::TempDir dir;
+  const auto cfg = dir.write(
+      "inet.yaml", "name: inet\ndata: {name: imagenet, root: " + (dir.path() / "none").string() +
+                       ", image_size: 32, resize: 36}\nmodel: {name: cnn9, width: 0.125}\n"
+                       "norm: {name: bn}\ntrain: {batch_size: 4, device: cpu, threads: 1}\n");
+  const std::string args = " --warmup 1 --steps 1 --rounds 1";
+  const std::string said = "train.cuda_graphs is off: the images stream";
+  const auto quiet = testing::normexp("bench " + cfg.string() + args);
+  ASSERT_EQ(quiet.code, 0) << quiet.out;
+  EXPECT_NE(quiet.out.find("info " + said), std::string::npos) << quiet.out;
+  EXPECT_EQ(quiet.out.find("warning " + said), std::string::npos) << quiet.out;
+  const auto loud =
+      testing::normexp("bench " + cfg.string() + args + " --set train.cuda_graphs=on");
+  ASSERT_EQ(loud.code, 0) << loud.out;
+  EXPECT_NE(loud.out.find("warning " + said), std::string::npos) << loud.out;
+}
+
 TEST(BenchCli, WritesJsonAndRejectsMissingConfigs) {
   testing::TempDir dir;
   const auto cfg = dir.write("tiny.yaml", testing::kTinyYaml);
@@ -490,7 +510,8 @@ TEST(BenchCli, WritesJsonAndRejectsMissingConfigs) {
   const auto j = nlohmann::json::parse(read_file(out));
   ASSERT_TRUE(j.is_array());
   EXPECT_EQ(j[0]["tool"], "normexp");
-  EXPECT_EQ(j[0]["cuda_graphs"], "off");
+  // The default is auto: graphs where possible, and here (no CUDA) it says why not.
+  EXPECT_EQ(j[0]["cuda_graphs"], "eager: CUDA graphs need a CUDA device (this run is on cpu)");
   EXPECT_FALSE(j[0].contains("profile"));  // only when asked
   auto prof = testing::normexp("bench " + cfg.string() +
                                " --set train.device=cpu --warmup 1 --steps 1 --rounds 1 "

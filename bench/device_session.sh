@@ -129,3 +129,16 @@ peer() {  # label args...
     >"$D/logs/$label.log" 2>&1
   note "== peer $label (rc $?): $(tail -1 "$D/logs/$label.log")"
 }
+
+# The CUDA-only tests (graph capture, CUDA runs and resume, BCN's kernels), in two processes:
+# a CUDA error that poisons one (a sticky fault) leaves the other's verdicts.
+cuda_tests() {
+  local part filter
+  for part in graphs bcn; do
+    filter='TrainStep.*:CudaRun.*:CudaGraph.*'
+    [ $part = bcn ] && filter='Bcn*.*'
+    timeout -k 10 "$(tlimit 70)" "$tests" --gtest_filter="$filter" >"$D/logs/tests_$part.log" 2>&1
+    note "== CUDA-only tests, $part (rc $?): $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$D/logs/tests_$part.log" | tr '\n' ' ')"
+    grep -E '^\[  FAILED  \]|^\[  SKIPPED \]' "$D/logs/tests_$part.log" | head -20 | tee -a "$summary"
+  done
+}

@@ -7,6 +7,8 @@
 #   here:    bash bench/h200_explain.sh --dry-run    (CPU: every step runs tiny)
 #
 # Steps, most important first; each runs only if the time left covers its cap:
+#   tests    the CUDA-only tests first: they check what changed since the last GPU call
+#            (BCN's column_sums, the multi-tensor SGD inside graphs) before it is timed
 #   ablate   WRN-28-10 B128 bf16, graphs, side by side: bn, ws_bn, cwo without noise, cwo,
 #            and bn and cwo with FastAA + Cutout: what each piece of cwo and of FastAA costs
 #   profile  the same workloads eager under the profiler (bench --profile): GPU time per
@@ -46,6 +48,8 @@ pbench() {  # label steps profile-calls configs...
   grep -v '^\[' "$D/logs/$label.log" | awk '/^## /{n=0} {if (n++ < 16) print}' |
     tee -a "$summary"
 }
+
+want tests 30 && cuda_tests
 
 if want ablate 60; then
   nbench ablate_wrn_b128 "$S" \

@@ -66,16 +66,7 @@ vit_bcn=$(vit vitb16_bcn "{name: bcn, alpha: 0.2, stats: tokens}")
 
 
 # ---------------------------------------------------------------------------------------
-if want tests 30; then
-  # Two processes: a CUDA error that poisons one (a sticky fault) leaves the other's verdicts.
-  for part in graphs bcn; do
-    filter='TrainStep.*:CudaRun.*:CudaGraph.*'
-    [ $part = bcn ] && filter='Bcn*.*'
-    timeout -k 10 "$(tlimit 70)" "$tests" --gtest_filter="$filter" >"$D/logs/tests_$part.log" 2>&1
-    note "== CUDA-only tests, $part (rc $?): $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$D/logs/tests_$part.log" | tr '\n' ' ')"
-    grep -E '^\[  FAILED  \]|^\[  SKIPPED \]' "$D/logs/tests_$part.log" | head -20 | tee -a "$summary"
-  done
-fi
+want tests 30 && cuda_tests
 
 if want peak 20; then
   if ((peer_ok)); then

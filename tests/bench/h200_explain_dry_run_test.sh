@@ -31,4 +31,7 @@ norms = json.load(open(f"{d}/norms_profile.json"))["results"]
 assert norms and all(r["profile"]["bcn"]["rows"] for r in norms), "norms_profile"
 PY
 grep -q '| train (random-resized crop + flip) | 1 |' "$out/x/logs/jpeg.log" || fail "no JPEG loader rows"
+for part in graphs bcn; do
+  grep -q "CUDA-only tests, $part (rc 0)" "$summary" || fail "the CUDA-only tests ($part) did not run"
+done
 echo "dry run through in $(sed -n 's/== done in //p' "$summary")"

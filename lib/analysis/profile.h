@@ -4,8 +4,8 @@
 // which is what explains a slow step: which kernel, how many launches, which copy. On the
 // CPU the rows are ATen ops with inclusive time (a nested op is also inside its caller's).
 //
-// Used by `normexp bench --profile`, `normexp data bench --profile` and
-// `normexp bench norms --profile`; the chrome trace for Perfetto is optional.
+// Used by `normexp bench --profile` and `normexp bench norms --profile`; the chrome trace
+// for Perfetto is optional.
 
 #include <cstdint>
 #include <functional>

@@ -18,15 +18,17 @@ GraphMode parse_graph_mode(const std::string& s) {
   throw std::invalid_argument("cuda_graphs must be off, auto or on, not '" + s + "'");
 }
 
+void say_graphs_off(GraphMode mode, const std::string& why) {
+  spdlog::log(mode == GraphMode::On ? spdlog::level::warn : spdlog::level::info, "{}", why);
+}
+
 StepOptions step_options_from(const config::Params& train, bool bf16, data::Modality modality) {
   StepOptions o;
   o.bf16 = bf16;
   o.graphs = parse_graph_mode(train.get_string("cuda_graphs"));
   if (modality == data::Modality::Files && o.graphs != GraphMode::Off) {
-    // A warning only for `on`: `auto` (the default) means "where possible".
-    const auto level = o.graphs == GraphMode::On ? spdlog::level::warn : spdlog::level::info;
-    spdlog::log(level, "train.cuda_graphs is off: the images stream from the JPEG loader's "
-                       "threads, which cannot run during a capture");
+    say_graphs_off(o.graphs, "train.cuda_graphs is off: the images stream from the JPEG "
+                             "loader's threads, which cannot run during a capture");
     o.graphs = GraphMode::Off;
   }
   o.label_smoothing = train.get_float("label_smoothing");
@@ -74,8 +76,7 @@ TrainStep::TrainStep(models::ModelImpl& model, optim::Optimizer& optimizer,
   }
   if (!optimizer_.capturable()) {
     status_ = "eager: the optimizer keeps per-step state on the host (e.g. AdamW's step count)";
-    spdlog::log(loud ? spdlog::level::warn : spdlog::level::info, "train.cuda_graphs: {}",
-                status_);
+    say_graphs_off(options_.graphs, "train.cuda_graphs: " + status_);
     return;
   }
   const auto& params = optimizer_.params();

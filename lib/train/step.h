@@ -44,6 +44,9 @@ class StepObserver {
 };
 // "off" | "auto" | "on" (train.cuda_graphs); std::invalid_argument otherwise.
 GraphMode parse_graph_mode(const std::string& s);
+// Logs why this run's steps are not captured: a warning when graphs were asked for (`on`),
+// info under `auto`, which means "where possible".
+void say_graphs_off(GraphMode mode, const std::string& why);
 
 struct StepOptions {
   bool bf16 = false;  // CUDA only: the caller turns it off elsewhere

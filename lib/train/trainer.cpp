@@ -94,12 +94,11 @@ Trainer::Trainer(const config::Experiment& exp, Components components, std::vect
       epochs_);
   StepOptions step_options = step_options_from(train, bf16_, data.modality);
   if (dp_ && step_options.graphs != GraphMode::Off) {
-    // The gradient all-reduce runs between backward and update, outside any graph. A warning
-    // only for `on`: `auto` (the default) means "where possible".
-    spdlog::log(step_options.graphs == GraphMode::On ? spdlog::level::warn : spdlog::level::info,
-                "train.cuda_graphs is off in a data-parallel run (world size {}): the "
-                "gradient all-reduce is not captured",
-                dp_->world());
+    // The gradient all-reduce runs between backward and update, outside any graph.
+    say_graphs_off(step_options.graphs,
+                   fmt::format("train.cuda_graphs is off in a data-parallel run (world size "
+                               "{}): the gradient all-reduce is not captured",
+                               dp_->world()));
     step_options.graphs = GraphMode::Off;
   }
   stepper_ =

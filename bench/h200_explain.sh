@@ -10,10 +10,12 @@
 #   tests    the CUDA-only tests first: they check what changed since the last GPU call
 #            (BCN's column_sums, the multi-tensor SGD inside graphs) before it is timed
 #   ablate   WRN-28-10 B128 bf16, graphs, side by side: bn, ws_bn, cwo without noise, cwo,
-#            and bn and cwo with FastAA + Cutout: what each piece of cwo and of FastAA costs
+#            cwo with its affine + noise as the op chain (norm.fused: false), and bn and cwo
+#            with FastAA + Cutout: what each piece of cwo and of FastAA costs
 #   profile  the same workloads eager under the profiler (bench --profile): GPU time per
 #            kernel per step, bn vs cwo vs bn + FastAA; and WRN B4 in graphs (busy vs step)
-#   norms    bench norms bf16 --profile: the kernels of BCN, LayerNorm and BatchNorm
+#   norms    bench norms bf16 --profile: the kernels of BCN, LayerNorm and BatchNorm, and of
+#            cwo's affine + noise, fused and as the op chain
 #   jpeg     the JPEG loader on the machine's cores (ImageNet input rate vs the R-50 step)
 #   estimate the Table 2 cwo configs the first call had no time for
 #   compile  the PyTorch peer with torch.compile on WRN-28-10 B128, if time is left
@@ -58,6 +60,9 @@ if want ablate 60; then
     "$(variant abl_cwo_no_noise $T1/cifar100_wrn28_10_cwo.yaml \
       "train: {$fast, cuda_graphs: on, batch_size: $B128, device: $device}" "$no_noise")" \
     "$(mk abl_cwo $T1/cifar100_wrn28_10_cwo.yaml "$B128" on)" \
+    "$(variant abl_cwo_op_chain $T1/cifar100_wrn28_10_cwo.yaml \
+      "train: {$fast, cuda_graphs: on, batch_size: $B128, device: $device}" \
+      "norm: {fused: false}")" \
     "$(mk abl_bn_fastaa $T1F/cifar100_wrn28_10_bn.yaml "$B128" on)" \
     "$(mk abl_cwo_fastaa $T1F/cifar100_wrn28_10_cwo.yaml "$B128" on)"
 fi

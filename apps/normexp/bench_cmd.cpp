@@ -140,7 +140,8 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
   auto* norms = bench->add_subcommand(
       "norms",
       "Markou §5.5: forward time, backward time and forward memory of BCN vs LayerNorm "
-      "(token shapes NxTxD) and vs BatchNorm2d (conv maps NxCxHxW), interleaved in one run");
+      "(token shapes NxTxD) and vs BatchNorm2d (conv maps NxCxHxW), and on conv maps of cwo's "
+      "affine + noise layer (fused and as the op chain) vs BatchNorm2d, interleaved in one run");
   norms->add_option("--device", a->device, "auto, cpu or cuda (gpu: cuda)")
       ->check(CLI::IsMember(backend::device_choices()));
   norms->add_option("--shape", a->shapes,
@@ -211,6 +212,31 @@ void add_bench_commands(CLI::App& app, int& exit_code) {
             pct("backward_ms", "op_chain_ratio"), pct("backward_ms", "whole_map_ratio"),
             pct("forward_memory_bytes", "ratio"), pct("forward_memory_bytes", "op_chain_ratio"),
             pct("forward_memory_bytes", "whole_map_ratio"));
+      }
+      // cwo's affine + noise layer where it replaces BatchNorm (maps only).
+      bool header = false;
+      for (const auto& r : rows) {
+        if (!r["forward_ms"].contains("cwo_affine")) continue;
+        if (!header)
+          std::cout << fmt::format(
+              "\ncwo's affine + noise (Ikami et al. 2021 Eq. 7) vs BatchNorm2d: fused (on "
+              "BatchNorm's kernels) and the op chain\n{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} "
+              "{:>8} {:>8} {:>8}\n",
+              "shape", "fwd ms", "fwd +%", "chain +%", "bwd ms", "bwd +%", "chain +%", "mem +%",
+              "chain +%");
+        header = true;
+        auto pct = [&](const char* metric, const char* key) {
+          return (r[metric][key].get<double>() - 1.0) * 100.0;
+        };
+        std::cout << fmt::format(
+            "{:<16} {:>8.3f} {:>+8.1f} {:>+8.1f} {:>8.3f} {:>+8.1f} {:>+8.1f} {:>+8.1f} "
+            "{:>+8.1f}\n",
+            r["shape"].get<std::string>(), r["forward_ms"]["baseline"].get<double>(),
+            pct("forward_ms", "cwo_affine_ratio"), pct("forward_ms", "cwo_affine_op_chain_ratio"),
+            r["backward_ms"]["baseline"].get<double>(), pct("backward_ms", "cwo_affine_ratio"),
+            pct("backward_ms", "cwo_affine_op_chain_ratio"),
+            pct("forward_memory_bytes", "cwo_affine_ratio"),
+            pct("forward_memory_bytes", "cwo_affine_op_chain_ratio"));
       }
       for (const auto& r : rows)
         if (r.contains("profile"))

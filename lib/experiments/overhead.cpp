@@ -11,6 +11,7 @@
 
 #include "analysis/profile.h"
 #include "nn/bcn.h"
+#include "nn/layers.h"
 #include "backend/cuda_backend.h"
 #include "backend/device.h"
 
@@ -92,6 +93,18 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
       whole_map = torch::nn::AnyModule(nn::Bcn(map_opts));
       whole_map.ptr()->to(o.device);
     }
+    // For maps also cwo's affine + noise layer (Ikami et al. 2021 Eq. 7, the noise per sample
+    // and channel as its configs train), on BatchNorm's kernels (the default) and as the
+    // addcmul op chain it replaced: what replacing BatchNorm by it costs per layer.
+    torch::nn::AnyModule affine, affine_chain;
+    if (conv) {
+      for (bool fused : {true, false}) {
+        nn::AffineNoise a(d, /*per_batch=*/false, nn::AffineInit::Unit, 1.0, fused);
+        a->set_sigma(0.1);
+        a->to(o.device);
+        (fused ? affine : affine_chain) = torch::nn::AnyModule(a);
+      }
+    }
     // With bf16 inputs BCN's and BatchNorm's parameters (and running estimates) stay float32,
     // as under bf16 autocast in training, where BatchNorm takes cuDNN's mixed-precision path.
     // LayerNorm gets bf16 ones: its pure bf16 kernel is the harder baseline (autocast would
@@ -101,10 +114,11 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
     chain.ptr()->to(o.device);
     auto x = torch::randn(shape, torch::TensorOptions().device(o.device).dtype(dtype));
     auto grad = torch::randn_like(x);
-    constexpr int kMaxMods = 4;
-    const int kMods = conv ? 4 : 3;
+    constexpr int kMaxMods = 6;
+    const int kMods = conv ? 6 : 3;
     Sample samples[kMaxMods];
-    torch::nn::AnyModule* mods[kMaxMods] = {&base, &bcn, &chain, &whole_map};
+    torch::nn::AnyModule* mods[kMaxMods] = {&base, &bcn, &chain, &whole_map, &affine,
+                                            &affine_chain};
     auto now = [] { return std::chrono::steady_clock::now(); };
     auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
     for (int64_t rep = 0; rep < o.warmup + o.repeats; ++rep) {
@@ -131,7 +145,7 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
     nlohmann::json profiles;
     if (o.profile > 0) {
       const char* names[kMaxMods] = {conv ? "batchnorm2d" : "layernorm", "bcn", "bcn_op_chain",
-                                     "bcn_whole_map"};
+                                     "bcn_whole_map", "cwo_affine", "cwo_affine_op_chain"};
       for (int k = 0; k < kMods; ++k) {
         const auto p = analysis::profile_calls(
             [&] { mods[k]->forward(x.detach().requires_grad_(true)).backward(grad); },
@@ -154,6 +168,10 @@ nlohmann::json bench_norm_overhead(const OverheadOptions& o) {
       if (conv) {
         e["bcn_whole_map"] = v[3];
         e["whole_map_ratio"] = ratio(v[3], v[0]);
+        e["cwo_affine"] = v[4];
+        e["cwo_affine_ratio"] = ratio(v[4], v[0]);
+        e["cwo_affine_op_chain"] = v[5];
+        e["cwo_affine_op_chain_ratio"] = ratio(v[5], v[0]);
       }
       return e;
     };

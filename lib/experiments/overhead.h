@@ -1,8 +1,9 @@
 #pragma once
 // Markou §5.5: the cost of BCN against LayerNorm (and BatchNorm for conv maps) at
 // realistic shapes — forward time, backward time and the memory a forward pass keeps for
-// backward. Measured side by side in one process, interleaved (A B A B ...) so that clock
-// and cache drift hit both equally; reported as ratios.
+// backward. For conv maps also cwo's affine + noise layer (Ikami et al. 2021), which replaces
+// BatchNorm there. Measured side by side in one process, interleaved (A B A B ...) so that
+// clock and cache drift hit all equally; reported as ratios.
 
 #include <cstdint>
 #include <string>

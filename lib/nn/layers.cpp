@@ -73,8 +73,9 @@ torch::Tensor WSConv2dImpl::forward(const torch::Tensor& input) {
   return _conv_forward(input, standardized_weight());
 }
 
-AffineNoiseImpl::AffineNoiseImpl(int64_t channels, bool per_batch, AffineInit init, double scale)
-    : channels_(channels), per_batch_(per_batch), init_(init), scale_(scale) {
+AffineNoiseImpl::AffineNoiseImpl(int64_t channels, bool per_batch, AffineInit init, double scale,
+                                 bool fused)
+    : channels_(channels), per_batch_(per_batch), init_(init), scale_(scale), fused_(fused) {
   reset();
 }
 
@@ -119,18 +120,71 @@ torch::Tensor AffineNoiseImpl::forward(const torch::Tensor& x) {
   // From the first *training* batch (Salimans & Kingma 2016), not from whatever is
   // evaluated first.
   if (pending_ && is_training()) init_from(x);
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[1] = channels_;
-  auto gamma = weight.view(shape);
-  auto beta = bias.view(shape);
+  torch::Tensor factor;  // 1 + sigma*z (Eq. 7)
   if (is_training() && sigma_ > 0.0) {
-    std::vector<int64_t> noise_shape = shape;
-    if (!per_batch_) noise_shape[0] = x.size(0);
-    auto n = torch::randn(noise_shape, gamma.options());
-    // (1 + sigma*z) * gamma, then one fused multiply-add over the activations.
-    gamma = gamma * n.mul_(sigma_).add_(1.0);
+    const auto options = weight.options().requires_grad(false);
+    factor = per_batch_ ? torch::randn({channels_}, options)
+                        : torch::randn({x.size(0), channels_}, options);
+    factor.mul_(sigma_).add_(1.0);
   }
-  return torch::addcmul(beta.to(x.scalar_type()), x, gamma.to(x.scalar_type()));
+  if (!fused_) return affine_noise_op_chain(x, weight, bias, factor);
+  return affine_noise_fused(x, weight, bias, factor, zero_mean(), unit_var());
+}
+
+const torch::Tensor& AffineNoiseImpl::zero_mean() {
+  if (!zero_mean_.defined() || zero_mean_.device() != weight.device() ||
+      zero_mean_.scalar_type() != weight.scalar_type())
+    zero_mean_ = torch::zeros({channels_}, weight.options().requires_grad(false));
+  return zero_mean_;
+}
+
+const torch::Tensor& AffineNoiseImpl::unit_var() {
+  if (!unit_var_.defined() || unit_var_.device() != weight.device() ||
+      unit_var_.scalar_type() != weight.scalar_type())
+    unit_var_ = torch::ones({channels_}, weight.options().requires_grad(false));
+  return unit_var_;
+}
+
+namespace {
+// [N, C] or [C] viewed to broadcast over x's positions: [N, C, 1, ...] or [1, C, 1, ...].
+torch::Tensor per_channel_view(const torch::Tensor& t, const torch::Tensor& x) {
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[1] = x.size(1);
+  if (t.dim() == 2) shape[0] = x.size(0);
+  return t.view(shape);
+}
+}  // namespace
+
+torch::Tensor affine_noise_fused(const torch::Tensor& x, const torch::Tensor& weight,
+                                 const torch::Tensor& bias, const torch::Tensor& factor,
+                                 const torch::Tensor& zero_mean, const torch::Tensor& unit_var) {
+  auto input = x;
+  auto gamma = weight;
+  if (factor.defined()) {
+    TORCH_CHECK(factor.dim() == 1 || (factor.dim() == 2 && factor.size(0) == x.size(0)),
+                "affine_noise: factor must be [C] or [N, C], got ", factor.sizes());
+    // Per channel, the noise is part of gamma; per sample it scales x, so that the affine
+    // stays per channel (BatchNorm's kernels know one gamma per channel).
+    if (factor.dim() == 1)
+      gamma = weight * factor;
+    else
+      input = x * per_channel_view(factor, x).to(x.scalar_type());
+  }
+  // (x - 0) * rsqrt(1 + 0) * gamma + beta = gamma*x + beta exactly. eps 0 also keeps cuDNN
+  // out (its minimum eps is 1e-5), so the native kernels run both ways: their eval-mode
+  // backward is the fused reduction described in layers.h.
+  return torch::batch_norm(input, gamma, bias, zero_mean, unit_var, /*training=*/false,
+                           /*momentum=*/0.0, /*eps=*/0.0, /*cudnn_enabled=*/false);
+}
+
+torch::Tensor affine_noise_op_chain(const torch::Tensor& x, const torch::Tensor& weight,
+                                    const torch::Tensor& bias, const torch::Tensor& factor) {
+  auto gamma = per_channel_view(weight, x);
+  if (factor.defined()) gamma = gamma * per_channel_view(factor, x);
+  // One fused multiply-add over the activations; autograd reduces dy*x and dy for gamma and
+  // beta.
+  return torch::addcmul(per_channel_view(bias, x).to(x.scalar_type()), x,
+                        gamma.to(x.scalar_type()));
 }
 
 ChannelScaleImpl::ChannelScaleImpl(int64_t channels, double init)

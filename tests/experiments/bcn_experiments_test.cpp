@@ -202,6 +202,12 @@ TEST(Overhead, BenchmarkReportsBothModulesPerShape) {
   EXPECT_FALSE(rows[0]["backward_ms"].contains("bcn_whole_map"));
   EXPECT_GT(rows[1]["backward_ms"]["bcn_whole_map"].get<double>(), 0.0);
   EXPECT_GT(rows[1]["forward_memory_bytes"]["whole_map_ratio"].get<double>(), 0.0);
+  // Maps also time cwo's affine + noise layer, fused and as the op chain.
+  EXPECT_FALSE(rows[0]["forward_ms"].contains("cwo_affine"));
+  for (const char* key : {"cwo_affine", "cwo_affine_op_chain"}) {
+    EXPECT_GT(rows[1]["forward_ms"][key].get<double>(), 0.0) << key;
+    EXPECT_GT(rows[1]["backward_ms"][key].get<double>(), 0.0) << key;
+  }
   EXPECT_FALSE(rows[0].contains("profile"));  // only when asked
   o.shapes = {"4x9"};
   EXPECT_THROW(bench_norm_overhead(o), std::invalid_argument);
@@ -219,12 +225,18 @@ TEST(Overhead, ProfilesEachModulesForwardAndBackward) {
   const auto rows = bench_norm_overhead(o);
   const auto& tokens = rows[0]["profile"];
   ASSERT_EQ(tokens.size(), 3u) << tokens.dump(1);
-  ASSERT_EQ(rows[1]["profile"].size(), 4u);  // and bcn_whole_map for maps
   auto has = [](const nlohmann::json& p, const std::string& part) {
     for (const auto& r : p["rows"])
       if (r["name"].get<std::string>().find(part) != std::string::npos) return true;
     return false;
   };
+  // Maps add bcn_whole_map and cwo's affine, fused (BatchNorm's kernels) and the op chain.
+  const auto& maps = rows[1]["profile"];
+  ASSERT_EQ(maps.size(), 6u) << maps.dump(1);
+  EXPECT_TRUE(has(maps["cwo_affine"], "batch_norm")) << maps["cwo_affine"].dump(1);
+  EXPECT_FALSE(has(maps["cwo_affine"], "addcmul"));
+  EXPECT_TRUE(has(maps["cwo_affine_op_chain"], "addcmul")) << maps["cwo_affine_op_chain"].dump(1);
+  EXPECT_FALSE(has(maps["cwo_affine_op_chain"], "batch_norm"));
   EXPECT_TRUE(has(tokens["layernorm"], "layer_norm")) << tokens["layernorm"].dump(1);
   EXPECT_FALSE(has(tokens["bcn"], "layer_norm"));
   EXPECT_TRUE(has(rows[1]["profile"]["batchnorm2d"], "batch_norm"));

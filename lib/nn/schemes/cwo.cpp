@@ -11,14 +11,15 @@ namespace {
 class CwoScheme : public NormScheme {
  public:
   CwoScheme(ConstraintSpec spec, bool constrain_classifier, bool per_batch, NoiseSchedule noise,
-            double sigma, double residual_gamma, AffineInit init)
+            double sigma, double residual_gamma, AffineInit init, bool fused)
       : spec_(spec),
         constrain_classifier_(constrain_classifier),
         per_batch_(per_batch),
         noise_(std::move(noise)),
         sigma_(sigma),
         residual_gamma_(residual_gamma),
-        init_(init) {}
+        init_(init),
+        fused_(fused) {}
 
   torch::nn::AnyModule conv(const ConvSpec& s) override {
     // The initial direction is PyTorch's default init; the constructor projects it onto the
@@ -31,11 +32,11 @@ class CwoScheme : public NormScheme {
   }
 
   torch::nn::AnyModule norm(int64_t channels, const std::string&) override {
-    return torch::nn::AnyModule(AffineNoise(channels, per_batch_, init_));
+    return torch::nn::AnyModule(AffineNoise(channels, per_batch_, init_, 1.0, fused_));
   }
 
   torch::nn::AnyModule residual_norm(int64_t channels, const std::string&) override {
-    return torch::nn::AnyModule(AffineNoise(channels, per_batch_, init_, residual_gamma_));
+    return torch::nn::AnyModule(AffineNoise(channels, per_batch_, init_, residual_gamma_, fused_));
   }
 
   torch::nn::AnyModule branch_scale(int64_t channels, const std::string&) override {
@@ -51,7 +52,7 @@ class CwoScheme : public NormScheme {
 
  private:
   ConstraintSpec spec_;
-  bool constrain_classifier_, per_batch_;
+  bool constrain_classifier_, per_batch_, fused_;
   NoiseSchedule noise_;
   double sigma_, residual_gamma_;
   AffineInit init_;
@@ -104,6 +105,12 @@ std::vector<config::OptionSpec> cwo_options() {
       opt_string("noise.per", "sample",
                  "one noise draw per (sample, channel), or per channel for the whole batch",
                  {"sample", "batch"}),
+      // Added after cwo results existed: at the default, runs keep their hash.
+      hashed_unless_default(opt_bool(
+          "fused", true,
+          "the affine + noise layers on BatchNorm's inference kernels (one fused reduction "
+          "for gamma's and beta's gradients); false: the addcmul op chain they are tested "
+          "against (slower on the GPU; to rule the fused path in or out)")),
   };
 }
 
@@ -124,7 +131,8 @@ std::unique_ptr<NormScheme> make_cwo(const config::Params& p, NoiseSchedule nois
                                      p.get_string("noise.per") == "batch", std::move(noise),
                                      sigma, p.get_float("residual_gamma"),
                                      p.get_string("init") == "data" ? AffineInit::Data
-                                                                    : AffineInit::Unit);
+                                                                    : AffineInit::Unit,
+                                     p.get_bool("fused"));
 }
 
 }  // namespace normexp::nn

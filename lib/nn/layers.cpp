@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "backend/process_group.h"
+#include "nn/affine_noise.h"
 #include "nn/sync_batch_norm.h"
 
 namespace normexp::nn {
@@ -143,48 +144,6 @@ const torch::Tensor& AffineNoiseImpl::unit_var() {
       unit_var_.scalar_type() != weight.scalar_type())
     unit_var_ = torch::ones({channels_}, weight.options().requires_grad(false));
   return unit_var_;
-}
-
-namespace {
-// [N, C] or [C] viewed to broadcast over x's positions: [N, C, 1, ...] or [1, C, 1, ...].
-torch::Tensor per_channel_view(const torch::Tensor& t, const torch::Tensor& x) {
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[1] = x.size(1);
-  if (t.dim() == 2) shape[0] = x.size(0);
-  return t.view(shape);
-}
-}  // namespace
-
-torch::Tensor affine_noise_fused(const torch::Tensor& x, const torch::Tensor& weight,
-                                 const torch::Tensor& bias, const torch::Tensor& factor,
-                                 const torch::Tensor& zero_mean, const torch::Tensor& unit_var) {
-  auto input = x;
-  auto gamma = weight;
-  if (factor.defined()) {
-    TORCH_CHECK(factor.dim() == 1 || (factor.dim() == 2 && factor.size(0) == x.size(0)),
-                "affine_noise: factor must be [C] or [N, C], got ", factor.sizes());
-    // Per channel, the noise is part of gamma; per sample it scales x, so that the affine
-    // stays per channel (BatchNorm's kernels know one gamma per channel).
-    if (factor.dim() == 1)
-      gamma = weight * factor;
-    else
-      input = x * per_channel_view(factor, x).to(x.scalar_type());
-  }
-  // (x - 0) * rsqrt(1 + 0) * gamma + beta = gamma*x + beta exactly. eps 0 also keeps cuDNN
-  // out (its minimum eps is 1e-5), so the native kernels run both ways: their eval-mode
-  // backward is the fused reduction described in layers.h.
-  return torch::batch_norm(input, gamma, bias, zero_mean, unit_var, /*training=*/false,
-                           /*momentum=*/0.0, /*eps=*/0.0, /*cudnn_enabled=*/false);
-}
-
-torch::Tensor affine_noise_op_chain(const torch::Tensor& x, const torch::Tensor& weight,
-                                    const torch::Tensor& bias, const torch::Tensor& factor) {
-  auto gamma = per_channel_view(weight, x);
-  if (factor.defined()) gamma = gamma * per_channel_view(factor, x);
-  // One fused multiply-add over the activations; autograd reduces dy*x and dy for gamma and
-  // beta.
-  return torch::addcmul(per_channel_view(bias, x).to(x.scalar_type()), x,
-                        gamma.to(x.scalar_type()));
 }
 
 ChannelScaleImpl::ChannelScaleImpl(int64_t channels, double init)

@@ -101,12 +101,8 @@ TORCH_MODULE(WSConv2d);
 // One n per (sample, channel) by default — the paper does not say; per_batch draws one n per
 // channel for the whole batch, as BN's batch statistics vary per batch.
 //
-// Computed on BatchNorm's inference kernels (fused, the default): an affine is BatchNorm in
-// eval mode with mean 0, variance 1 and eps 0, and that backward gets gamma's and beta's
-// gradients from one fused per-channel reduction of dy and dy*x, with a channels_last variant
-// on CUDA. The op chain it replaced (an addcmul, whose autograd reduces dy*x and dy in separate
-// broadcast reductions) cost 2.3x BatchNorm's GPU time on the H200 (README). Per-sample noise
-// scales x first (one more elementwise pass each way); per-channel noise scales gamma.
+// Computed by affine_noise_fused (nn/affine_noise.h: BatchNorm's kernels, the default) or,
+// with fused = false, by the addcmul op chain it replaced.
 //
 // Initialization: gamma = `scale`, beta = 0 (unit: BN's init, gamma = 1), or from the data
 // (Salimans & Kingma 2016 §3.2): at the first forward, gamma = scale/std and beta =
@@ -155,17 +151,6 @@ class AffineNoiseImpl : public torch::nn::Cloneable<AffineNoiseImpl>, public Nor
 };
 TORCH_MODULE(AffineNoise);
 
-// AffineNoise's computation on given tensors: y = factor*weight*x + beta per channel (dim 1 of
-// x), where `factor` is 1 + n: undefined (no noise), [C] (one per channel) or [N, C] (one per
-// sample and channel). The fused version runs on BatchNorm's inference kernels and needs its
-// running statistics: `zero_mean` and `unit_var`, [C] zeros and ones in weight's dtype and on
-// its device. The op chain is the reference the fused version is tested and benchmarked
-// against (norm.fused: false).
-torch::Tensor affine_noise_fused(const torch::Tensor& x, const torch::Tensor& weight,
-                                 const torch::Tensor& bias, const torch::Tensor& factor,
-                                 const torch::Tensor& zero_mean, const torch::Tensor& unit_var);
-torch::Tensor affine_noise_op_chain(const torch::Tensor& x, const torch::Tensor& weight,
-                                    const torch::Tensor& bias, const torch::Tensor& factor);
 
 // set_init_group on every AffineNoise layer of `model`.
 void set_data_init_group(torch::nn::Module& model,

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "nn/affine_noise.h"
 #include "nn/layers.h"
 #include "nn/norm_scheme.h"
 #include "nn/params.h"
@@ -164,8 +165,9 @@ TEST(AffineNoise, DataInitStartsAsBatchNormOnTheFirstTrainingBatchOnly) {
 // y = f*gamma*x + beta, dL/dx = g*f*gamma, dL/dgamma = sum(g*f*x), dL/dbeta = sum(g), sums over
 // everything but the channel. Catches BatchNorm's eps left at its 1e-5 (|y| off by 5e-6
 // relative), a noise factor dropped or applied along the wrong axis, a bias or gamma gradient
-// reduced over the wrong dims, and a channels_last input or a batch of one the kernels
-// mishandle. Every case also against the op chain (norm.fused: false) it replaced.
+// reduced over the wrong dims, a channels_last input or a batch of one the kernels mishandle,
+// and dL/dx written in another layout than dy's. Every case also against the op chain
+// (norm.fused: false) it replaced.
 TEST(AffineNoise, FusedEqualsTheClosedFormAndTheOpChain) {
   torch::manual_seed(6);
   const int64_t c = 3;
@@ -179,8 +181,11 @@ TEST(AffineNoise, FusedEqualsTheClosedFormAndTheOpChain) {
         SCOPED_TRACE(std::to_string(shape.size()) + "-D, noise " + std::to_string(noise) +
                      (channels_last ? ", channels_last" : ""));
         auto x0 = torch::randn(shape, dbl) * 3 + 1;
-        if (channels_last) x0 = x0.contiguous(at::MemoryFormat::ChannelsLast);
-        const auto g = torch::randn(shape, dbl);
+        auto g = torch::randn(shape, dbl);
+        if (channels_last) {
+          x0 = x0.contiguous(at::MemoryFormat::ChannelsLast);
+          g = g.contiguous(at::MemoryFormat::ChannelsLast);
+        }
         torch::Tensor factor;
         if (noise == 1) factor = 1 + 0.5 * torch::randn({c}, dbl);
         if (noise == 2) factor = 1 + 0.5 * torch::randn({shape[0], c}, dbl);
@@ -212,6 +217,9 @@ TEST(AffineNoise, FusedEqualsTheClosedFormAndTheOpChain) {
           EXPECT_TRUE(close(x.grad(), dx_ref));
           EXPECT_TRUE(close(gamma.grad(), dgamma_ref));
           EXPECT_TRUE(close(beta.grad(), dbeta_ref));
+          // dL/dx in dy's layout: a channels_last net gets no transposing copies.
+          if (channels_last && fused)
+            EXPECT_TRUE(x.grad().is_contiguous(at::MemoryFormat::ChannelsLast));
           // Nothing accumulated into the constant statistics or the factor.
           EXPECT_TRUE(torch::equal(zero, torch::zeros({c}, dbl)));
           EXPECT_TRUE(torch::equal(one, torch::ones({c}, dbl)));
@@ -288,7 +296,8 @@ TEST(AffineNoise, FusedLayerKeepsNoMoreThanTheOpChainInANet) {
 // On CUDA the fused layer runs BatchNorm's native kernels: with float32 parameters on bf16
 // channels_last inputs (bf16 autocast's mixed path, the layout training uses) and in float32.
 // Against the op chain in float32 on the same device and noise: float32 to rounding, bf16
-// within bf16's precision. Catches a dtype or layout the kernels reject or get wrong.
+// within bf16's precision. Catches a dtype or layout the kernels reject or get wrong, and
+// dL/dx leaving channels_last.
 TEST(AffineNoise, FusedOnCudaMatchesTheOpChainInFp32AndBf16) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "needs CUDA";
   const auto cuda = torch::TensorOptions().device(torch::kCUDA);
@@ -298,6 +307,7 @@ TEST(AffineNoise, FusedOnCudaMatchesTheOpChainInFp32AndBf16) {
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
     SCOPED_TRACE(dtype == torch::kFloat ? "fp32" : "bf16");
     std::vector<torch::Tensor> y, dw, db, dx;
+    std::vector<bool> dx_layouts;
     for (bool fused : {true, false}) {
       AffineNoise a(16, false, AffineInit::Unit, 1.0, fused);
       a->set_sigma(0.3);
@@ -314,6 +324,7 @@ TEST(AffineNoise, FusedOnCudaMatchesTheOpChainInFp32AndBf16) {
       out.backward(fused ? g32.to(dtype) : g32);
       y.push_back(out.detach().to(torch::kFloat));
       dx.push_back(x.grad().to(torch::kFloat));
+      dx_layouts.push_back(x.grad().is_contiguous(at::MemoryFormat::ChannelsLast));
       dw.push_back(a->weight.grad());
       db.push_back(a->bias.grad());
     }
@@ -326,6 +337,9 @@ TEST(AffineNoise, FusedOnCudaMatchesTheOpChainInFp32AndBf16) {
     EXPECT_LT(rel(dw[0], dw[1]), tol);
     EXPECT_LT(rel(db[0], db[1]), tol);
     EXPECT_EQ(dw[0].scalar_type(), torch::kFloat);  // parameters' gradients stay float32
+    // BatchNorm's own eval-mode backward on CUDA writes dL/dx contiguous (NCHW) whatever dy's
+    // layout; the function computes dL/dx itself so that channels_last nets keep theirs.
+    EXPECT_TRUE(dx_layouts[0]);
   }
 }
 

@@ -22,8 +22,14 @@ note() { echo "$*" | tee -a "$summary"; pack; }
 left() { echo $((deadline - $(date +%s))); }
 
 # A step runs when at least `cap` seconds are left, under a timeout of what is left.
+# NORMEXP_STEPS="tests norms" runs only the steps named (a later call skips what an earlier
+# one measured).
 want() {  # name cap
   local l
+  if [ -n "${NORMEXP_STEPS:-}" ] && [[ " $NORMEXP_STEPS " != *" ${1%% *} "* ]]; then
+    note "-- skipped $1: not in NORMEXP_STEPS"
+    return 1
+  fi
   l=$(left)
   if ((l < $2)); then
     note "-- skipped $1: ${l}s left, needs ${2}s"
@@ -103,6 +109,16 @@ gpu=true  # bf16 and channels_last: GPU only
 fast="bf16: $gpu, channels_last: $gpu"
 mk() {  # name base batch graphs
   variant "$1" "$2" "train: {$fast, cuda_graphs: $4, batch_size: $3, device: $device}"
+}
+
+# ViT-B/16 at 224 px (no shipped ImageNet ViT recipe: a DeiT-like one); needs B_VIT.
+vit() {  # name norm-yaml
+  { echo "name: $1"; echo "data: {name: imagenet}"; echo "model: {name: vit, preset: vit_b16}"
+    echo "norm: $2"; echo "optim: {name: adamw, lr: 1.0e-3, weight_decay: 0.05}"
+    echo "schedule: {name: cosine}"
+    echo "train: {$fast, cuda_graphs: auto, batch_size: $B_VIT, epochs: 300, device: $device}"
+  } >"$D/cfg/$1.yaml"
+  echo "$D/cfg/$1.yaml"
 }
 
 nbench() {  # label steps configs...

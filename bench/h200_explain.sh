@@ -14,6 +14,8 @@
 #            with FastAA + Cutout: what each piece of cwo and of FastAA costs
 #   profile  the same workloads eager under the profiler (bench --profile): GPU time per
 #            kernel per step, bn vs cwo vs bn + FastAA; and WRN B4 in graphs (busy vs step)
+#   vitprof  the ViT-B/16 step (B128 bf16, eager) under the profiler, LN vs BCN: where BCN's
+#            +2.7 % per step goes when its kernels take less GPU time than LayerNorm's
 #   norms    bench norms bf16 --profile: the kernels of BCN, LayerNorm and BatchNorm, and of
 #            cwo's affine + noise, fused and as the op chain
 #   jpeg     the JPEG loader on the machine's cores (ImageNet input rate vs the R-50 step)
@@ -29,9 +31,9 @@ deadline_s=330
 source bench/device_session.sh
 
 if ((dry)); then
-  B128=2 B4=1 W=1 S=2 R=1 P=1 NORMS=(--shape 2x16x32 --shape 2x8x8x8 --repeats 2 --warmup 1)
+  B128=2 B4=1 B_VIT=1 W=1 S=2 R=1 P=1 NORMS=(--shape 2x16x32 --shape 2x8x8x8 --repeats 2 --warmup 1)
 else
-  B128=128 B4=4 W=15 S=30 R=2 P=3 NORMS=(--shape 128x197x768 --shape 256x65x192
+  B128=128 B4=4 B_VIT=128 W=15 S=30 R=2 P=3 NORMS=(--shape 128x197x768 --shape 256x65x192
     --shape 64x256x56x56 --repeats 30 --warmup 5 --bf16)
 fi
 T1F=configs/ikami/table1_fastaa
@@ -74,6 +76,11 @@ if want profile 60; then
     "$(mk prof_bn_fastaa $T1F/cifar100_wrn28_10_bn.yaml "$B128" off)"
   pbench profile_wrn_b4_graphs "$((dry ? 1 : 50))" "$((dry ? 1 : 20))" \
     "$(mk prof_b4_graphs $T2/cifar100_wrn28_10_bn_b4.yaml "$B4" on)"
+fi
+
+if want vitprof 60; then
+  pbench profile_vitb16_eager "$((dry ? 1 : 10))" "$P" "$(vit prof_vit_ln "{name: ln}")" \
+    "$(vit prof_vit_bcn "{name: bcn, alpha: 0.2, stats: tokens}")"
 fi
 
 if want norms 30; then

@@ -53,14 +53,6 @@ r110_e=$(mk r110_b128_eager $T1/cifar100_resnet110_bn.yaml $B128 off)
 r110_g=$(mk r110_b128_graphs $T1/cifar100_resnet110_bn.yaml $B128 on)
 b4_e=$(mk wrn_b4_eager $T2/cifar100_wrn28_10_bn_b4.yaml $B4 off)
 b4_g=$(mk wrn_b4_graphs $T2/cifar100_wrn28_10_bn_b4.yaml $B4 on)
-vit() {  # name norm-yaml: ViT-B/16 at 224 px (no shipped ImageNet ViT recipe: a DeiT-like one)
-  { echo "name: $1"; echo "data: {name: imagenet}"; echo "model: {name: vit, preset: vit_b16}"
-    echo "norm: $2"; echo "optim: {name: adamw, lr: 1.0e-3, weight_decay: 0.05}"
-    echo "schedule: {name: cosine}"
-    echo "train: {$fast, cuda_graphs: auto, batch_size: $B_VIT, epochs: 300, device: $device}"
-  } >"$D/cfg/$1.yaml"
-  echo "$D/cfg/$1.yaml"
-}
 vit_ln=$(vit vitb16_ln "{name: ln}")
 vit_bcn=$(vit vitb16_bcn "{name: bcn, alpha: 0.2, stats: tokens}")
 

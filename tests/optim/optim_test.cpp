@@ -265,6 +265,76 @@ TEST(AdamW, StepsMatchClosedFormAndStateRoundTrips) {
   EXPECT_NEAR(b2[0].item<double>(), b[0].item<double>(), 1e-12);
 }
 
+// The multi-tensor step against the textbook per-tensor loop, written out here, over tensors
+// of every role and shape: decayed weights, undecayed norm parameters and biases, a
+// constrained weight (centered gradient, projection), a parameter whose gradient first
+// appears at step 2 (its moments start then, with the global step's bias correction) and
+// one that never gets a gradient (untouched, no state). Catches lists that fall out of step
+// (moments of one tensor applied to another), decay on the wrong tensors, eps in the wrong
+// place, a projection missed.
+TEST(AdamW, MultiTensorStepEqualsThePerTensorLoop) {
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble);
+  torch::manual_seed(3);
+  struct Spec {
+    const char* name;
+    std::vector<int64_t> shape;
+    nn::ParamRole role;
+  };
+  const std::vector<Spec> specs = {{"w", {3, 4}, nn::ParamRole::Weight},
+                                   {"gamma", {4}, nn::ParamRole::NormAffine},
+                                   {"c", {2, 5}, nn::ParamRole::Constrained},
+                                   {"late", {2, 2}, nn::ParamRole::Weight},
+                                   {"b", {4}, nn::ParamRole::Bias},
+                                   {"never", {3}, nn::ParamRole::Weight}};
+  AdamWOptions o;
+  o.weight_decay = 0.3;
+  o.eps = 1e-3;  // large enough to matter
+  std::vector<nn::ParamInfo> infos;
+  std::vector<torch::Tensor> ref, m, v;
+  for (const auto& spec : specs) {
+    auto t = torch::randn(spec.shape, f64);
+    auto info = param(spec.name, t, spec.role);
+    if (spec.role == nn::ParamRole::Constrained) {
+      info.constraint.c = 2.5;
+      torch::NoGradGuard no_grad;
+      nn::project_rows_(t, info.constraint);
+    }
+    infos.push_back(info);
+    ref.push_back(t.detach().clone());
+    m.push_back(torch::zeros_like(t));
+    v.push_back(torch::zeros_like(t));
+  }
+  AdamW opt(infos, o);
+  const double lr = 0.05;
+  for (int step = 1; step <= 3; ++step) {
+    const double c1 = 1 - std::pow(o.beta1, step), c2 = 1 - std::pow(o.beta2, step);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const std::string name = specs[i].name;
+      if (name == "never" || (name == "late" && step == 1)) continue;
+      auto g = torch::randn(specs[i].shape, f64) * (i + 1.0) + 0.5;
+      infos[i].tensor.mutable_grad() = g.clone();
+      if (specs[i].role == nn::ParamRole::Constrained) nn::center_rows_(g);
+      m[i] = o.beta1 * m[i] + (1 - o.beta1) * g;
+      v[i] = o.beta2 * v[i] + (1 - o.beta2) * g * g;
+      if (specs[i].role != nn::ParamRole::NormAffine && specs[i].role != nn::ParamRole::Bias)
+        ref[i] = ref[i] * (1 - lr * o.weight_decay);
+      ref[i] = ref[i] - lr * (m[i] / c1) / ((v[i] / c2).sqrt() + o.eps);
+      if (specs[i].role == nn::ParamRole::Constrained)
+        nn::project_rows_(ref[i], infos[i].constraint);
+    }
+    opt.step(lr);
+    for (size_t i = 0; i < specs.size(); ++i)
+      EXPECT_TRUE(torch::allclose(infos[i].tensor, ref[i], 1e-12, 1e-12))
+          << specs[i].name << " after step " << step << "\n"
+          << infos[i].tensor << "\n" << ref[i];
+  }
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& [k, t] : opt.state()) state[k] = t;
+  EXPECT_EQ(state.count("exp_avg.never"), 0u);
+  ASSERT_EQ(state.count("exp_avg_sq.late"), 1u);
+  EXPECT_TRUE(torch::allclose(state["exp_avg_sq.late"], v[3], 1e-12, 1e-14));
+}
+
 // Weight decay by role on a real model (timm's and DeiT's ViT recipe): the class token, the
 // position embedding, every LayerNorm gamma/beta and every bias keep their values under a
 // zero gradient, and only the linear and conv weights shrink, by exactly 1 - lr * wd (AdamW's

@@ -152,7 +152,7 @@ cuda_tests() {
   local part filter
   for part in graphs bcn; do
     filter='TrainStep.*:CudaRun.*:CudaGraph.*'
-    [ $part = bcn ] && filter='Bcn*.*:AffineNoise.*'
+    [ $part = bcn ] && filter='Bcn*.*:AffineNoise.*:ChannelScale.*:ScaleChannels.*'
     timeout -k 10 "$(tlimit 70)" "$tests" --gtest_filter="$filter" >"$D/logs/tests_$part.log" 2>&1
     note "== CUDA-only tests, $part (rc $?): $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$D/logs/tests_$part.log" | tr '\n' ' ')"
     grep -E '^\[  FAILED  \]|^\[  SKIPPED \]' "$D/logs/tests_$part.log" | head -20 | tee -a "$summary"

@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "nn/scale_channels.h"
+
 namespace normexp::nn {
 
 namespace {
@@ -33,9 +35,7 @@ class AffineNoiseFunction : public torch::autograd::Function<AffineNoiseFunction
                                const torch::Tensor& gamma, const torch::Tensor& bias,
                                const AffineNoiseConstants& k) {
     // x*f in x's dtype: what BatchNorm's kernels see, and what the backward reduces against.
-    const auto input =
-        k.sample_factor.defined() ? x * per_channel_view(k.sample_factor, x).to(x.scalar_type())
-                                  : x;
+    const auto input = k.sample_factor.defined() ? scale_channels(x, k.sample_factor) : x;
     ctx->save_for_backward({input, gamma});
     ctx->saved_data["zero_mean"] = k.zero_mean;
     ctx->saved_data["unit_var"] = k.unit_var;
@@ -63,10 +63,10 @@ class AffineNoiseFunction : public torch::autograd::Function<AffineNoiseFunction
       dbias = std::get<2>(r);
     }
     if (ctx->needs_input_grad(0)) {
-      auto scale = per_channel_view(gamma, g);
+      auto scale = gamma;  // [C], or [N, C] with per-sample noise
       const auto it = ctx->saved_data.find("sample_factor");
-      if (it != ctx->saved_data.end()) scale = scale * per_channel_view(it->second.toTensor(), g);
-      dx = g * scale.to(g.scalar_type());
+      if (it != ctx->saved_data.end()) scale = gamma.unsqueeze(0) * it->second.toTensor();
+      dx = scale_channels(g, scale);
     }
     return {dx, dgamma, dbias, torch::Tensor()};  // and none for the constants
   }
@@ -87,6 +87,22 @@ torch::Tensor affine_noise_fused(const torch::Tensor& x, const torch::Tensor& we
   return AffineNoiseFunction::apply(
       x, gamma, bias,
       AffineNoiseConstants{per_channel ? torch::Tensor() : factor, zero_mean, unit_var});
+}
+
+namespace {
+const torch::Tensor& constant_like(torch::Tensor& cache, const torch::Tensor& like, double value) {
+  if (!cache.defined() || cache.device() != like.device() ||
+      cache.scalar_type() != like.scalar_type() || cache.sizes() != like.sizes())
+    cache = torch::full(like.sizes(), value, like.options().requires_grad(false));
+  return cache;
+}
+}  // namespace
+
+const torch::Tensor& AffineConstants::zeros(const torch::Tensor& like) {
+  return constant_like(zeros_, like, 0.0);
+}
+const torch::Tensor& AffineConstants::ones(const torch::Tensor& like) {
+  return constant_like(ones_, like, 1.0);
 }
 
 torch::Tensor affine_noise_op_chain(const torch::Tensor& x, const torch::Tensor& weight,

@@ -25,6 +25,18 @@ torch::Tensor affine_noise_fused(const torch::Tensor& x, const torch::Tensor& we
                                  const torch::Tensor& bias, const torch::Tensor& factor,
                                  const torch::Tensor& zero_mean, const torch::Tensor& unit_var);
 
+// [C] zeros and ones in the dtype and on the device of `like` (a layer's weight): the
+// running mean and variance affine_noise_fused hands BatchNorm. Made at the first call there
+// and kept; not a module's buffers, so checkpoints stay as they were.
+class AffineConstants {
+ public:
+  const torch::Tensor& zeros(const torch::Tensor& like);
+  const torch::Tensor& ones(const torch::Tensor& like);
+
+ private:
+  torch::Tensor zeros_, ones_;
+};
+
 torch::Tensor affine_noise_op_chain(const torch::Tensor& x, const torch::Tensor& weight,
                                     const torch::Tensor& bias, const torch::Tensor& factor);
 

@@ -129,25 +129,12 @@ torch::Tensor AffineNoiseImpl::forward(const torch::Tensor& x) {
     factor.mul_(sigma_).add_(1.0);
   }
   if (!fused_) return affine_noise_op_chain(x, weight, bias, factor);
-  return affine_noise_fused(x, weight, bias, factor, zero_mean(), unit_var());
+  return affine_noise_fused(x, weight, bias, factor, constants_.zeros(weight),
+                            constants_.ones(weight));
 }
 
-const torch::Tensor& AffineNoiseImpl::zero_mean() {
-  if (!zero_mean_.defined() || zero_mean_.device() != weight.device() ||
-      zero_mean_.scalar_type() != weight.scalar_type())
-    zero_mean_ = torch::zeros({channels_}, weight.options().requires_grad(false));
-  return zero_mean_;
-}
-
-const torch::Tensor& AffineNoiseImpl::unit_var() {
-  if (!unit_var_.defined() || unit_var_.device() != weight.device() ||
-      unit_var_.scalar_type() != weight.scalar_type())
-    unit_var_ = torch::ones({channels_}, weight.options().requires_grad(false));
-  return unit_var_;
-}
-
-ChannelScaleImpl::ChannelScaleImpl(int64_t channels, double init)
-    : channels_(channels), init_(init) {
+ChannelScaleImpl::ChannelScaleImpl(int64_t channels, double init, bool fused)
+    : channels_(channels), init_(init), fused_(fused) {
   reset();
 }
 
@@ -158,6 +145,10 @@ void ChannelScaleImpl::reset() {
 torch::Tensor ChannelScaleImpl::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() >= 2 && x.size(1) == channels_, "ChannelScale: expected ", channels_,
               " channels in dim 1, got input of shape ", x.sizes());
+  if (fused_) {
+    const auto& zeros = constants_.zeros(weight);  // no bias; and BatchNorm's mean
+    return affine_noise_fused(x, weight, zeros, torch::Tensor(), zeros, constants_.ones(weight));
+  }
   std::vector<int64_t> shape(x.dim(), 1);
   shape[1] = channels_;
   return x * weight.view(shape).to(x.scalar_type());

@@ -10,6 +10,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "nn/affine_noise.h"
+
 namespace normexp::backend {
 class ProcessGroup;
 }
@@ -132,19 +134,13 @@ class AffineNoiseImpl : public torch::nn::Cloneable<AffineNoiseImpl>, public Nor
  private:
   void init_from(const torch::Tensor& x);
 
-  // BatchNorm's running statistics for the fused path: mean 0 and variance 1 in the dtype
-  // and on the device of `weight`, made at the first forward there (not registered: they are
-  // constants, and checkpoints stay as they were).
-  const torch::Tensor& zero_mean();
-  const torch::Tensor& unit_var();
-
   int64_t channels_;
   bool per_batch_;
   AffineInit init_;
   double scale_;
   bool fused_;
   double sigma_ = 0.0;
-  torch::Tensor zero_mean_, unit_var_;
+  AffineConstants constants_;  // the fused path's BatchNorm statistics
   bool pending_ = false;     // data init not done yet in this process
   torch::Tensor initialized_;  // data init: 0-dim buffer, 1 once done (kept in checkpoints)
   std::shared_ptr<backend::ProcessGroup> group_;  // data-parallel runs: see set_init_group
@@ -160,9 +156,12 @@ void set_data_init_group(torch::nn::Module& model,
 // a residual branch in pre-activation blocks (NormScheme::branch_scale). Starting it at 0
 // makes each block the identity at initialization while its gradient, dL/ds = <dL/dy, x>, is
 // non-zero, so the branch starts learning at the first step (SkipInit, De & Smith 2020).
+// Computed as an affine without bias by affine_noise_fused (fused, the default: BatchNorm's
+// kernels, whose backward reduces dy*x per channel in one pass) or as a broadcast multiply
+// under autograd.
 class ChannelScaleImpl : public torch::nn::Cloneable<ChannelScaleImpl>, public NormLayer {
  public:
-  ChannelScaleImpl(int64_t channels, double init);
+  ChannelScaleImpl(int64_t channels, double init, bool fused = true);
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x);
 
@@ -171,6 +170,8 @@ class ChannelScaleImpl : public torch::nn::Cloneable<ChannelScaleImpl>, public N
  private:
   int64_t channels_;
   double init_;
+  bool fused_;
+  AffineConstants constants_;
 };
 TORCH_MODULE(ChannelScale);
 

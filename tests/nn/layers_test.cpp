@@ -7,6 +7,7 @@
 
 #include "nn/affine_noise.h"
 #include "nn/layers.h"
+#include "nn/scale_channels.h"
 #include "nn/norm_scheme.h"
 #include "nn/params.h"
 
@@ -350,6 +351,86 @@ TEST(ChannelScale, StartsAtItsInitAndGetsAGradientThere) {
   EXPECT_EQ(y.abs().max().item<double>(), 0.0);
   (y * x).sum().backward();  // d/ds of sum(s * x * x) = sum over the batch of x^2
   EXPECT_TRUE(torch::allclose(s->weight.grad(), torch::tensor({10.0, 20.0})));
+}
+
+// The fused branch scale (an affine without bias on BatchNorm's kernels) against the broadcast
+// multiply under autograd, float64, in both layouts: y, dL/dx and dL/ds. Catches the fused
+// path taking the wrong reduction (dL/dbeta's sum(dy) for dL/ds), a wrong dL/dx scale, or a
+// layout the function drops.
+TEST(ChannelScale, FusedEqualsTheBroadcastMultiplyAndItsGradients) {
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble);
+  torch::manual_seed(21);
+  for (auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+    SCOPED_TRACE(format == at::MemoryFormat::Contiguous ? "contiguous" : "channels_last");
+    const auto x0 = torch::randn({3, 5, 4, 2}, f64).contiguous(format);
+    const auto g = torch::randn({3, 5, 4, 2}, f64).contiguous(format);
+    const auto s0 = torch::randn({5}, f64);
+    std::vector<torch::Tensor> y, dx, ds;
+    for (bool fused : {true, false}) {
+      ChannelScale s(5, 0.0, fused);
+      s->to(torch::kDouble);
+      {
+        torch::NoGradGuard ng;
+        s->weight.copy_(s0);
+      }
+      auto x = x0.clone().requires_grad_(true);
+      auto out = s->forward(x);
+      out.backward(g);
+      y.push_back(out.detach());
+      dx.push_back(x.grad());
+      ds.push_back(s->weight.grad());
+    }
+    const auto s4 = s0.view({1, 5, 1, 1});
+    EXPECT_TRUE(torch::allclose(y[0], x0 * s4, 1e-12, 1e-12));
+    EXPECT_TRUE(torch::allclose(y[0], y[1], 1e-12, 1e-12));
+    EXPECT_TRUE(torch::allclose(dx[0], g * s4, 1e-12, 1e-12));
+    EXPECT_TRUE(torch::allclose(ds[0], (g * x0).sum({0, 2, 3}), 1e-12, 1e-12));
+    EXPECT_TRUE(torch::allclose(ds[0], ds[1], 1e-12, 1e-12));
+    EXPECT_TRUE(dx[0].is_contiguous(format));
+  }
+}
+
+// The vectorized CUDA kernel behind the fused layers' per-channel and per-(sample, channel)
+// multiplies, against the product in float (double for double) rounded once, bit for bit:
+// every dtype, both layouts, channel and position counts that do and do not fill a 16-byte
+// pack, s per channel and per sample, and an input 2 bytes off 16-byte alignment. Catches a
+// pack that mixes samples or channels, a wrong row of s, a misaligned vector load.
+TEST(ScaleChannels, CudaKernelEqualsTheProductRoundedOnce) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs CUDA";
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  torch::manual_seed(22);
+  for (auto dtype : {torch::kDouble, torch::kFloat, torch::kHalf, torch::kBFloat16})
+    for (auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast})
+      for (std::vector<int64_t> shape : {std::vector<int64_t>{4, 16, 8, 8}, {3, 5, 3, 5},
+                                         {2, 24, 3, 3}, {5, 8, 1, 1}})
+        for (bool per_sample : {true, false})
+          for (bool misaligned : {false, true}) {
+            SCOPED_TRACE(::testing::Message()
+                         << c10::toString(dtype) << " " << c10::IntArrayRef(shape)
+                         << " channels_last "
+                         << (format == at::MemoryFormat::ChannelsLast) << " per_sample "
+                         << per_sample << " misaligned " << misaligned);
+            const auto acc = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
+            auto x = torch::randn(shape, cuda.dtype(dtype)).contiguous(format);
+            if (misaligned) {  // the same values one element past an aligned start
+              auto flat = torch::empty({x.numel() + 1}, cuda.dtype(dtype));
+              auto moved = flat.narrow(0, 1, x.numel());
+              if (format == at::MemoryFormat::ChannelsLast)
+                moved = moved.view({shape[0], shape[2], shape[3], shape[1]}).permute({0, 3, 1, 2});
+              else
+                moved = moved.view(shape);
+              moved.copy_(x);
+              x = moved;
+            }
+            const auto s = per_sample ? torch::randn({shape[0], shape[1]}, cuda)
+                                      : torch::randn({shape[1]}, cuda);
+            const auto s4 = per_sample ? s.view({shape[0], shape[1], 1, 1})
+                                       : s.view({1, shape[1], 1, 1});
+            const auto want = (x.to(acc) * s4.to(acc)).to(dtype);
+            const auto got = scale_channels(x, s);
+            EXPECT_TRUE(torch::equal(got, want));
+            EXPECT_TRUE(got.is_contiguous(format));
+          }
 }
 
 TEST(AssignNoise, LinearScheduleCountsLayersInForwardOrder) {

@@ -40,7 +40,7 @@ class CwoScheme : public NormScheme {
   }
 
   torch::nn::AnyModule branch_scale(int64_t channels, const std::string&) override {
-    return torch::nn::AnyModule(ChannelScale(channels, residual_gamma_));
+    return torch::nn::AnyModule(ChannelScale(channels, residual_gamma_, fused_));
   }
 
   torch::nn::AnyModule classifier(int64_t in, int64_t out) override {
@@ -108,9 +108,10 @@ std::vector<config::OptionSpec> cwo_options() {
       // Added after cwo results existed: at the default, runs keep their hash.
       hashed_unless_default(opt_bool(
           "fused", true,
-          "the affine + noise layers on BatchNorm's inference kernels (one fused reduction "
-          "for gamma's and beta's gradients); false: the addcmul op chain they are tested "
-          "against (slower on the GPU; to rule the fused path in or out)")),
+          "the affine + noise layers and residual branch scales on BatchNorm's inference "
+          "kernels (one fused reduction for gamma's and beta's gradients); false: the "
+          "broadcast op chains they are tested against (slower on the GPU; to rule the fused "
+          "path in or out)")),
   };
 }
 

@@ -14,8 +14,8 @@
 #            with FastAA + Cutout: what each piece of cwo and of FastAA costs
 #   profile  the same workloads eager under the profiler (bench --profile): GPU time per
 #            kernel per step, bn vs cwo vs bn + FastAA; and WRN B4 in graphs (busy vs step)
-#   vitprof  the ViT-B/16 step (B128 bf16, eager) under the profiler, LN vs BCN: where BCN's
-#            +2.7 % per step goes when its kernels take less GPU time than LayerNorm's
+#   vitprof  the ViT-B/16 step (B128 bf16, eager) under the profiler, LN vs BCN: GPU time
+#            and launches per step (what BCN's layers cost beyond their kernels)
 #   norms    bench norms bf16 --profile: the kernels of BCN, LayerNorm and BatchNorm, and of
 #            cwo's affine + noise, fused and as the op chain
 #   jpeg     the JPEG loader on the machine's cores (ImageNet input rate vs the R-50 step)

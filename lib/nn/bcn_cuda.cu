@@ -22,6 +22,7 @@
 // the CPU, where they cost nothing next to the D values of each vector.
 #include "nn/bcn_cuda.h"
 #include "nn/bcn_cuda_launch.h"
+#include "nn/cuda_pack.cuh"
 
 #include <ATen/AccumulateType.h>
 #include <ATen/Dispatch.h>
@@ -54,26 +55,11 @@ enum CoefRow : int { kA2 = 0, kC2, kInvM };
 unsigned grid_of(int64_t blocks) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks, kMaxGrid)));
 }
-bool aligned16(const void* p) {
-  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
-}
 
 // ---------------------------------------------------------------------------------------
 // Device helpers
 
-// 16-byte loads and stores of VEC values (VEC = 1: plain ones).
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
-};
-template <typename T, int VEC>
-__device__ __forceinline__ Pack<T, VEC> load_pack(const T* p) {
-  return *reinterpret_cast<const Pack<T, VEC>*>(p);
-}
-template <typename T, int VEC>
-__device__ __forceinline__ void store_pack(T* p, const Pack<T, VEC>& v) {
-  *reinterpret_cast<Pack<T, VEC>*>(p) = v;
-}
+// 16-byte loads and stores of VEC values (VEC = 1: plain ones): nn/cuda_pack.cuh.
 
 __device__ __forceinline__ float acc_sqrt(float v) {
   return sqrtf(v);

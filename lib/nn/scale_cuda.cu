@@ -7,6 +7,7 @@
 // either their channel (contiguous layout, H*W a multiple of the pack) or consecutive
 // channels (channels_last, C a multiple of the pack); other shapes take packs of one.
 #include "nn/scale_cuda.h"
+#include "nn/cuda_pack.cuh"
 
 #include <ATen/AccumulateType.h>
 #include <ATen/Dispatch.h>
@@ -24,11 +25,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
-};
-
 // Packs of VEC values; pack p starts at value p * VEC. s: [s_rows, C] in A (s_rows 1 or N).
 template <typename T, typename A, int VEC, bool kChannelsLast>
 __global__ void scale_channels_kernel(const T* __restrict__ x, const A* __restrict__ s,
@@ -41,12 +37,12 @@ __global__ void scale_channels_kernel(const T* __restrict__ x, const A* __restri
     const int64_t n = i / (C * HW);
     const int64_t c = kChannelsLast ? i % C : (i / HW) % C;
     const A* row = s + (per_sample ? n * C : 0);
-    const auto in = *reinterpret_cast<const Pack<T, VEC>*>(x + i);
+    const auto in = load_pack<T, VEC>(x + i);
     Pack<T, VEC> out;
 #pragma unroll
     for (int k = 0; k < VEC; ++k)
       out.v[k] = static_cast<T>(static_cast<A>(in.v[k]) * row[kChannelsLast ? c + k : c]);
-    *reinterpret_cast<Pack<T, VEC>*>(y + i) = out;
+    store_pack<T, VEC>(y + i, out);
   }
 }
 
@@ -88,7 +84,7 @@ at::Tensor scale_channels_cuda(const at::Tensor& x, const at::Tensor& s) {
     using A = at::acc_type<scalar_t, /*is_cuda=*/true>;
     constexpr int kVec = 16 / sizeof(scalar_t);
     const auto sa = s.to(x.device(), c10::CppTypeToScalarType<A>::value).contiguous();
-    const bool aligned = reinterpret_cast<std::uintptr_t>(x.data_ptr()) % 16 == 0;
+    const bool aligned = aligned16(x.data_ptr());
     const bool packs_fit = channels_last ? C % kVec == 0 : HW % kVec == 0;
     if (aligned && packs_fit) {
       if (channels_last)

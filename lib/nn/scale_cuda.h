@@ -1,5 +1,5 @@
 #pragma once
-// The CUDA half of nn/channel_scale.h: y = x * s[n, c] as one vectorized kernel
+// The CUDA half of nn/scale_channels.h: y = x * s[n, c] as one vectorized kernel
 // (nn/scale_cuda.cu), compiled only when LibTorch has CUDA (NORMEXP_WITH_CUDA). No CUDA types
 // and no torch/nn headers here, so plain C++ can include it and nvcc does not compile them.
 
